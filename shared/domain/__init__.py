@@ -1,0 +1,1 @@
+"""The domain: entities, the state machine, window arithmetic and message contracts. No Azure imports."""

@@ -1,0 +1,247 @@
+"""Entities and value objects: sites, releases, per-site sync rows and evidence records.
+
+All are frozen dataclasses; "changing" one returns a new value (``dataclasses.replace``). Datetimes
+are timezone-aware UTC throughout.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Generic, TypeVar
+
+from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
+from shared.domain.states import EvidenceSource, SyncReason, SyncState, check_transition
+from shared.errors import InvalidInput
+
+T = TypeVar("T")
+
+# Connected-registry limits (ARM documentation): sync window 1 h – 7 d, message TTL 1 d – 90 d.
+MIN_SYNC_WINDOW = timedelta(hours=1)
+MAX_SYNC_WINDOW = timedelta(days=7)
+MIN_MESSAGE_TTL = timedelta(days=1)
+MAX_MESSAGE_TTL = timedelta(days=90)
+DEFAULT_MESSAGE_TTL = timedelta(days=2)
+# A release keeps the ids of the events that named it, newest last, up to this many; enough to
+# recognise redeliveries (which come within Event Grid's 24 h retry period) without unbounded growth.
+MAX_SOURCE_EVENT_IDS = 64
+
+_SEMVER = re.compile(
+    r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+)
+
+
+class ArtifactKind(str, Enum):
+    """What kind of artifact a release is."""
+
+    IMAGE = "IMAGE"
+    CHART = "CHART"
+
+
+class FanoutState(str, Enum):
+    """Progress of a release's fan-out; a redelivered event completes an unfinished one."""
+
+    STARTED = "STARTED"  # release recorded, rows and jobs may be partly written
+    COMPLETE = "COMPLETE"  # every in-scope site has its row and its first job
+
+
+@dataclass(frozen=True)
+class TagPolicy:
+    """Which tags a site accepts: ``include`` globs (empty = all), ``exclude`` globs, semver only."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    semver_only: bool = False
+
+    def admits(self, tag: str) -> bool:
+        if self.semver_only and not _SEMVER.fullmatch(tag):
+            return False
+        if self.include and not any(fnmatch.fnmatchcase(tag, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(tag, p) for p in self.exclude)
+
+    @property
+    def is_open(self) -> bool:
+        return not (self.include or self.exclude or self.semver_only)
+
+
+@dataclass(frozen=True)
+class Site:
+    """An edge site: one connected registry, its approved repositories and its sync schedule.
+
+    ``schedule`` is the connected registry's 5-field cron (UTC); ``None`` means continuous sync.
+    ``repositories`` holds approved patterns: exact names, ``prefix/*`` or shell globs.
+    """
+
+    name: str
+    ring: str = "default"
+    critical: bool = False
+    owner: str | None = None
+    repositories: tuple[str, ...] = ()
+    tag_policy: TagPolicy = field(default_factory=TagPolicy)
+    connected_registry: str | None = None
+    schedule: str | None = None
+    sync_window: timedelta | None = None
+    message_ttl: timedelta = DEFAULT_MESSAGE_TTL
+    endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_site_name(self.name)
+
+    def approves_repository(self, repository: str) -> bool:
+        return any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.repositories)
+
+    def admits(self, repository: str, tags: frozenset[str]) -> SyncReason | None:
+        """``None`` when the site should hold a release of ``repository`` with ``tags``, else why not."""
+        if not self.approves_repository(repository):
+            return SyncReason.REPO_NOT_IN_SCOPE
+        if self.tag_policy.is_open:
+            return None
+        if not any(self.tag_policy.admits(tag) for tag in tags):
+            return SyncReason.TAG_NOT_ADMITTED
+        return None
+
+
+@dataclass(frozen=True)
+class Release:
+    """One digest of one repository of the parent registry, with every tag it was pushed under."""
+
+    registry: str
+    repository: str
+    digest: str
+    pushed_at: datetime
+    tags: frozenset[str] = frozenset()
+    media_type: str | None = None
+    size: int | None = None
+    actor: str | None = None
+    kind: ArtifactKind = ArtifactKind.IMAGE
+    source_event_ids: tuple[str, ...] = ()
+    fanout: FanoutState = FanoutState.STARTED
+    withdrawn_at: datetime | None = None
+    # Release-level counters: rows per state, kept exact by updating them in the same atomic write
+    # as the row that changed.
+    counts: Mapping[SyncState, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_repository(self.repository)
+        validate_digest(self.digest)
+
+    @property
+    def release_id(self) -> str:
+        return release_id_for(self.registry, self.repository, self.digest)
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.registry}/{self.repository}@{self.digest}"
+
+    def has_seen_event(self, event_id: str) -> bool:
+        return event_id in self.source_event_ids
+
+    def with_event(self, event_id: str, tags: frozenset[str] = frozenset()) -> Release:
+        """This release with one more source event and any new tags (idempotent)."""
+        ids = self.source_event_ids
+        if event_id not in ids:
+            ids = (ids + (event_id,))[-MAX_SOURCE_EVENT_IDS:]
+        return replace(self, source_event_ids=ids, tags=self.tags | tags)
+
+    def with_count_moved(self, source: SyncState | None, target: SyncState) -> Release:
+        counts = dict(self.counts)
+        if source is not None:
+            counts[source] = counts.get(source, 0) - 1
+            if counts[source] < 0:
+                raise InvalidInput("COUNTER_UNDERFLOW", f"release counter for {source.value} went below zero")
+        counts[target] = counts.get(target, 0) + 1
+        return replace(self, counts={state: n for state, n in counts.items() if n})
+
+
+@dataclass(frozen=True)
+class SiteSync:
+    """The state of one release at one site, with the timestamps that explain it."""
+
+    release_id: str
+    site: str
+    repository: str
+    digest: str
+    pushed_at: datetime  # the release's push time, kept on the row for per-site ordering and lag
+    state: SyncState
+    reason: SyncReason | None
+    updated_at: datetime
+    queued_at: datetime | None = None
+    expected_ready_at: datetime | None = None
+    synced_at: datetime | None = None
+    verified_at: datetime | None = None
+    stale_at: datetime | None = None
+    evidence_source: EvidenceSource | None = None
+    checks: int = 0
+
+    def moved_to(self, target: SyncState, reason: SyncReason | None, at: datetime, **changes: object) -> SiteSync:
+        """A copy in ``target`` state; stamps the matching timestamp.
+
+        Raises:
+            IllegalTransition: ``state → target`` is not in the transitions table.
+        """
+        check_transition(self.state, target)
+        stamps: dict[str, object] = {}
+        if target is SyncState.SYNCED:
+            stamps["synced_at"] = at
+        elif target is SyncState.VERIFIED:
+            stamps["verified_at"] = at
+            stamps["synced_at"] = self.synced_at or at
+        elif target is SyncState.STALE:
+            stamps["stale_at"] = at
+        return replace(self, state=target, reason=reason, updated_at=at, **{**stamps, **changes})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An append-only record of one observation about one release at one site."""
+
+    release_id: str
+    site: str
+    source: EvidenceSource
+    observed_at: datetime
+    recorded_at: datetime
+    summary: str
+    state_from: SyncState | None = None
+    state_to: SyncState | None = None
+    reason: SyncReason | None = None
+    observed_digest: str | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def evidence_id(self) -> str:
+        """Deterministic: recording the same observation twice (a retried write) yields the same id."""
+        material = "\n".join(
+            [
+                self.release_id,
+                self.site,
+                self.source.value,
+                self.observed_at.isoformat(),
+                self.state_from.value if self.state_from else "",
+                self.state_to.value if self.state_to else "",
+                self.observed_digest or "",
+                self.summary,
+            ]
+        )
+        return hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A value read from the store together with the ETag that guards a conditional write."""
+
+    value: T
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; ``continuation`` is opaque and ``None`` on the last page."""
+
+    items: list[T]
+    continuation: str | None = None

@@ -1,0 +1,198 @@
+"""Ports: the interfaces the services depend on. Adapters in ``shared.adapters`` implement them.
+
+Verbs follow the Azure SDK guidelines: ``get_`` raises :class:`NotFound` when missing, ``list_``
+returns an empty list (never ``None``), ``create_`` raises :class:`AlreadyExists`, ``replace_``
+is conditional on an ETag and raises :class:`ConcurrencyConflict` when it no longer matches,
+``upsert_`` creates or replaces, ``delete_`` succeeds when already gone. Transient backend trouble
+surfaces as :class:`StoreUnavailable` / :class:`QueueUnavailable`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
+
+PropertyValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class SavedSiteSync:
+    """ETags after an atomic site-sync save: the row's, and the release header's when it was written."""
+
+    row_etag: str
+    release_etag: str | None = None
+
+
+class StateStore(Protocol):
+    """Sites, releases, per-site sync rows and append-only evidence.
+
+    Layout contract (both adapters): everything about one release (its header with counters, one row
+    per site, its evidence) lives together, so "all sites of one release" is one partition read and
+    a row change plus its evidence plus the release counters commit atomically.
+    """
+
+    # -- sites ---------------------------------------------------------------------------------
+    def upsert_sites(self, sites: Sequence[Site]) -> None:
+        """Create or replace sites by name."""
+
+    def get_site(self, name: str) -> Site:
+        """Raises: NotFound."""
+
+    def list_sites(self) -> list[Site]:
+        """Every site, ordered by name."""
+
+    def delete_site(self, name: str) -> None:
+        """Remove a site; succeeds when it is already gone."""
+
+    # -- releases ------------------------------------------------------------------------------
+    def create_release(self, release: Release) -> Versioned[Release]:
+        """Insert-once. Raises: AlreadyExists when the release id is taken (idempotent callers re-read)."""
+
+    def get_release(self, release_id: str) -> Versioned[Release]:
+        """Raises: NotFound."""
+
+    def replace_release(self, release: Release, *, etag: str) -> Versioned[Release]:
+        """Replace the header iff ``etag`` still matches. Raises: ConcurrencyConflict, NotFound."""
+
+    def publish_release(self, release: Release) -> None:
+        """Make the release listable by :meth:`list_releases` (idempotent; refreshes its tags).
+
+        Called once fan-out has finished, so it doubles as the fan-out-complete marker.
+        """
+
+    def is_release_published(self, release_id: str) -> bool:
+        """Whether :meth:`publish_release` has run for this release."""
+
+    def list_releases(
+        self,
+        *,
+        repository: str | None = None,
+        tag: str | None = None,
+        digest: str | None = None,
+        page_size: int = 50,
+        continuation: str | None = None,
+    ) -> Page[Release]:
+        """Published releases, newest push first, filtered by exact repository, tag and digest.
+
+        Raises:
+            InvalidInput: ``INVALID_CONTINUATION`` for a token this store did not issue for these filters.
+        """
+
+    # -- site-sync rows ------------------------------------------------------------------------
+    def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
+        """Create the rows that do not exist yet and leave existing ones untouched (idempotent).
+
+        Writes in atomic batches of at most 100 rows of one release. Returns how many were created.
+        """
+
+    def get_site_sync(self, release_id: str, site: str) -> Versioned[SiteSync]:
+        """Raises: NotFound."""
+
+    def list_site_syncs(self, release_id: str) -> list[Versioned[SiteSync]]:
+        """Every row of one release, ordered by site name."""
+
+    def save_site_sync(
+        self,
+        row: SiteSync,
+        *,
+        etag: str,
+        evidence: Sequence[Evidence] = (),
+        release: Versioned[Release] | None = None,
+    ) -> SavedSiteSync:
+        """Atomically: replace ``row`` iff ``etag`` matches, replace the release header iff its etag
+        matches (when given), and append ``evidence`` (records already stored are skipped).
+
+        Afterwards the row appears in :meth:`list_site_syncs_for_site` for its site.
+
+        Raises:
+            ConcurrencyConflict: either precondition failed; nothing was written.
+        """
+
+    def list_site_syncs_for_site(
+        self, site: str, *, page_size: int = 100, continuation: str | None = None
+    ) -> Page[SiteSync]:
+        """Rows of one site that have been saved at least once (:meth:`save_site_sync`), newest
+        release first. Rows only created by fan-out and never checked may be absent."""
+
+    # -- evidence ------------------------------------------------------------------------------
+    def append_evidence(self, evidence: Sequence[Evidence]) -> int:
+        """Append records, skipping any already stored (same ``evidence_id``). Returns how many were new."""
+
+    def list_evidence(self, release_id: str, *, site: str | None = None) -> list[Evidence]:
+        """Evidence of one release (optionally one site), oldest observation first."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A job to send. ``message_id`` is deterministic so the queue drops re-sends (duplicate detection)."""
+
+    message_id: str
+    body: bytes
+    session_id: str | None = None
+    scheduled_at: datetime | None = None
+    time_to_live: timedelta | None = None
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message received under a lock; settle it with complete, abandon or dead-letter."""
+
+    message_id: str
+    body: bytes
+    delivery_count: int
+    lock_token: str
+    session_id: str | None = None
+    enqueued_at: datetime | None = None
+    locked_until: datetime | None = None
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    dead_letter_reason: str | None = None
+    dead_letter_description: str | None = None
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What a send did: messages handed over and the send calls (batches) it took."""
+
+    messages: int
+    batches: int
+
+
+class JobQueue(Protocol):
+    """A work queue with Service Bus semantics: peek-lock, delivery count, dead-lettering,
+    scheduled delivery and duplicate detection on ``message_id``."""
+
+    def send_messages(self, messages: Sequence[OutgoingMessage]) -> SendReport:
+        """Send in as few batches as the backend's batch size allows. A message whose id was sent
+        within the duplicate-detection window is accepted and silently dropped.
+
+        Raises:
+            EntityTooLarge: one message alone exceeds the size limit.
+            QueueUnavailable: transient failure; the caller may resend (ids make it safe).
+        """
+
+    def receive_messages(
+        self, *, max_count: int = 1, max_wait: float = 0.0, dead_letter: bool = False
+    ) -> list[ReceivedMessage]:
+        """Lock and return up to ``max_count`` visible messages (from the dead-letter sub-queue when
+        ``dead_letter``). Messages of one session are delivered one at a time."""
+
+    def complete_message(self, message: ReceivedMessage) -> None:
+        """Remove a locked message for good."""
+
+    def abandon_message(self, message: ReceivedMessage) -> None:
+        """Release the lock so the message is delivered again (its delivery count has risen)."""
+
+    def dead_letter_message(self, message: ReceivedMessage, *, reason: str, description: str = "") -> None:
+        """Move a locked message to the dead-letter sub-queue with a reason."""
+
+
+class Clock(Protocol):
+    """The current time; tests pass a controllable one."""
+
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
