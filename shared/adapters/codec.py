@@ -260,7 +260,7 @@ def decode_continuation(token: str, *, filters: dict[str, Any]) -> dict[str, Any
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if body["f"] != _filter_hash(filters) or not isinstance(body["p"], dict):
             raise ValueError("filter mismatch")
-        return body["p"]  # type: ignore[no-any-return]
+        return body["p"]
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query") from exc
 

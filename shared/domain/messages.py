@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 
 from shared.domain.names import validate_site_name
 from shared.errors import InvalidInput
@@ -12,7 +12,7 @@ from shared.errors import InvalidInput
 SCHEMA_VERSION = 1
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     """Why a site check was enqueued."""
 
     FANOUT = "FANOUT"  # first check after a push

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Generic, TypeVar
 
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
@@ -31,19 +31,17 @@ DEFAULT_MESSAGE_TTL = timedelta(days=2)
 # recognise redeliveries (which come within Event Grid's 24 h retry period) without unbounded growth.
 MAX_SOURCE_EVENT_IDS = 64
 
-_SEMVER = re.compile(
-    r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
-)
+_SEMVER = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 
 
-class ArtifactKind(str, Enum):
+class ArtifactKind(StrEnum):
     """What kind of artifact a release is."""
 
     IMAGE = "IMAGE"
     CHART = "CHART"
 
 
-class FanoutState(str, Enum):
+class FanoutState(StrEnum):
     """Progress of a release's fan-out; a redelivered event completes an unfinished one."""
 
     STARTED = "STARTED"  # release recorded, rows and jobs may be partly written
@@ -146,7 +144,7 @@ class Release:
         """This release with one more source event and any new tags (idempotent)."""
         ids = self.source_event_ids
         if event_id not in ids:
-            ids = (ids + (event_id,))[-MAX_SOURCE_EVENT_IDS:]
+            ids = ((*ids, event_id))[-MAX_SOURCE_EVENT_IDS:]
         return replace(self, source_event_ids=ids, tags=self.tags | tags)
 
     def with_count_moved(self, source: SyncState | None, target: SyncState) -> Release:

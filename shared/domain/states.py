@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from shared.errors import IllegalTransition
 
 
-class SyncState(str, Enum):
+class SyncState(StrEnum):
     """Where one release stands at one site."""
 
     PENDING = "PENDING"  # in scope, no check has decided anything yet
@@ -20,7 +20,7 @@ class SyncState(str, Enum):
     SKIPPED = "SKIPPED"  # the site is out of scope for this release (repository or tag policy)
 
 
-class SyncReason(str, Enum):
+class SyncReason(StrEnum):
     """Why a site-sync row is in its state; machine-readable, shown to release managers."""
 
     AWAITING_FIRST_CHECK = "AWAITING_FIRST_CHECK"
@@ -35,7 +35,7 @@ class SyncReason(str, Enum):
     SITE_INACTIVE = "SITE_INACTIVE"
     REPO_NOT_IN_SCOPE = "REPO_NOT_IN_SCOPE"  # not approved for the site, or missing from its sync scope map
     TAG_NOT_ADMITTED = "TAG_NOT_ADMITTED"  # the site's tag policy refuses every tag of the release
-    SYNC_TOKEN_EXPIRED = "SYNC_TOKEN_EXPIRED"
+    SYNC_TOKEN_EXPIRED = "SYNC_TOKEN_EXPIRED"  # noqa: S105 - a reason code, not a credential
     TRANSFER_FAILED = "TRANSFER_FAILED"
     DIGEST_MISMATCH = "DIGEST_MISMATCH"
     MAX_DELIVERIES_EXCEEDED = "MAX_DELIVERIES_EXCEEDED"
@@ -47,7 +47,7 @@ class SyncReason(str, Enum):
     SCOPE_GREW = "SCOPE_GREW"
 
 
-class EvidenceSource(str, Enum):
+class EvidenceSource(StrEnum):
     """Who observed what an evidence record states."""
 
     ARM_LAST_SYNC = "arm-last-sync"
@@ -66,7 +66,9 @@ TERMINAL_STATES = frozenset({SyncState.VERIFIED, SyncState.FAILED, SyncState.WIT
 
 _S = SyncState
 ALLOWED_TRANSITIONS: dict[SyncState, frozenset[SyncState]] = {
-    _S.PENDING: frozenset({_S.WAITING_FOR_WINDOW, _S.SYNCED, _S.VERIFIED, _S.STALE, _S.FAILED, _S.WITHDRAWN, _S.SKIPPED}),
+    _S.PENDING: frozenset(
+        {_S.WAITING_FOR_WINDOW, _S.SYNCED, _S.VERIFIED, _S.STALE, _S.FAILED, _S.WITHDRAWN, _S.SKIPPED}
+    ),
     _S.WAITING_FOR_WINDOW: frozenset({_S.SYNCED, _S.VERIFIED, _S.STALE, _S.FAILED, _S.WITHDRAWN}),
     # SYNCED is an inference; only direct proof improves it. It never goes back: no flapping.
     _S.SYNCED: frozenset({_S.VERIFIED}),

@@ -118,7 +118,9 @@ def windows_between(
             yield Window(opening, opening + length)
 
 
-def predicted_ready_at(schedule: str | None, sync_window: timedelta | None, pushed_at: datetime, now: datetime) -> datetime:
+def predicted_ready_at(
+    schedule: str | None, sync_window: timedelta | None, pushed_at: datetime, now: datetime
+) -> datetime:
     """When a digest pushed at ``pushed_at`` is expected at the site: the close of the first window
     that is still open or opens after both the push and ``now``."""
     window = window_at_or_after(schedule, sync_window, max(pushed_at, now))

@@ -1,0 +1,172 @@
+"""The composition root: the only place adapters are built.
+
+Triggers, the local runtime and the CLI reach the process-wide :class:`Services` through
+:func:`get_services`; nothing is built at import time, and each adapter is built on first use,
+once per process (the Service Bus adapter then keeps one sender per thread itself). Tests call
+:func:`bootstrap` with their own adapters instead of patching module globals.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared.config import QueueBackend, Settings, StoreBackend
+from shared.ports import Clock, JobQueue, StateStore
+
+T = TypeVar("T")
+
+
+class SystemClock:
+    """Wall-clock UTC time."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class _Lazy:
+    """Builds a value on first access, once, even when several threads ask at the same time."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._value: Any = None
+        self._built = False
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if not self._built:
+            with self._lock:
+                if not self._built:
+                    self._value = self._factory()
+                    self._built = True
+        return self._value
+
+    @property
+    def built(self) -> bool:
+        return self._built
+
+
+class Services:
+    """The adapters one process uses, built lazily from one :class:`Settings`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: StateStore | None = None,
+        queue: JobQueue | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credential = _Lazy(lambda: _build_credential(settings))
+        self._store = _Lazy(lambda: store if store is not None else _build_store(settings, self._credential))
+        self._queue = _Lazy(lambda: queue if queue is not None else _build_queue(settings, self._credential))
+        self.clock: Clock = clock or SystemClock()
+
+    @property
+    def store(self) -> StateStore:
+        value: StateStore = self._store.get()
+        return value
+
+    @property
+    def queue(self) -> JobQueue:
+        value: JobQueue = self._queue.get()
+        return value
+
+    def close(self) -> None:
+        """Close what was built (adapters that were never used are not built just to be closed)."""
+        for lazy in (self._queue, self._store):
+            if lazy.built:
+                closer = getattr(lazy.get(), "close_all", None) or getattr(lazy.get(), "close", None)
+                if closer is not None:
+                    closer()
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    store: StateStore | None = None,
+    queue: JobQueue | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    """Wire acrsync's services; adapters not given are built from ``settings`` on first use.
+
+    Raises:
+        ConfigurationError: the environment's settings are missing or contradictory.
+    """
+    return Services(settings or Settings.from_environ(os.environ), store=store, queue=queue, clock=clock)
+
+
+_process_services: Services | None = None
+_process_lock = threading.Lock()
+
+
+def get_services() -> Services:
+    """The process-wide services, built from the environment on first call."""
+    global _process_services  # noqa: PLW0603 - the one process-wide cache, guarded by a lock
+    if _process_services is None:
+        with _process_lock:
+            if _process_services is None:
+                _process_services = bootstrap()
+    return _process_services
+
+
+def use_services(services: Services | None) -> None:
+    """Install (or with ``None`` forget) the process-wide services: for the local runtime and tests."""
+    global _process_services  # noqa: PLW0603 - see get_services
+    with _process_lock:
+        _process_services = services
+
+
+def _build_credential(settings: Settings) -> Any:
+    # One credential per process. A user-assigned identity is named explicitly; otherwise
+    # DefaultAzureCredential (honouring AZURE_TOKEN_CREDENTIALS=prod|dev) finds the right source.
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.in_azure and settings.managed_identity_client_id:
+        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    return DefaultAzureCredential()
+
+
+def _build_store(settings: Settings, credential: _Lazy) -> StateStore:
+    if settings.store_backend is StoreBackend.TABLES:
+        from shared.adapters.azure_tables import AzureTableStore
+
+        if settings.table_connection:
+            tables = AzureTableStore.from_connection_string(
+                settings.table_connection, table_prefix=settings.table_prefix
+            )
+        else:
+            assert settings.table_endpoint is not None  # store_backend says so
+            tables = AzureTableStore(settings.table_endpoint, credential.get(), table_prefix=settings.table_prefix)
+        if not settings.in_azure:
+            tables.ensure_tables()  # in Azure the tables come from Bicep and the identity cannot create them
+        return tables
+    from shared.adapters.sqlite_store import SqliteStateStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteStateStore(settings.sqlite_path)
+
+
+def _build_queue(settings: Settings, credential: _Lazy) -> JobQueue:
+    if settings.queue_backend is QueueBackend.SERVICE_BUS:
+        from shared.adapters.servicebus import ServiceBusJobQueue
+
+        if settings.servicebus_connection:
+            return ServiceBusJobQueue.from_connection_string(
+                settings.servicebus_connection, settings.sync_queue, max_batch_bytes=settings.sync_queue_max_batch_bytes
+            )
+        assert settings.servicebus_namespace is not None  # queue_backend says so
+        return ServiceBusJobQueue(
+            settings.servicebus_namespace,
+            settings.sync_queue,
+            credential.get(),
+            max_batch_bytes=settings.sync_queue_max_batch_bytes,
+        )
+    from shared.adapters.sqlite_queue import SqliteJobQueue
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteJobQueue(settings.sqlite_path, queue_name=settings.sync_queue)

@@ -1,0 +1,190 @@
+"""Settings: one frozen object read from the environment (Functions app settings in Azure).
+
+Names follow Azure Functions conventions so the same names work as app settings, in
+``local.settings.json`` and in a shell. Without any Azure setting acrsync runs on the embedded
+SQLite store and queue. Missing or contradictory settings raise :class:`ConfigurationError` naming
+the setting; nothing here ever echoes a setting's value, since connection strings carry keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shared.errors import ConfigurationError
+
+# Setting names, in one place: the Bicep template sets exactly these (see infra/).
+DATA_DIR = "ACRSYNC_DATA_DIR"
+TABLE_CONNECTION = "SYNC_TABLE_CONNECTION"
+TABLE_ENDPOINT = "SYNC_TABLE_ENDPOINT"
+TABLE_PREFIX = "SYNC_TABLE_PREFIX"
+SERVICEBUS_CONNECTION = "ServiceBusConnection"
+SERVICEBUS_NAMESPACE = "ServiceBusConnection__fullyQualifiedNamespace"
+SYNC_QUEUE = "SYNC_QUEUE"
+SYNC_QUEUE_MAX_BATCH_BYTES = "SYNC_QUEUE_MAX_BATCH_BYTES"
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+REGISTRY = "ACRSYNC_REGISTRY"
+# Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
+AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
+
+DEFAULT_QUEUE = "site-sync"
+DEFAULT_TABLE_PREFIX = "acrsync"
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class StoreBackend(StrEnum):
+    SQLITE = "sqlite"
+    TABLES = "azure-tables"
+
+
+class QueueBackend(StrEnum):
+    SQLITE = "sqlite"
+    SERVICE_BUS = "azure-servicebus"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything acrsync reads from its environment.
+
+    Attributes:
+        data_dir: folder of the embedded SQLite files (store and queue).
+        table_connection: a Table Storage connection string (also ``UseDevelopmentStorage=true``).
+        table_endpoint: a Table Storage endpoint for identity-based access.
+        table_prefix: prefix of the acrsync table names.
+        servicebus_connection: a Service Bus connection string.
+        servicebus_namespace: a Service Bus namespace for identity-based access.
+        sync_queue: the jobs queue name.
+        sync_queue_max_batch_bytes: cap on a Service Bus send batch (default: what the link allows).
+        managed_identity_client_id: the user-assigned identity to authenticate with, if any.
+        registry: the parent registry's login server, when known.
+        in_azure: whether the process runs on an Azure Functions host.
+    """
+
+    data_dir: Path = Path(".acrsync")
+    table_connection: str | None = None
+    table_endpoint: str | None = None
+    table_prefix: str = DEFAULT_TABLE_PREFIX
+    servicebus_connection: str | None = None
+    servicebus_namespace: str | None = None
+    sync_queue: str = DEFAULT_QUEUE
+    sync_queue_max_batch_bytes: int | None = None
+    managed_identity_client_id: str | None = None
+    registry: str | None = None
+    in_azure: bool = False
+
+    @property
+    def store_backend(self) -> StoreBackend:
+        return StoreBackend.TABLES if (self.table_connection or self.table_endpoint) else StoreBackend.SQLITE
+
+    @property
+    def queue_backend(self) -> QueueBackend:
+        uses_service_bus = self.servicebus_connection or self.servicebus_namespace
+        return QueueBackend.SERVICE_BUS if uses_service_bus else QueueBackend.SQLITE
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "acrsync.db"
+
+    def describe(self) -> dict[str, str]:
+        """What the process runs on, safe to show (no connection strings, no keys)."""
+        store = self.table_endpoint or ("connection string" if self.table_connection else str(self.sqlite_path))
+        queue = self.servicebus_namespace or (
+            "connection string" if self.servicebus_connection else str(self.sqlite_path)
+        )
+        return {
+            "store": self.store_backend.value,
+            "store_location": store,
+            "queue": self.queue_backend.value,
+            "queue_location": queue,
+            "queue_name": self.sync_queue,
+        }
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> Settings:
+        """Read and check settings.
+
+        Raises:
+            ConfigurationError: a setting is malformed, or settings contradict each other.
+        """
+        values = {key: value.strip() for key, value in env.items() if isinstance(value, str) and value.strip()}
+        settings = cls(
+            data_dir=Path(values.get(DATA_DIR, ".acrsync")),
+            table_connection=values.get(TABLE_CONNECTION),
+            table_endpoint=_url(values, TABLE_ENDPOINT),
+            table_prefix=_matching(values, TABLE_PREFIX, _TABLE_PREFIX, DEFAULT_TABLE_PREFIX),
+            servicebus_connection=values.get(SERVICEBUS_CONNECTION),
+            servicebus_namespace=values.get(SERVICEBUS_NAMESPACE),
+            sync_queue=_matching(values, SYNC_QUEUE, _QUEUE_NAME, DEFAULT_QUEUE),
+            sync_queue_max_batch_bytes=_positive_int(values, SYNC_QUEUE_MAX_BATCH_BYTES),
+            managed_identity_client_id=values.get(AZURE_CLIENT_ID),
+            registry=values.get(REGISTRY, "").lower() or None,
+            in_azure=AZURE_HOST_MARKER in values,
+        )
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if self.table_connection and self.table_endpoint:
+            raise ConfigurationError(f"set either {TABLE_CONNECTION} or {TABLE_ENDPOINT}, not both")
+        if self.servicebus_connection and self.servicebus_namespace:
+            raise ConfigurationError(f"set either {SERVICEBUS_CONNECTION} or {SERVICEBUS_NAMESPACE}, not both")
+        if self.queue_backend is QueueBackend.SERVICE_BUS and self.store_backend is StoreBackend.SQLITE:
+            raise ConfigurationError(
+                f"{SERVICEBUS_NAMESPACE} (or {SERVICEBUS_CONNECTION}) is set but {TABLE_ENDPOINT} is not: "
+                "workers sharing a Service Bus queue need the shared Table Storage store"
+            )
+        if self.in_azure and self.store_backend is StoreBackend.SQLITE:
+            raise ConfigurationError(
+                f"{TABLE_ENDPOINT} is required on an Azure host (the embedded store is local-only)"
+            )
+        if self.in_azure and self.queue_backend is QueueBackend.SQLITE:
+            raise ConfigurationError(
+                f"{SERVICEBUS_NAMESPACE} is required on an Azure host (the embedded queue is local-only)"
+            )
+
+
+def parse_bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """Strict boolean: true/false, yes/no, on/off, 1/0; anything else is a configuration error."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false")
+
+
+def _url(values: Mapping[str, str], name: str) -> str | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    parsed = urlparse(raw)
+    loopback = parsed.hostname in {"127.0.0.1", "localhost", "::1"}
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        raise ConfigurationError(f"{name} must be an https:// URL (http:// only on loopback)")
+    return raw.rstrip("/")
+
+
+def _matching(values: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str) -> str:
+    raw = values.get(name, default)
+    if not pattern.fullmatch(raw):
+        raise ConfigurationError(f"{name} has a value that is not a valid name ({pattern.pattern})")
+    return raw
+
+
+def _positive_int(values: Mapping[str, str], name: str) -> int | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigurationError(f"{name} must be a positive whole number of bytes")
+    return int(raw)

@@ -1,0 +1,367 @@
+"""The state-store contract: every adapter (SQLite, Azure Table Storage on Azurite) passes the same tests."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared.domain.model import Site, TagPolicy, Versioned
+from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.errors import AlreadyExists, ConcurrencyConflict, EntityTooLarge, InvalidInput, NotFound
+from shared.ports import StateStore
+from tests.builders import T0, make_evidence, make_release, make_row, make_site, random_digest, site_names
+
+# -- sites ---------------------------------------------------------------------------------------
+
+
+def test_sites_round_trip_with_every_field(store: StateStore) -> None:
+    site = Site(
+        name="plant-01",
+        ring="ring1",
+        critical=True,
+        owner="Jürgen Łukasz <ops-plant01@contoso.example>",
+        repositories=("inspection/*", "gateway"),
+        tag_policy=TagPolicy(include=("1.*",), exclude=("latest",), semver_only=True),
+        connected_registry="/subscriptions/x/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/connectedRegistries/plant-01",
+        schedule="0 2 * * *",
+        sync_window=timedelta(hours=3),
+        message_ttl=timedelta(days=2),
+        endpoint="https://plant01.contoso.example",
+    )
+    store.upsert_sites([site, make_site("mine-07")])
+    assert store.get_site("plant-01") == site
+    assert [s.name for s in store.list_sites()] == ["mine-07", "plant-01"]
+
+
+def test_site_upsert_replaces_and_delete_is_idempotent(store: StateStore) -> None:
+    store.upsert_sites([make_site("store-0042", ring="ring2")])
+    store.upsert_sites([make_site("store-0042", ring="ring3")])
+    assert store.get_site("store-0042").ring == "ring3"
+    store.delete_site("store-0042")
+    store.delete_site("store-0042")
+    with pytest.raises(NotFound):
+        store.get_site("store-0042")
+    assert store.list_sites() == []
+
+
+# -- releases ------------------------------------------------------------------------------------
+
+
+def test_create_release_is_insert_once(store: StateStore) -> None:
+    release = make_release()
+    created = store.create_release(release)
+    assert created.value == release and created.etag
+    with pytest.raises(AlreadyExists):
+        store.create_release(replace(release, tags=frozenset({"other"})))
+    assert store.get_release(release.release_id).value.tags == frozenset({"1.4.2"})
+
+
+def test_get_missing_release_raises_not_found(store: StateStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_release("0" * 32)
+    assert store.is_release_published("0" * 32) is False
+
+
+def test_etag_conflict_two_writers_one_loses_and_retries(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    first = store.get_release(release.release_id)
+    second = store.get_release(release.release_id)
+
+    store.replace_release(first.value.with_event("ev-a", frozenset({"a"})), etag=first.etag)
+    with pytest.raises(ConcurrencyConflict):
+        store.replace_release(second.value.with_event("ev-b", frozenset({"b"})), etag=second.etag)
+
+    fresh = store.get_release(release.release_id)  # the loser re-reads and retries
+    store.replace_release(fresh.value.with_event("ev-b", frozenset({"b"})), etag=fresh.etag)
+    final = store.get_release(release.release_id).value
+    assert final.tags == {"1.4.2", "a", "b"}
+    assert final.source_event_ids[-2:] == ("ev-a", "ev-b")
+
+
+def test_replace_returns_the_etag_for_the_next_write(store: StateStore) -> None:
+    release = make_release()
+    etag = store.create_release(release).etag
+    for tag in ("x", "y", "z"):
+        etag = store.replace_release(
+            store.get_release(release.release_id).value.with_event(tag, frozenset({tag})), etag=etag
+        ).etag
+    assert store.get_release(release.release_id).value.tags == {"1.4.2", "x", "y", "z"}
+
+
+def test_oversize_release_is_refused_clearly_and_nothing_is_stored(store: StateStore) -> None:
+    release = make_release(tags=frozenset(f"build-{i:06d}-" + "x" * 100 for i in range(400)))
+    with pytest.raises(EntityTooLarge, match="limit"):
+        store.create_release(release)
+    with pytest.raises(NotFound):
+        store.get_release(release.release_id)
+
+
+# -- site-sync rows ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [100, 250])
+def test_add_site_syncs_in_batches_is_idempotent(store: StateStore, count: int) -> None:
+    release = make_release()
+    store.create_release(release)
+    rows = [make_row(release, site) for site in site_names(count)]
+    assert store.add_site_syncs(rows) == count
+    assert store.add_site_syncs(rows) == 0
+    listed = store.list_site_syncs(release.release_id)
+    assert [r.value.site for r in listed] == sorted(site_names(count))
+    assert all(r.value.state is SyncState.PENDING and r.etag for r in listed)
+
+
+def test_add_site_syncs_creates_only_missing_rows_and_keeps_progress(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    sites = site_names(130)
+    store.add_site_syncs([make_row(release, s) for s in sites[:40]])
+    progressed = store.get_site_sync(release.release_id, sites[0])
+    moved = progressed.value.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0 + timedelta(hours=1))
+    store.save_site_sync(moved, etag=progressed.etag)
+
+    assert store.add_site_syncs([make_row(release, s) for s in sites]) == 90
+    assert len(store.list_site_syncs(release.release_id)) == 130
+    assert store.get_site_sync(release.release_id, sites[0]).value.state is SyncState.VERIFIED
+
+
+def test_rows_of_several_releases_stay_apart(store: StateStore) -> None:
+    one, two = make_release(), make_release("retail/pos-api")
+    for release in (one, two):
+        store.create_release(release)
+    store.add_site_syncs([make_row(one, "plant-01"), make_row(two, "plant-01"), make_row(two, "store-0001")])
+    assert [r.value.site for r in store.list_site_syncs(one.release_id)] == ["plant-01"]
+    assert [r.value.site for r in store.list_site_syncs(two.release_id)] == ["plant-01", "store-0001"]
+    with pytest.raises(NotFound):
+        store.get_site_sync(one.release_id, "store-0001")
+
+
+def test_save_site_sync_commits_row_counters_and_evidence_together(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    store.add_site_syncs([make_row(release, "plant-01")])
+    row = store.get_site_sync(release.release_id, "plant-01")
+    header = store.get_release(release.release_id)
+    at = T0 + timedelta(hours=12)
+    moved = row.value.moved_to(
+        SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, at, evidence_source=EvidenceSource.OCI_PROBE
+    )
+    evidence = make_evidence(moved, at=at, details={"Docker-Content-Digest": release.digest, "status": "200"})
+
+    saved = store.save_site_sync(
+        moved,
+        etag=row.etag,
+        evidence=[evidence],
+        release=Versioned(header.value.with_count_moved(None, SyncState.VERIFIED), header.etag),
+    )
+
+    assert saved.row_etag and saved.release_etag
+    assert store.get_site_sync(release.release_id, "plant-01").value == moved
+    assert store.get_release(release.release_id).value.counts == {SyncState.VERIFIED: 1}
+    assert store.list_evidence(release.release_id) == [evidence]
+
+
+def test_save_with_a_stale_release_etag_writes_nothing(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    store.add_site_syncs([make_row(release, "plant-01")])
+    row = store.get_site_sync(release.release_id, "plant-01")
+    header = store.get_release(release.release_id)
+    store.replace_release(header.value.with_event("late-tag", frozenset({"2.0"})), etag=header.etag)  # someone else
+
+    moved = row.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0 + timedelta(hours=1))
+    with pytest.raises(ConcurrencyConflict):
+        store.save_site_sync(
+            moved,
+            etag=row.etag,
+            evidence=[make_evidence(moved, at=T0)],
+            release=Versioned(header.value.with_count_moved(None, SyncState.SYNCED), header.etag),
+        )
+    assert store.get_site_sync(release.release_id, "plant-01").value.state is SyncState.PENDING
+    assert store.list_evidence(release.release_id) == []
+    assert store.get_release(release.release_id).value.counts == {}
+
+
+def test_save_with_a_stale_row_etag_writes_nothing(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    store.add_site_syncs([make_row(release, "plant-01")])
+    stale = store.get_site_sync(release.release_id, "plant-01")
+    winner = stale.value.moved_to(SyncState.WAITING_FOR_WINDOW, SyncReason.WINDOW_CLOSED, T0)
+    store.save_site_sync(winner, etag=stale.etag)
+
+    loser = stale.value.moved_to(SyncState.FAILED, SyncReason.SITE_NOT_FOUND, T0)
+    with pytest.raises(ConcurrencyConflict):
+        store.save_site_sync(loser, etag=stale.etag, evidence=[make_evidence(loser, at=T0, summary="gone")])
+    assert store.get_site_sync(release.release_id, "plant-01").value.state is SyncState.WAITING_FOR_WINDOW
+    assert store.list_evidence(release.release_id) == []
+
+
+def test_concurrent_workers_lose_no_counter_update(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    sites = site_names(24)
+    store.add_site_syncs([make_row(release, s) for s in sites])
+    errors: list[BaseException] = []
+
+    def work(mine: list[str]) -> None:
+        try:
+            for site in mine:
+                while True:
+                    row = store.get_site_sync(release.release_id, site)
+                    header = store.get_release(release.release_id)
+                    moved = row.value.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0)
+                    counted = header.value.with_count_moved(None, SyncState.VERIFIED)
+                    try:
+                        store.save_site_sync(moved, etag=row.etag, release=Versioned(counted, header.etag))
+                        break
+                    except ConcurrencyConflict:
+                        continue
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(sites[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.get_release(release.release_id).value.counts == {SyncState.VERIFIED: 24}
+
+
+def test_rows_of_a_site_list_newest_release_first_across_pages(store: StateStore) -> None:
+    releases = [make_release(pushed_at=T0 + timedelta(minutes=i)) for i in range(7)]
+    for release in releases:
+        store.create_release(release)
+        store.add_site_syncs([make_row(release, "plant-01"), make_row(release, "plant-02")])
+        row = store.get_site_sync(release.release_id, "plant-01")
+        store.save_site_sync(row.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0), etag=row.etag)
+
+    seen, token = [], None
+    while True:
+        page = store.list_site_syncs_for_site("plant-01", page_size=3, continuation=token)
+        seen.extend(r.release_id for r in page.items)
+        token = page.continuation
+        if token is None:
+            break
+    assert seen == [r.release_id for r in reversed(releases)]
+    assert store.list_site_syncs_for_site("plant-02").items == []  # never checked
+
+
+# -- evidence ------------------------------------------------------------------------------------
+
+
+def test_evidence_is_append_only_and_idempotent(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    row = make_row(release, "plant-01")
+    later = make_evidence(
+        row, at=T0 + timedelta(hours=2), summary="edge event", source=EvidenceSource.CONNECTED_REGISTRY_EVENT
+    )
+    earlier = make_evidence(row, at=T0 + timedelta(hours=1), details={"lastSyncTime": "2026-11-24T10:41:00Z"})
+    other_site = make_evidence(make_row(release, "mine-07"), at=T0)
+
+    assert store.append_evidence([later, earlier, other_site]) == 3
+    assert store.append_evidence([earlier]) == 0
+    assert store.list_evidence(release.release_id) == [other_site, earlier, later]
+    assert store.list_evidence(release.release_id, site="plant-01") == [earlier, later]
+
+
+def test_unicode_and_slashes_survive_every_field(store: StateStore) -> None:
+    release = make_release("factory/line-3/vision.model_v2", tags=frozenset({"2026.11-rc.1"}))
+    release = replace(release, actor="Zoë Ångström 🚀")
+    store.create_release(release)
+    row = make_row(release, "plant-01")
+    ev = make_evidence(row, at=T0, summary="Ärger? #1 / ok \\ 100% — 東京", details={"path/with#chars?": "värde/ü"})
+    store.add_site_syncs([row])
+    store.append_evidence([ev])
+    assert store.get_release(release.release_id).value.actor == "Zoë Ångström 🚀"
+    assert store.get_site_sync(release.release_id, "plant-01").value.repository == "factory/line-3/vision.model_v2"
+    assert store.list_evidence(release.release_id) == [ev]
+
+
+# -- listing releases ----------------------------------------------------------------------------
+
+
+def _publish(store: StateStore, release_count: int) -> list[str]:
+    ids = []
+    for i in range(release_count):
+        repository = "inspection/camera" if i % 2 == 0 else "retail/pos-api"
+        release = make_release(
+            repository,
+            tags=frozenset({f"1.{i}.0"} | ({"stable"} if i % 3 == 0 else set())),
+            pushed_at=T0 + timedelta(minutes=i),
+        )
+        store.create_release(release)
+        store.publish_release(release)
+        ids.append(release.release_id)
+    return ids
+
+
+def test_list_releases_pages_newest_first_without_gaps(store: StateStore) -> None:
+    ids = _publish(store, 25)
+    seen, token, pages = [], None, 0
+    while True:
+        page = store.list_releases(page_size=10, continuation=token)
+        pages += 1
+        seen.extend(r.release_id for r in page.items)
+        token = page.continuation
+        if token is None:
+            break
+    assert seen == list(reversed(ids))
+    assert pages == 3
+
+
+def test_list_releases_filters(store: StateStore) -> None:
+    ids = _publish(store, 12)
+    camera = store.list_releases(repository="inspection/camera", page_size=50).items
+    assert [r.release_id for r in camera] == [ids[i] for i in (10, 8, 6, 4, 2, 0)]
+    stable = store.list_releases(tag="stable", page_size=2)
+    assert [r.release_id for r in stable.items] == [ids[9], ids[6]] and stable.continuation
+    rest = store.list_releases(tag="stable", page_size=2, continuation=stable.continuation)
+    assert [r.release_id for r in rest.items] == [ids[3], ids[0]]
+    one = store.get_release(ids[5]).value
+    assert [r.release_id for r in store.list_releases(digest=one.digest).items] == [ids[5]]
+    assert store.list_releases(digest=random_digest()).items == []
+
+
+def test_unpublished_releases_are_not_listed(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    assert store.list_releases().items == []
+    assert not store.is_release_published(release.release_id)
+    store.publish_release(release)
+    store.publish_release(release)
+    assert [r.release_id for r in store.list_releases().items] == [release.release_id]
+    assert store.is_release_published(release.release_id)
+
+
+def test_publish_refreshes_the_listed_tags(store: StateStore) -> None:
+    release = make_release(tags=frozenset({"1.0.0"}))
+    store.create_release(release)
+    store.publish_release(release)
+    current = store.get_release(release.release_id)
+    retagged = store.replace_release(current.value.with_event("e2", frozenset({"stable"})), etag=current.etag).value
+    store.publish_release(retagged)
+    assert [r.release_id for r in store.list_releases(tag="stable").items] == [release.release_id]
+    assert len(store.list_releases().items) == 1
+
+
+@pytest.mark.parametrize("token", ["garbage", "eyJwIjp7fSwiZiI6Inh4In0", "", "%%%"])
+def test_foreign_continuation_tokens_are_refused(store: StateStore, token: str) -> None:
+    _publish(store, 3)
+    with pytest.raises(InvalidInput) as info:
+        store.list_releases(page_size=1, continuation=token or "x")
+    assert info.value.code == "INVALID_CONTINUATION"
+
+
+def test_continuation_is_bound_to_its_filters(store: StateStore) -> None:
+    _publish(store, 6)
+    token = store.list_releases(repository="inspection/camera", page_size=1).continuation
+    assert token
+    with pytest.raises(InvalidInput):
+        store.list_releases(repository="retail/pos-api", page_size=1, continuation=token)

@@ -1,0 +1,42 @@
+"""The indexing test: what the Functions host would read from function_app.py (no host runs here)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    import function_app
+
+    # get_functions() may run only once per app object (it records names); the module fixture ensures that.
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def bindings(function: Any) -> list[dict[str, Any]]:
+    return json.loads(function.get_function_json())["bindings"]  # type: ignore[no-any-return]
+
+
+def test_http_surface_is_one_asgi_function_protected_by_function_keys(functions: dict[str, Any]) -> None:
+    trigger = next(b for b in bindings(functions["http_app_func"]) if b["direction"] == "IN")
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["authLevel"] == "FUNCTION"
+    assert trigger["route"] == "/{*route}"
+    assert {"GET", "POST", "OPTIONS"} <= set(trigger["methods"])
+
+
+def test_every_function_is_indexed_from_function_app_py(functions: dict[str, Any]) -> None:
+    for function in functions.values():
+        assert json.loads(function.get_function_json())["scriptFile"] == "function_app.py"
+
+
+def test_host_json_routes_without_a_prefix_so_paths_match_the_local_runtime() -> None:
+    from pathlib import Path
+
+    host = json.loads(Path("host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
