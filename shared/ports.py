@@ -125,6 +125,9 @@ class StateStore(Protocol):
     def list_evidence(self, release_id: str, *, site: str | None = None) -> list[Evidence]:
         """Evidence of one release (optionally one site), oldest observation first."""
 
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:

@@ -46,4 +46,4 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     try:
         yield backend
     finally:
-        backend.close()  # type: ignore[attr-defined]
+        backend.close()

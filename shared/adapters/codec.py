@@ -9,13 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.model import (
     ArtifactKind,
     Evidence,
-    FanoutState,
     Release,
     Site,
     SiteSync,
@@ -56,9 +55,12 @@ def decode_key(key: str) -> str:
     return "".join(out)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def inverted_time_key(at: datetime) -> str:
     """A fixed-width key that sorts newest first."""
-    micros = int(at.timestamp() * 1_000_000)
+    micros = (at - _EPOCH) // timedelta(microseconds=1)  # exact: float timestamps can be off by 1 µs
     return f"{(10**17 - micros):017d}"
 
 
@@ -146,7 +148,6 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "actor": release.actor,
         "kind": release.kind.value,
         "source_event_ids": list(release.source_event_ids),
-        "fanout": release.fanout.value,
         "withdrawn_at": _dt(release.withdrawn_at),
         "counts": {state.value: n for state, n in sorted(release.counts.items())},
     }
@@ -164,7 +165,6 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         actor=doc.get("actor"),
         kind=ArtifactKind(doc.get("kind", "IMAGE")),
         source_event_ids=tuple(doc.get("source_event_ids", ())),
-        fanout=FanoutState(doc.get("fanout", "STARTED")),
         withdrawn_at=_parse_dt(doc.get("withdrawn_at")),
         counts={SyncState(k): int(v) for k, v in (doc.get("counts") or {}).items()},
     )

@@ -41,13 +41,6 @@ class ArtifactKind(StrEnum):
     CHART = "CHART"
 
 
-class FanoutState(StrEnum):
-    """Progress of a release's fan-out; a redelivered event completes an unfinished one."""
-
-    STARTED = "STARTED"  # release recorded, rows and jobs may be partly written
-    COMPLETE = "COMPLETE"  # every in-scope site has its row and its first job
-
-
 @dataclass(frozen=True)
 class TagPolicy:
     """Which tags a site accepts: ``include`` globs (empty = all), ``exclude`` globs, semver only."""
@@ -119,7 +112,6 @@ class Release:
     actor: str | None = None
     kind: ArtifactKind = ArtifactKind.IMAGE
     source_event_ids: tuple[str, ...] = ()
-    fanout: FanoutState = FanoutState.STARTED
     withdrawn_at: datetime | None = None
     # Release-level counters: rows per state, kept exact by updating them in the same atomic write
     # as the row that changed.

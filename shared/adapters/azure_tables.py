@@ -1,0 +1,696 @@
+"""The :class:`~shared.ports.StateStore` on Azure Table Storage (``azure-data-tables``).
+
+Layout (``{prefix}`` lets tests and environments share an account):
+
+``{prefix}sites``
+    PartitionKey ``"site"``, RowKey = site name; ``doc``.
+``{prefix}releases``
+    PartitionKey = release id. Everything about one release shares that partition, so "all sites
+    of one release" is one partition read and :meth:`AzureTableStore.save_site_sync` is one entity
+    group transaction:
+
+    - RowKey ``"release"``: the header (``doc``, ``repository``, ``digest``);
+    - RowKey ``"s|<site>"``: one site-sync row (``doc``, ``site``, ``state``);
+    - RowKey ``"e|<site>|<observed_at, UTC, fixed width>|<evidence_id>"``: evidence (``doc``, ``site``).
+``{prefix}releaseindex``
+    PartitionKey ``"all"``, RowKey = ``inverted_time_key(pushed_at) + "|" + release_id`` so a
+    partition scan is newest-push first; ``release_id``, ``repository``, ``digest``, ``tags`` (JSON
+    list) to filter on. Written only by :meth:`AzureTableStore.publish_release`, so a row here is
+    the fan-out-complete marker. The release document itself is not copied: the header changes with
+    every counted save, so listings read the headers (parallel point reads) to return current counts.
+``{prefix}siteindex``
+    PartitionKey = site, RowKey = ``inverted_time_key(row.pushed_at) + "|" + release_id``; ``doc`` =
+    the row as last saved. Rows enter it when :meth:`AzureTableStore.save_site_sync` has committed.
+
+Every document goes through :mod:`shared.adapters.codec`; every key part that could hold a
+character Table keys forbid goes through ``encode_key``. Filters are fixed templates whose values
+are always passed as ``parameters`` with one space around each ``@name`` (the SDK substitutes only
+whole space-delimited tokens), so no caller text ever becomes OData syntax.
+
+SDK exceptions are translated in exactly one place, :func:`_translated`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import (
+    RequestTooLargeError,
+    TableClient,
+    TableEntity,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
+
+from shared.adapters.codec import (
+    decode_continuation,
+    dump_document,
+    encode_continuation,
+    encode_key,
+    evidence_from_doc,
+    evidence_to_doc,
+    inverted_time_key,
+    load_document,
+    release_from_doc,
+    release_to_doc,
+    site_from_doc,
+    site_sync_from_doc,
+    site_sync_to_doc,
+    site_to_doc,
+)
+from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
+from shared.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    ConfigurationError,
+    EntityTooLarge,
+    InvalidInput,
+    NotFound,
+    StoreRejected,
+    StoreUnavailable,
+)
+from shared.ports import SavedSiteSync
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# One transaction operation: (verb, entity, keyword arguments for that verb).
+_Op = tuple[str, Mapping[str, Any], Mapping[str, Any]]
+
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+_SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX = "sites", "releases", "releaseindex", "siteindex"
+
+SITE_PK = "site"
+INDEX_PK = "all"
+HEADER_RK = "release"
+ROW_PREFIX = "s|"
+EVIDENCE_PREFIX = "e|"
+# '}' is the character after '|', so [p + "|", p + "}") is exactly the keys starting with p + "|".
+_AFTER_BAR = "}"
+
+# Entity group transactions take at most 100 operations (all in one partition).
+MAX_BATCH = 100
+# The service returns at most 1,000 entities per response; the pager follows continuations.
+MAX_RESULTS_PER_PAGE = 1000
+# How often add_site_syncs / append_evidence re-read and resubmit a chunk that raced with another
+# writer creating some of the same entities; each round strictly shrinks the chunk unless rows
+# are being created and deleted concurrently, which nothing does.
+MAX_CREATE_ROUNDS = 5
+# Listing pages read release headers by point reads; a few in parallel keep a 50-item page fast.
+_HEADER_READERS = 8
+
+_RETRYABLE_STATUS = {408, 429}
+_EXISTS_CODES = {"EntityAlreadyExists", "ResourceAlreadyExists", "TableAlreadyExists"}
+
+
+# -- error translation (the one place SDK exceptions are caught) -------------------------------
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+def _from_status(operation: str, exc: HttpResponseError) -> Exception:
+    status = exc.status_code
+    code = _error_code(exc)
+    # Never echo the SDK message: it can carry request URLs; the operation, status and code suffice.
+    message = f"{operation} failed (HTTP {status}{', ' + code if code else ''})"
+    error: Exception
+    if status == 412 or code in {"UpdateConditionNotSatisfied", "ConditionNotMet"}:
+        error = ConcurrencyConflict(message)
+    elif status == 409 and code in _EXISTS_CODES:
+        error = AlreadyExists(message)
+    elif status == 404 and code == "TableNotFound":
+        # A missing table is a deployment problem, not a missing entity; NotFound would hide it.
+        error = StoreRejected(f"{message}: the table does not exist (deploy it, or call ensure_tables locally)")
+    elif status == 404:
+        error = NotFound(message)
+    elif status == 413:
+        error = EntityTooLarge(f"{message}: the request exceeds the Table Storage size limit")
+    elif status is None or status in _RETRYABLE_STATUS or status >= 500:
+        error = StoreUnavailable(message)
+    else:
+        error = StoreRejected(message)
+    return error
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Turn every SDK exception raised inside into the acrsync tree, chained with ``from``."""
+    try:
+        yield
+    except RequestTooLargeError as exc:  # a TableTransactionError subclass: test it first
+        raise EntityTooLarge(f"{operation} failed: the request exceeds the Table Storage size limit") from exc
+    except ResourceModifiedError as exc:
+        raise ConcurrencyConflict(f"{operation} failed: the entity changed since it was read") from exc
+    except ResourceExistsError as exc:
+        raise AlreadyExists(f"{operation} failed: the entity already exists") from exc
+    except ResourceNotFoundError as exc:
+        raise _from_status(operation, exc) from exc
+    except TableTransactionError as exc:
+        # Classified by the failing operation's status: 412 (a stale ETag) is a ConcurrencyConflict,
+        # 409 EntityAlreadyExists an AlreadyExists, 404 a NotFound; nothing of the batch was written.
+        raise _from_status(operation, exc) from exc
+    except HttpResponseError as exc:
+        raise _from_status(operation, exc) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise StoreUnavailable(f"{operation} failed: Table Storage could not be reached") from exc
+    except AzureError as exc:  # anything else from the pipeline (decode errors, incomplete reads)
+        raise StoreUnavailable(f"{operation} failed: {type(exc).__name__}") from exc
+
+
+# -- keys and entities --------------------------------------------------------------------------
+
+
+def _pk(release_id: str) -> str:
+    return encode_key(release_id)
+
+
+def _time_key(at: datetime) -> str:
+    """Fixed-width UTC time so keys sort chronologically whatever offset the value carried."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _row_rk(site: str) -> str:
+    return ROW_PREFIX + encode_key(site)
+
+
+def _evidence_site_prefix(site: str) -> str:
+    return f"{EVIDENCE_PREFIX}{encode_key(site)}|"
+
+
+def _evidence_rk(ev: Evidence) -> str:
+    return f"{_evidence_site_prefix(ev.site)}{_time_key(ev.observed_at)}|{ev.evidence_id}"
+
+
+def _index_rk(pushed_at: datetime, release_id: str) -> str:
+    return f"{inverted_time_key(pushed_at)}|{encode_key(release_id)}"
+
+
+def _header_entity(release: Release) -> dict[str, Any]:
+    return {
+        "PartitionKey": _pk(release.release_id),
+        "RowKey": HEADER_RK,
+        "doc": dump_document(release_to_doc(release), what=f"release {release.release_id}"),
+        "repository": release.repository,
+        "digest": release.digest,
+    }
+
+
+def _row_entity(row: SiteSync) -> dict[str, Any]:
+    return {
+        "PartitionKey": _pk(row.release_id),
+        "RowKey": _row_rk(row.site),
+        "doc": dump_document(site_sync_to_doc(row), what=f"site-sync row {row.release_id}/{row.site}"),
+        "site": row.site,
+        "state": row.state.value,
+    }
+
+
+def _evidence_entity(ev: Evidence) -> dict[str, Any]:
+    return {
+        "PartitionKey": _pk(ev.release_id),
+        "RowKey": _evidence_rk(ev),
+        "doc": dump_document(evidence_to_doc(ev), what=f"evidence {ev.evidence_id}"),
+        "site": ev.site,
+    }
+
+
+def _site_index_entity(row: SiteSync) -> dict[str, Any]:
+    return {
+        "PartitionKey": encode_key(row.site),
+        "RowKey": _index_rk(row.pushed_at, row.release_id),
+        "doc": dump_document(site_sync_to_doc(row), what=f"site-sync row {row.release_id}/{row.site}"),
+        "release_id": row.release_id,
+    }
+
+
+def _doc(entity: Mapping[str, Any]) -> dict[str, Any]:
+    return load_document(entity["doc"])
+
+
+def _etag(entity: TableEntity) -> str:
+    return str(entity.metadata["etag"])
+
+
+def _new_etag(metadata: Mapping[str, Any], operation: str) -> str:
+    etag = metadata.get("etag")
+    if not etag:
+        raise StoreUnavailable(f"{operation}: the service returned no ETag")
+    return str(etag)
+
+
+def _conditional(etag: str) -> dict[str, Any]:
+    if not etag:
+        raise InvalidInput("MISSING_ETAG", "a conditional write needs the ETag read with the entity")
+    return {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _group_by_partition(entities: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Entities per PartitionKey, one per RowKey (the first wins: a transaction takes each key once)."""
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for entity in entities:
+        groups.setdefault(entity["PartitionKey"], {}).setdefault(entity["RowKey"], entity)
+    return groups
+
+
+def _check_page_size(page_size: int) -> None:
+    if not isinstance(page_size, int) or page_size < 1:
+        raise InvalidInput("INVALID_PAGE_SIZE", "page_size must be a positive integer")
+
+
+def _after_from(continuation: str | None, filters: dict[str, Any]) -> str | None:
+    if continuation is None:
+        return None
+    after = decode_continuation(continuation, filters=filters).get("after")
+    if not isinstance(after, str) or not after:
+        raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query")
+    return after
+
+
+class AzureTableStore:
+    """Sites, releases, site-sync rows and evidence in four Table Storage tables (see the module doc)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: TokenCredential,
+        *,
+        table_prefix: str = "acrsync",
+        **client_kwargs: Any,
+    ) -> None:
+        """Connect with Microsoft Entra ID (managed identity in Azure).
+
+        ``client_kwargs`` go to ``TableServiceClient`` (e.g. ``retry_total``, ``connection_timeout``).
+        """
+        _table_names(table_prefix)
+        try:
+            service = TableServiceClient(endpoint=endpoint, credential=credential, **client_kwargs)
+        except ValueError as exc:
+            raise ConfigurationError("the Table Storage endpoint is not a valid account URL") from exc
+        self._setup(service, table_prefix)
+
+    @classmethod
+    def from_connection_string(
+        cls, conn_str: str, *, table_prefix: str = "acrsync", **client_kwargs: Any
+    ) -> AzureTableStore:
+        """Connect with a connection string (Azurite, local development)."""
+        _table_names(table_prefix)  # fail on a bad prefix before touching the connection string
+        try:
+            service = TableServiceClient.from_connection_string(conn_str, **client_kwargs)
+        except ValueError as exc:
+            # Name the setting, never its value (it holds the account key).
+            raise ConfigurationError("the Table Storage connection string is malformed") from exc
+        store = cls.__new__(cls)
+        store._setup(service, table_prefix)
+        return store
+
+    def _setup(self, service: TableServiceClient, table_prefix: str) -> None:
+        self._names = _table_names(table_prefix)
+        self._service = service
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def table_names(self) -> dict[str, str]:
+        """Logical name (``sites``, ``releases``, ``releaseindex``, ``siteindex``) → table name."""
+        return dict(self._names)
+
+    def _table(self, logical: str) -> TableClient:
+        with self._lock:
+            client = self._clients.get(logical)
+            if client is None:
+                # Clients from the service client share its pipeline and connection pool.
+                client = self._service.get_table_client(self._names[logical])
+                self._clients[logical] = client
+            return client
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(max_workers=_HEADER_READERS, thread_name_prefix="acrsync-tables")
+            return self._readers
+
+    def _query(
+        self,
+        logical: str,
+        operation: str,
+        query_filter: str,
+        parameters: dict[str, Any],
+        *,
+        select: list[str] | None = None,
+        per_page: int = MAX_RESULTS_PER_PAGE,
+    ) -> Iterator[TableEntity]:
+        """Entities matching a fixed filter template; follows service continuations lazily."""
+        pages = self._table(logical).query_entities(
+            query_filter, parameters=parameters, select=select, results_per_page=min(per_page, MAX_RESULTS_PER_PAGE)
+        )
+        # The pager does I/O while iterating, so the translation must cover the iteration.
+        with _translated(operation):
+            yield from pages
+
+    def ensure_tables(self) -> None:
+        """Create the four tables when absent (local, dev and tests; in Azure, Bicep creates them)."""
+        for name in self._names.values():
+            with _translated(f"create table {name}"):
+                self._service.create_table_if_not_exists(name)
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = self._readers, None
+            self._clients.clear()
+        if readers is not None:
+            readers.shutdown(wait=True)
+        self._service.close()
+
+    # -- sites ----------------------------------------------------------------------------------
+
+    def upsert_sites(self, sites: Sequence[Site]) -> None:
+        latest = {site.name: site for site in sites}  # the last of duplicate names wins, as in a loop
+        entities = [
+            {
+                "PartitionKey": SITE_PK,
+                "RowKey": encode_key(site.name),
+                "doc": dump_document(site_to_doc(site), what=f"site {site.name}"),
+            }
+            for site in latest.values()
+        ]
+        table = self._table(_SITES)
+        for chunk in _chunks(entities, MAX_BATCH):
+            ops: list[_Op] = [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
+            with _translated("upsert sites"):
+                table.submit_transaction(ops)
+
+    def get_site(self, name: str) -> Site:
+        with _translated(f"get site {name}"):
+            entity = self._table(_SITES).get_entity(SITE_PK, encode_key(name))
+        return site_from_doc(_doc(entity))
+
+    def list_sites(self) -> list[Site]:
+        entities = self._query(_SITES, "list sites", "PartitionKey eq @pk", {"pk": SITE_PK})
+        return sorted((site_from_doc(_doc(e)) for e in entities), key=lambda site: site.name)
+
+    def delete_site(self, name: str) -> None:
+        # delete_entity already treats 404 as success; NotFound is caught for the table-less case too.
+        try:
+            with _translated(f"delete site {name}"):
+                self._table(_SITES).delete_entity(SITE_PK, encode_key(name))
+        except NotFound:
+            pass
+
+    # -- releases -------------------------------------------------------------------------------
+
+    def create_release(self, release: Release) -> Versioned[Release]:
+        entity = _header_entity(release)
+        operation = f"create release {release.release_id}"
+        with _translated(operation):
+            metadata = self._table(_RELEASES).create_entity(entity)
+        return Versioned(release, _new_etag(metadata, operation))
+
+    def get_release(self, release_id: str) -> Versioned[Release]:
+        with _translated(f"get release {release_id}"):
+            entity = self._table(_RELEASES).get_entity(_pk(release_id), HEADER_RK)
+        return Versioned(release_from_doc(_doc(entity)), _etag(entity))
+
+    def replace_release(self, release: Release, *, etag: str) -> Versioned[Release]:
+        entity = _header_entity(release)
+        options = _conditional(etag)
+        operation = f"replace release {release.release_id}"
+        with _translated(operation):
+            metadata = self._table(_RELEASES).update_entity(entity, **options)
+        return Versioned(release, _new_etag(metadata, operation))
+
+    def publish_release(self, release: Release) -> None:
+        # One upsert and nothing else: the header is not touched, so publishing never invalidates
+        # an ETag a worker holds. is_release_published pays for that with one extra point read.
+        entity = {
+            "PartitionKey": INDEX_PK,
+            "RowKey": _index_rk(release.pushed_at, release.release_id),
+            "release_id": release.release_id,
+            "repository": release.repository,
+            "digest": release.digest,
+            "tags": json.dumps(sorted(release.tags), separators=(",", ":")),
+        }
+        with _translated(f"publish release {release.release_id}"):
+            self._table(_RELEASE_INDEX).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def is_release_published(self, release_id: str) -> bool:
+        try:
+            header = self.get_release(release_id)
+        except NotFound:
+            return False
+        try:
+            with _translated(f"check release {release_id} is published"):
+                self._table(_RELEASE_INDEX).get_entity(
+                    INDEX_PK, _index_rk(header.value.pushed_at, release_id), select=["RowKey"]
+                )
+        except NotFound:
+            return False
+        return True
+
+    def list_releases(
+        self,
+        *,
+        repository: str | None = None,
+        tag: str | None = None,
+        digest: str | None = None,
+        page_size: int = 50,
+        continuation: str | None = None,
+    ) -> Page[Release]:
+        _check_page_size(page_size)
+        after = _after_from(continuation, {"repository": repository, "tag": tag, "digest": digest})
+        # Fixed clauses only; every value travels as a parameter.
+        clauses, parameters = ["PartitionKey eq @pk"], {"pk": INDEX_PK}
+        if repository is not None:
+            clauses.append("repository eq @repository")
+            parameters["repository"] = repository
+        if digest is not None:
+            clauses.append("digest eq @digest")
+            parameters["digest"] = digest
+        if after is not None:
+            clauses.append("RowKey gt @after")
+            parameters["after"] = after
+        entities = self._query(
+            _RELEASE_INDEX,
+            "list releases",
+            " and ".join(clauses),
+            parameters,
+            select=["RowKey", "release_id", "tags"],
+            # Tags are filtered here, so with a tag filter read full responses rather than many small ones.
+            per_page=MAX_RESULTS_PER_PAGE if tag is not None else page_size + 1,
+        )
+        # One look-ahead match tells whether another page exists, so the last page has no token.
+        matches: list[TableEntity] = []
+        for entity in entities:
+            if tag is not None and tag not in json.loads(entity.get("tags") or "[]"):
+                continue
+            matches.append(entity)
+            if len(matches) > page_size:
+                break
+        page = matches[:page_size]
+        releases = self._read_headers([str(e["release_id"]) for e in page])
+        token = None
+        if len(matches) > page_size:
+            token = encode_continuation(
+                {"after": page[-1]["RowKey"]}, filters={"repository": repository, "tag": tag, "digest": digest}
+            )
+        return Page(releases, token)
+
+    def _read_headers(self, release_ids: list[str]) -> list[Release]:
+        """Current headers of listed releases, in the given order (index rows without one are skipped)."""
+
+        def read(release_id: str) -> Release | None:
+            try:
+                return self.get_release(release_id).value
+            except NotFound:
+                log.warning("release %s is in the release index but has no header", release_id)
+                return None
+
+        if len(release_ids) <= 1:
+            found = [read(release_id) for release_id in release_ids]
+        else:
+            found = list(self._executor().map(read, release_ids))
+        return [release for release in found if release is not None]
+
+    # -- site-sync rows -------------------------------------------------------------------------
+
+    def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
+        created = 0
+        for pk, entities in _group_by_partition(_row_entity(row) for row in rows).items():
+            for chunk in _chunks(list(entities.values()), MAX_BATCH):
+                created += self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}")
+        return created
+
+    def _create_missing(self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str) -> int:
+        """Create the entities of one partition chunk that do not exist yet, atomically; how many were new.
+
+        The optimistic path (nothing exists, the fan-out case) costs one transaction. When some
+        exist, the transaction wrote nothing; one range query finds the existing keys and only the
+        missing ones are resubmitted.
+        """
+        pending = list(chunk)
+        table = self._table(logical)
+        for _ in range(MAX_CREATE_ROUNDS):
+            if not pending:
+                return 0
+            ops: list[_Op] = [("create", entity, {}) for entity in pending]
+            try:
+                with _translated(operation):
+                    table.submit_transaction(ops)
+                return len(pending)
+            except AlreadyExists:
+                existing = self._existing_row_keys(logical, pk, [e["RowKey"] for e in pending], operation)
+                pending = [e for e in pending if e["RowKey"] not in existing]
+                log.debug("%s: %s of the chunk already exist, creating the rest", operation, len(existing))
+        raise ConcurrencyConflict(f"{operation}: other writers kept creating the same entities")
+
+    def _existing_row_keys(self, logical: str, pk: str, row_keys: list[str], operation: str) -> set[str]:
+        wanted = set(row_keys)
+        entities = self._query(
+            logical,
+            operation,
+            "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+            {"pk": pk, "low": min(row_keys), "high": max(row_keys)},
+            select=["RowKey"],
+        )
+        return {str(e["RowKey"]) for e in entities if e["RowKey"] in wanted}
+
+    def get_site_sync(self, release_id: str, site: str) -> Versioned[SiteSync]:
+        with _translated(f"get site sync {release_id}/{site}"):
+            entity = self._table(_RELEASES).get_entity(_pk(release_id), _row_rk(site))
+        return Versioned(site_sync_from_doc(_doc(entity)), _etag(entity))
+
+    def list_site_syncs(self, release_id: str) -> list[Versioned[SiteSync]]:
+        # One partition, any size: the pager follows the 1,000-entity continuations.
+        entities = self._query(
+            _RELEASES,
+            f"list site syncs of release {release_id}",
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": _pk(release_id), "low": ROW_PREFIX, "high": ROW_PREFIX[:-1] + _AFTER_BAR},
+        )
+        rows = [Versioned(site_sync_from_doc(_doc(e)), _etag(e)) for e in entities]
+        return sorted(rows, key=lambda versioned: versioned.value.site)
+
+    def save_site_sync(
+        self,
+        row: SiteSync,
+        *,
+        etag: str,
+        evidence: Sequence[Evidence] = (),
+        release: Versioned[Release] | None = None,
+    ) -> SavedSiteSync:
+        ops: list[_Op] = [("update", _row_entity(row), _conditional(etag))]
+        if release is not None:
+            if release.value.release_id != row.release_id:
+                raise InvalidInput("CROSS_RELEASE_WRITE", "the release header and the row belong to different releases")
+            ops.append(("update", _header_entity(release.value), _conditional(release.etag)))
+        if any(ev.release_id != row.release_id for ev in evidence):
+            raise InvalidInput("CROSS_RELEASE_WRITE", "evidence saved with a row must belong to the row's release")
+        # Upsert, not create: a retried save must not fail on evidence the first attempt stored, and
+        # evidence ids are deterministic, so the record written is the one already there.
+        unique = {entity["RowKey"]: entity for entity in map(_evidence_entity, evidence)}
+        ops.extend(("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in unique.values())
+        if len(ops) > MAX_BATCH:
+            raise InvalidInput(
+                "TOO_MUCH_EVIDENCE", f"one save takes at most {MAX_BATCH - 2} evidence records, got {len(unique)}"
+            )
+        operation = f"save site sync {row.release_id}/{row.site}"
+        with _translated(operation):
+            results = self._table(_RELEASES).submit_transaction(ops)
+        saved = SavedSiteSync(
+            row_etag=_new_etag(results[0], operation),
+            release_etag=_new_etag(results[1], operation) if release is not None else None,
+        )
+        # The per-site index lives in another table, so it cannot join the transaction; it is written
+        # right after and rewritten by every later save, so a lost write heals on the next check.
+        with _translated(f"index site sync {row.release_id}/{row.site}"):
+            self._table(_SITE_INDEX).upsert_entity(_site_index_entity(row), mode=UpdateMode.REPLACE)
+        return saved
+
+    def list_site_syncs_for_site(
+        self, site: str, *, page_size: int = 100, continuation: str | None = None
+    ) -> Page[SiteSync]:
+        _check_page_size(page_size)
+        after = _after_from(continuation, {"site": site})
+        clauses, parameters = ["PartitionKey eq @pk"], {"pk": encode_key(site)}
+        if after is not None:
+            clauses.append("RowKey gt @after")
+            parameters["after"] = after
+        entities = self._query(
+            _SITE_INDEX, f"list site syncs of site {site}", " and ".join(clauses), parameters, per_page=page_size + 1
+        )
+        matches: list[TableEntity] = []
+        for entity in entities:
+            matches.append(entity)
+            if len(matches) > page_size:
+                break
+        page = matches[:page_size]
+        token = None
+        if len(matches) > page_size:
+            token = encode_continuation({"after": page[-1]["RowKey"]}, filters={"site": site})
+        return Page([site_sync_from_doc(_doc(e)) for e in page], token)
+
+    # -- evidence -------------------------------------------------------------------------------
+
+    def append_evidence(self, evidence: Sequence[Evidence]) -> int:
+        created = 0
+        for pk, entities in _group_by_partition(_evidence_entity(ev) for ev in evidence).items():
+            for chunk in _chunks(list(entities.values()), MAX_BATCH):
+                created += self._create_missing(_RELEASES, pk, chunk, f"append evidence to release {pk}")
+        return created
+
+    def list_evidence(self, release_id: str, *, site: str | None = None) -> list[Evidence]:
+        low = EVIDENCE_PREFIX if site is None else _evidence_site_prefix(site)
+        entities = self._query(
+            _RELEASES,
+            f"list evidence of release {release_id}",
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": _pk(release_id), "low": low, "high": low[:-1] + _AFTER_BAR},
+        )
+        # Keys order one site's evidence by time, but a release's evidence spans sites: sort on the
+        # observation time, ties broken by evidence id (the order the SQLite adapter gives too).
+        found = [evidence_from_doc(_doc(e)) for e in entities]
+        return sorted(found, key=lambda ev: (ev.observed_at, ev.evidence_id))
+
+
+def _table_names(prefix: str) -> dict[str, str]:
+    names = {logical: f"{prefix}{logical}" for logical in (_SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX)}
+    bad = [name for name in names.values() if not _TABLE_NAME.fullmatch(name)]
+    if bad:
+        raise ConfigurationError(
+            f"table_prefix {prefix!r} gives invalid table names {bad}: letters and digits only, "
+            "starting with a letter, at most 63 characters"
+        )
+    return names
