@@ -17,7 +17,8 @@ driver exceptions into this tree at a single point each, so no raw SDK exception
         ├── IllegalTransition     the site-sync state machine refused a transition
         ├── EntityTooLarge        an entity or message exceeds the backend's size limit
         ├── StoreRejected         the state store refused a request for a non-transient reason
-        └── QueueRejected         the job queue refused a request for a non-transient reason
+        ├── QueueRejected         the job queue refused a request for a non-transient reason
+        └── UpstreamRejected      ARM, a site registry or Event Grid refused a request for good
 
 Messages never carry secrets: adapters name the operation, never the connection string or token.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "StoreRejected",
     "StoreUnavailable",
     "TransientError",
+    "UpstreamRejected",
     "UpstreamUnavailable",
 ]
 
@@ -111,3 +113,7 @@ class StoreRejected(PermanentError):
 
 class QueueRejected(PermanentError):
     """The job queue refused the request for a reason retrying cannot fix."""
+
+
+class UpstreamRejected(PermanentError):
+    """ARM, a site's registry or Event Grid refused the request for a reason retrying cannot fix."""

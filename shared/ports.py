@@ -15,6 +15,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
+from shared.domain.observations import (
+    BasicCredentials,
+    ConnectedRegistryState,
+    ManifestObservation,
+    OutboundEvent,
+    SyncScope,
+)
 
 PropertyValue = str | int | float | bool
 
@@ -199,3 +206,54 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """Timezone-aware UTC now."""
+
+
+class ConnectedRegistryReader(Protocol):
+    """Reads connected registries, their sync tokens and scope maps from ARM."""
+
+    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
+        """Raises: NotFound (the connected registry is gone), UpstreamUnavailable (throttled, 5xx,
+        timeouts, not yet authorized), UpstreamRejected (a malformed id or request)."""
+
+    def get_sync_scope(self, token_id: str) -> SyncScope:
+        """The sync token (status, password expiries) and its scope map's repositories.
+
+        Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
+        """
+
+
+class ManifestProbe(Protocol):
+    """Asks a site's registry directly whether it holds a manifest."""
+
+    def probe(
+        self, endpoint: str, repository: str, digest: str, *, credentials: BasicCredentials | None = None
+    ) -> ManifestObservation:
+        """``HEAD /v2/<repository>/manifests/<digest>``, answering Basic or Bearer challenges.
+
+        Raises: UpstreamUnavailable (unreachable, 5xx, 429, timeouts), UpstreamRejected
+        (credentials refused, or an answer that is not a registry's).
+        """
+
+
+class SiteCredentials(Protocol):
+    """Where a site's client-token credentials come from (Key Vault in Azure, settings locally)."""
+
+    def get_credentials(self, site: str) -> BasicCredentials | None:
+        """The site's credentials, or ``None`` when the site's registry needs none."""
+
+
+class EventSink(Protocol):
+    """Where acrsync's own events go: an Event Grid topic in Azure, the local outbox otherwise."""
+
+    def publish(self, events: Sequence[OutboundEvent]) -> None:
+        """Publish; re-publishing an event id is harmless (subscribers and the outbox dedupe).
+
+        Raises: UpstreamUnavailable (retry), UpstreamRejected.
+        """
+
+
+class Outbox(EventSink, Protocol):
+    """The local event sink, which the API can list."""
+
+    def list_events(self, *, limit: int = 100, after: str | None = None) -> list[OutboundEvent]:
+        """Events in publication order, after the event id ``after`` when given."""

@@ -1,0 +1,152 @@
+"""What acrsync observes about a site from outside: ARM state, sync scope, OCI manifest probes,
+and the events it publishes about releases. Plain values; adapters build them from SDK types."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class ConnectionState(StrEnum):
+    """The connected registry's ``connectionState`` (ARM), plus UNKNOWN for values ARM may add."""
+
+    ONLINE = "Online"
+    OFFLINE = "Offline"
+    SYNCING = "Syncing"
+    UNHEALTHY = "Unhealthy"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def parse(cls, value: str | None) -> ConnectionState:
+        for member in cls:
+            if value and member.value.lower() == value.lower():
+                return member
+        return cls.UNKNOWN
+
+
+@dataclass(frozen=True)
+class StatusDetail:
+    """One ``statusDetails`` entry: component ``type``, HTTP-like ``code`` (a string), description."""
+
+    type: str
+    code: str
+    description: str
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConnectedRegistryState:
+    """A connected registry as ARM reports it (``connected_registries.get``)."""
+
+    resource_id: str
+    name: str
+    connection_state: ConnectionState
+    observed_at: datetime
+    active: bool = True
+    mode: str | None = None
+    provisioning_state: str | None = None
+    last_activity_time: datetime | None = None
+    last_sync_time: datetime | None = None
+    schedule: str | None = None
+    sync_window: timedelta | None = None
+    message_ttl: timedelta | None = None
+    token_id: str | None = None
+    status_details: tuple[StatusDetail, ...] = ()
+    notifications: tuple[str, ...] = ()
+
+    def evidence_details(self) -> dict[str, str]:
+        """The ARM values a decision relied on, for the evidence record (no secrets here)."""
+        details = {
+            "connectionState": self.connection_state.value,
+            "activation": "Active" if self.active else "Inactive",
+        }
+        for key, value in (
+            ("lastSyncTime", self.last_sync_time),
+            ("lastActivityTime", self.last_activity_time),
+        ):
+            if value is not None:
+                details[key] = value.isoformat()
+        if self.schedule:
+            details["schedule"] = self.schedule
+        return details
+
+
+@dataclass(frozen=True)
+class TokenPassword:
+    name: str
+    expiry: datetime | None
+
+
+@dataclass(frozen=True)
+class SyncScope:
+    """The sync token of a connected registry and the repositories its scope map lets it sync."""
+
+    token_id: str
+    token_enabled: bool
+    repository_patterns: tuple[str, ...]  # from repositories/<repo>/content/read; "*" and "a/*" kept as globs
+    passwords: tuple[TokenPassword, ...] = ()
+
+    def covers(self, repository: str) -> bool:
+        return any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.repository_patterns)
+
+    def expired(self, now: datetime) -> bool:
+        """True when every password with an expiry has expired (a password without expiry never does)."""
+        if not self.passwords:
+            return False
+        return all(p.expiry is not None and p.expiry <= now for p in self.passwords)
+
+
+class ProbeOutcome(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class ManifestObservation:
+    """The answer of a site's registry to ``HEAD /v2/<repo>/manifests/<digest>``."""
+
+    outcome: ProbeOutcome
+    status_code: int
+    observed_at: datetime
+    endpoint: str
+    digest: str | None = None  # Docker-Content-Digest
+    media_type: str | None = None
+
+    def evidence_details(self) -> dict[str, str]:
+        details = {"endpoint": self.endpoint, "status": str(self.status_code)}
+        if self.digest:
+            details["Docker-Content-Digest"] = self.digest
+        if self.media_type:
+            details["Content-Type"] = self.media_type
+        return details
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    """A site's ACR client token (connected registries accept only tokens). Never logged."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class OutboundEventType(StrEnum):
+    SITE_SYNCED = "acrsync.site.synced"
+    SITE_STALE = "acrsync.site.stale"
+    RELEASE_READY = "acrsync.release.ready"
+    RELEASE_FAILED = "acrsync.release.failed"
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """A CloudEvent acrsync publishes; ``event_id`` is deterministic so subscribers can dedupe."""
+
+    event_id: str
+    type: OutboundEventType
+    source: str
+    subject: str
+    time: datetime
+    data: Mapping[str, Any]
