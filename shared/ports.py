@@ -111,12 +111,17 @@ class StateStore(Protocol):
         release: Versioned[Release] | None = None,
     ) -> SavedSiteSync:
         """Atomically: replace ``row`` iff ``etag`` matches, replace the release header iff its etag
-        matches (when given), and append ``evidence`` (records already stored are skipped).
+        matches (when given), and append ``evidence`` (an ``evidence_id`` already stored is not
+        duplicated). At most 98 evidence records per call (one entity-group transaction).
 
-        Afterwards the row appears in :meth:`list_site_syncs_for_site` for its site.
+        Afterwards the row appears in :meth:`list_site_syncs_for_site` for its site. That per-site
+        listing is a projection written after the atomic write: if writing it fails the call raises
+        a transient error and the next save of the row repairs it.
 
         Raises:
             ConcurrencyConflict: either precondition failed; nothing was written.
+            NotFound: the row or the release does not exist.
+            InvalidInput: ``CROSS_RELEASE_WRITE`` when the header or evidence belong to another release.
         """
 
     def list_site_syncs_for_site(

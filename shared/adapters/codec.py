@@ -32,7 +32,7 @@ _FORBIDDEN_KEY_CHARS = {"/", "\\", "#", "?", "%"} | {chr(c) for c in range(0x20)
 
 
 def encode_key(text: str) -> str:
-    """Reversibly escape characters Table keys forbid (``%XX``/``%uXXXX``); other text, unicode
+    """Reversibly escape characters Table keys forbid (``%XX``; all are below U+00A0); other text, unicode
     included, is kept so keys stay readable."""
     out = []
     for ch in text:
