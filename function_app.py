@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
-from orchestrations import http_api
+from orchestrations import acr_events, http_api
 
 app = func.AsgiFunctionApp(app=http_api.asgi_app, http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(acr_events.bp)

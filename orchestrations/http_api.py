@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from orchestrations import acr_events
+from orchestrations.problems import install_problem_handlers
 from shared.bootstrap import get_services
 
 
@@ -20,6 +22,9 @@ def create_app() -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
     )
+
+    install_problem_handlers(app)
+    app.include_router(acr_events.router)
 
     @app.get("/api/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

@@ -1,0 +1,243 @@
+"""Decoding ACR events as Event Grid delivers them (Event Grid schema or CloudEvents 1.0).
+
+Pure functions: a raw delivery in, typed events out, or :class:`InvalidInput` with a stable code
+naming the problem. Fields per the ACR event schema; ``actor``, ``source``, ``request.addr``,
+``location`` and ``target.url`` are optional, and so is ``request.host``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.domain.model import ArtifactKind
+from shared.domain.names import validate_digest, validate_login_server, validate_repository, validate_tag
+from shared.errors import InvalidInput
+
+VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
+# Event Grid's own limit for one delivery (events and array together).
+MAX_DELIVERY_BYTES = 1024 * 1024
+MAX_EVENTS_PER_DELIVERY = 5000
+_JSON_MEDIA_TYPES = {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
+_REGISTRY_IN_TOPIC = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([^/]+)", re.IGNORECASE)
+_EDGE_IN_TOPIC = re.compile(r"/connectedRegistries/([^/]+)/?$", re.IGNORECASE)
+
+
+class AcrEventType(StrEnum):
+    IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
+    IMAGE_DELETED = "Microsoft.ContainerRegistry.ImageDeleted"
+    CHART_PUSHED = "Microsoft.ContainerRegistry.ChartPushed"
+    CHART_DELETED = "Microsoft.ContainerRegistry.ChartDeleted"
+
+    @property
+    def is_push(self) -> bool:
+        return self in (AcrEventType.IMAGE_PUSHED, AcrEventType.CHART_PUSHED)
+
+    @property
+    def kind(self) -> ArtifactKind:
+        return (
+            ArtifactKind.CHART
+            if self in (AcrEventType.CHART_PUSHED, AcrEventType.CHART_DELETED)
+            else ArtifactKind.IMAGE
+        )
+
+
+@dataclass(frozen=True)
+class RegistryEvent:
+    """One push or delete of a manifest, on the parent registry or (``connected_registry`` set) at a site."""
+
+    event_id: str
+    event_type: AcrEventType
+    registry: str
+    repository: str
+    digest: str
+    occurred_at: datetime
+    tag: str | None = None
+    media_type: str | None = None
+    size: int | None = None
+    actor: str | None = None
+    connected_registry: str | None = None
+
+    @property
+    def is_edge(self) -> bool:
+        return self.connected_registry is not None
+
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """Event Grid's subscription-validation handshake (Event Grid schema)."""
+
+    event_id: str
+    validation_code: str
+
+
+@dataclass(frozen=True)
+class OtherEvent:
+    """An event of a type acrsync does not act on: acknowledged and ignored."""
+
+    event_id: str
+    event_type: str
+
+
+DecodedEvent = RegistryEvent | ValidationRequest | OtherEvent
+
+
+def parse_delivery(body: bytes, content_type: str | None) -> list[Mapping[str, Any]]:
+    """Split a webhook delivery into raw events (an array, or one CloudEvent object).
+
+    Raises:
+        InvalidInput: ``UNSUPPORTED_MEDIA_TYPE``, ``BATCH_TOO_LARGE``, ``MALFORMED_JSON``, ``MALFORMED_EVENT``.
+    """
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_MEDIA_TYPES:
+        raise InvalidInput(
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"content type {media_type or '(none)'!r} is not one of {', '.join(sorted(_JSON_MEDIA_TYPES))}",
+        )
+    if len(body) > MAX_DELIVERY_BYTES:
+        raise InvalidInput("BATCH_TOO_LARGE", f"delivery is {len(body)} bytes; the limit is {MAX_DELIVERY_BYTES}")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("MALFORMED_JSON", "the body is not valid JSON") from exc
+    events = payload if isinstance(payload, list) else [payload]
+    if len(events) > MAX_EVENTS_PER_DELIVERY:
+        raise InvalidInput(
+            "BATCH_TOO_LARGE", f"delivery holds {len(events)} events; the limit is {MAX_EVENTS_PER_DELIVERY}"
+        )
+    if not events:
+        raise InvalidInput("MALFORMED_EVENT", "the delivery holds no events")
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise InvalidInput("MALFORMED_EVENT", f"event [{index}] is not a JSON object")
+    return events
+
+
+def decode_event(raw: Mapping[str, Any], *, registry_hint: str | None = None) -> DecodedEvent:
+    """Decode one event of either schema.
+
+    Args:
+        raw: the event as delivered (Event Grid schema or CloudEvents 1.0).
+        registry_hint: the parent registry's login server when configured; otherwise it comes from
+            ``data.request.host`` (parent events) or the registry name in the topic.
+
+    Raises:
+        InvalidInput: ``MALFORMED_EVENT``, ``MISSING_FIELD`` (naming the field), ``INVALID_DIGEST``,
+            ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_TIME``.
+    """
+    cloud = "specversion" in raw
+    event_id = _text(raw, "id")
+    event_type = _text(raw, "type" if cloud else "eventType")
+    topic = raw.get("source" if cloud else "topic")
+    data = raw.get("data")
+    if event_type == VALIDATION_EVENT_TYPE:
+        code = _text(_object(data, "data"), "validationCode", where="data")
+        return ValidationRequest(event_id=event_id, validation_code=code)
+    try:
+        acr_type = AcrEventType(event_type)
+    except ValueError:
+        return OtherEvent(event_id=event_id, event_type=event_type)
+
+    data = _object(data, "data")
+    target = _object(data.get("target"), "data.target")
+    edge_name = _connected_registry_name(data, topic)
+    repository = validate_repository(_text(target, "repository", where="data.target"))
+    digest = validate_digest(_text(target, "digest", where="data.target"))
+    tag = target.get("version") if acr_type.kind is ArtifactKind.CHART and target.get("version") else target.get("tag")
+    size = target.get("size", target.get("length"))
+    actor = _optional_object(data, "actor")
+    return RegistryEvent(
+        event_id=event_id,
+        event_type=acr_type,
+        registry=_registry(data, topic, registry_hint, edge=edge_name is not None),
+        repository=repository,
+        digest=digest,
+        occurred_at=_time(raw.get("time" if cloud else "eventTime") or data.get("timestamp")),
+        tag=validate_tag(tag) if tag not in (None, "") else None,
+        media_type=target.get("mediaType") if isinstance(target.get("mediaType"), str) else None,
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        actor=actor.get("name") if isinstance(actor.get("name"), str) and actor.get("name") else None,
+        connected_registry=edge_name,
+    )
+
+
+def event_from_function_binding(
+    *,
+    event_id: str,
+    event_type: str,
+    topic: str | None,
+    subject: str | None,
+    event_time: datetime | None,
+    data: Any,
+    data_version: str | None,
+) -> dict[str, Any]:
+    """Rebuild the Event Grid-schema dict from the fields the Functions Event Grid binding exposes."""
+    return {
+        "id": event_id,
+        "eventType": event_type,
+        "topic": topic,
+        "subject": subject,
+        "eventTime": event_time.isoformat() if event_time else None,
+        "data": data,
+        "dataVersion": data_version,
+    }
+
+
+def _registry(data: Mapping[str, Any], topic: Any, hint: str | None, *, edge: bool) -> str:
+    if hint:
+        return hint
+    request = _optional_object(data, "request")
+    host = request.get("host")
+    # At the edge request.host names the connected registry, not the parent the release belongs to.
+    if not edge and isinstance(host, str) and host:
+        return validate_login_server(host)
+    match = _REGISTRY_IN_TOPIC.search(topic) if isinstance(topic, str) else None
+    if match:
+        return validate_login_server(f"{match.group(1).lower()}.azurecr.io")
+    raise InvalidInput("MISSING_FIELD", "data.request.host is missing and the topic names no registry")
+
+
+def _connected_registry_name(data: Mapping[str, Any], topic: Any) -> str | None:
+    # The wire key's casing differs between sources (connectedregistry vs connectedRegistry).
+    for key, value in data.items():
+        if key.lower() == "connectedregistry" and isinstance(value, dict):
+            name = value.get("name")
+            if isinstance(name, str) and name:
+                return name.lower()
+    match = _EDGE_IN_TOPIC.search(topic) if isinstance(topic, str) else None
+    return match.group(1).lower() if match else None
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidInput("MISSING_FIELD", "eventTime (or time) is missing")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} has no time zone")
+    return parsed
+
+
+def _optional_object(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = container.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput("MISSING_FIELD", f"{where} is missing or not an object")
+    return value
+
+
+def _text(container: Mapping[str, Any], key: str, *, where: str = "") -> str:
+    value = container.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("MISSING_FIELD", f"{where + '.' if where else ''}{key} is missing")
+    return value

@@ -1,0 +1,362 @@
+"""Ingest: ACR events become releases, fan-outs, withdrawals and edge evidence.
+
+Every path is idempotent: Event Grid delivers at least once, unordered, sometimes twice. A release
+is (registry, repository, digest); the same event id, a re-push of the same digest, or an edge
+event that overtakes its parent's never creates a second release, row or first job.
+
+Untagged pushes (the per-platform children of a multi-arch index, pushes by digest) are not
+releases: they are acknowledged and ignored. The tagged push that names the index or image is the
+release sites should get, and the connected registry pulls its children along with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.bootstrap import Services
+from shared.domain.acr_events import (
+    OtherEvent,
+    RegistryEvent,
+    ValidationRequest,
+    decode_event,
+    parse_delivery,
+)
+from shared.domain.messages import JobKind
+from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.states import ALLOWED_TRANSITIONS, READY_STATES, EvidenceSource, SyncReason, SyncState
+from shared.errors import AlreadyExists, InvalidInput, NotFound
+from shared.logs import log_context
+from shared.ports import StateStore
+from shared.services.fanout import fan_out_new, plan_fanout, resume_fan_out, widen_fan_out
+from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
+
+logger = logging.getLogger(__name__)
+
+# Rows a deletion withdraws: the digest has not reached the site and now never will.
+_WITHDRAWABLE = frozenset({SyncState.PENDING, SyncState.WAITING_FOR_WINDOW, SyncState.STALE, SyncState.FAILED})
+
+
+class IngestOutcome(StrEnum):
+    RELEASE_CREATED = "release-created"
+    FANOUT_RESUMED = "fanout-resumed"
+    TAGS_ADDED = "tags-added"
+    DUPLICATE = "duplicate"
+    WITHDRAWN = "withdrawn"
+    EDGE_RECORDED = "edge-recorded"
+    IGNORED_UNTAGGED = "ignored-untagged"
+    IGNORED_UNKNOWN_SITE = "ignored-unknown-site"
+    IGNORED_EVENT_TYPE = "ignored-event-type"
+    IGNORED_WITHDRAWN = "ignored-withdrawn"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: str
+    outcome: IngestOutcome
+    release_id: str | None = None
+    rows_created: int = 0
+    jobs_sent: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What a webhook delivery did; ``validation_code`` answers Event Grid's handshake."""
+
+    results: list[IngestResult]
+    validation_code: str | None = None
+
+
+def ingest_delivery(services: Services, body: bytes, content_type: str | None) -> DeliveryReport:
+    """Handle one webhook delivery. Every event is decoded before anything is written, so a bad
+    event rejects the whole delivery and changes nothing.
+
+    Raises:
+        InvalidInput: the delivery or one of its events is malformed (answer 400).
+        TransientError: the store or queue failed (answer 5xx so Event Grid retries).
+    """
+    decoded = [
+        decode_event(raw, registry_hint=services.settings.registry) for raw in parse_delivery(body, content_type)
+    ]
+    validation = next((event for event in decoded if isinstance(event, ValidationRequest)), None)
+    if validation is not None:
+        logger.info("answered Event Grid subscription validation %s", validation.event_id)
+        return DeliveryReport(results=[], validation_code=validation.validation_code)
+    return DeliveryReport(results=[handle_event(services, event) for event in decoded])
+
+
+def ingest_trigger_event(services: Services, raw: Mapping[str, Any]) -> IngestResult:
+    """Handle one event from the Functions Event Grid trigger. A poison event is logged and dropped
+    (returning normally completes it); transient errors propagate so Event Grid redelivers."""
+    event_id = str(raw.get("id", "?"))
+    try:
+        event = decode_event(raw, registry_hint=services.settings.registry)
+    except InvalidInput as exc:
+        logger.warning("dropped event %s: %s (%s)", event_id, exc.code, exc.detail)
+        return IngestResult(event_id=event_id, outcome=IngestOutcome.REJECTED)
+    return handle_event(services, event)
+
+
+def handle_event(services: Services, event: RegistryEvent | ValidationRequest | OtherEvent) -> IngestResult:
+    if isinstance(event, OtherEvent | ValidationRequest):
+        kind = event.event_type if isinstance(event, OtherEvent) else "validation"
+        logger.info("ignored event %s of type %s", event.event_id, kind)
+        return IngestResult(event_id=event.event_id, outcome=IngestOutcome.IGNORED_EVENT_TYPE)
+    release_id = Release(event.registry, event.repository, event.digest, event.occurred_at).release_id
+    with log_context(
+        event_id=event.event_id, release_id=release_id, digest=event.digest, site=event.connected_registry
+    ):
+        if event.is_edge:
+            return _record_edge_event(services, event)
+        if event.event_type.is_push:
+            return _register_push(services, event)
+        return _withdraw(services, event)
+
+
+def backfill_site(services: Services, site_name: str) -> list[IngestResult]:
+    """Enqueue, for a new site or one whose approved repositories grew, the current release of
+    every repository it should hold (the newest published, not withdrawn release its policy admits).
+
+    Raises:
+        NotFound: no such site.
+    """
+    store, now = services.store, services.clock.now()
+    site = store.get_site(site_name)
+    latest: dict[str, Release] = {}
+    token: str | None = None
+    while True:
+        page = store.list_releases(page_size=200, continuation=token)
+        for release in page.items:
+            if (
+                release.repository not in latest
+                and release.withdrawn_at is None
+                and site.admits(release.repository, release.tags) is None
+            ):
+                latest[release.repository] = release
+        token = page.continuation
+        if token is None:
+            break
+    results = []
+    for release in latest.values():
+        done = widen_fan_out(store, services.queue, release, [site], now, kind=JobKind.BACKFILL)
+        results.append(
+            IngestResult(
+                f"backfill:{site_name}", IngestOutcome.TAGS_ADDED, release.release_id, done.rows_created, done.jobs_sent
+            )
+        )
+    logger.info("backfilled site %s with %s releases", site_name, len(results))
+    return results
+
+
+def _candidate(event: RegistryEvent) -> Release:
+    return Release(
+        registry=event.registry,
+        repository=event.repository,
+        digest=event.digest,
+        pushed_at=event.occurred_at,
+        tags=frozenset({event.tag}) if event.tag else frozenset(),
+        media_type=event.media_type,
+        size=event.size,
+        actor=event.actor,
+        kind=event.event_type.kind,
+        source_event_ids=(event.event_id,),
+    )
+
+
+def _register_push(services: Services, event: RegistryEvent) -> IngestResult:
+    store, queue, now = services.store, services.queue, services.clock.now()
+    candidate = _candidate(event)
+    if event.tag is None:
+        logger.info("ignored untagged push of %s@%s", event.repository, event.digest)
+        return IngestResult(event.event_id, IngestOutcome.IGNORED_UNTAGGED, candidate.release_id)
+    sites = store.list_sites()
+    plan = plan_fanout(candidate, sites, now)
+    try:
+        store.create_release(replace(candidate, counts=plan.counts))
+    except AlreadyExists:
+        return _register_known_push(services, event, sites)
+    done = fan_out_new(store, queue, candidate, plan)
+    return IngestResult(
+        event.event_id, IngestOutcome.RELEASE_CREATED, candidate.release_id, done.rows_created, done.jobs_sent
+    )
+
+
+def _register_known_push(services: Services, event: RegistryEvent, sites: Sequence[Site]) -> IngestResult:
+    store, queue, now = services.store, services.queue, services.clock.now()
+    release_id = _candidate(event).release_id
+    before = store.get_release(release_id).value
+    published = store.is_release_published(release_id)
+
+    def merge(release: Release) -> Release:
+        merged = release.with_event(event.event_id, frozenset({event.tag}) if event.tag else frozenset())
+        if not published and event.occurred_at < merged.pushed_at:
+            # An edge event created the release first; the parent's push time is the true one.
+            merged = replace(merged, pushed_at=event.occurred_at, actor=merged.actor or event.actor)
+        return merged
+
+    after = modify_release(store, release_id, merge).value
+    if after.withdrawn_at is not None:
+        logger.info("push of withdrawn release %s recorded; no fan-out", release_id)
+        return IngestResult(event.event_id, IngestOutcome.IGNORED_WITHDRAWN, release_id)
+    if not published:
+        done = resume_fan_out(store, queue, after, sites, now)
+        return IngestResult(event.event_id, IngestOutcome.FANOUT_RESUMED, release_id, done.rows_created, done.jobs_sent)
+    if after.tags != before.tags:
+        store.publish_release(after)
+        done = widen_fan_out(store, queue, after, sites, now, kind=JobKind.FANOUT)
+        logger.info("release %s gained tags %s", release_id, sorted(after.tags - before.tags))
+        return IngestResult(event.event_id, IngestOutcome.TAGS_ADDED, release_id, done.rows_created, done.jobs_sent)
+    return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
+
+
+def _withdraw(services: Services, event: RegistryEvent) -> IngestResult:
+    store, now = services.store, services.clock.now()
+    candidate = _candidate(event)
+    release_id = candidate.release_id
+    try:
+        store.create_release(replace(candidate, withdrawn_at=event.occurred_at))
+        # Deleted before its push arrived (events are unordered): keep a visible tombstone.
+        store.publish_release(store.get_release(release_id).value)
+        return IngestResult(event.event_id, IngestOutcome.WITHDRAWN, release_id)
+    except AlreadyExists:
+        pass
+    before = store.get_release(release_id).value
+    after = modify_release(
+        store,
+        release_id,
+        lambda r: replace(r.with_event(event.event_id), withdrawn_at=r.withdrawn_at or event.occurred_at),
+    ).value
+    if before == after:
+        return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
+    for row in store.list_site_syncs(release_id):
+        update_row(store, release_id, row.value.site, _withdrawal_decision(event, now))
+    if store.is_release_published(release_id):
+        store.publish_release(after)
+    logger.info("withdrew release %s after its deletion from the parent registry", release_id)
+    return IngestResult(event.event_id, IngestOutcome.WITHDRAWN, release_id)
+
+
+def _withdrawal_decision(event: RegistryEvent, now: datetime) -> Decision:
+    def decide(row: SiteSync, _: Release) -> RowChange | None:
+        if row.state in _WITHDRAWABLE:
+            moved = row.moved_to(
+                SyncState.WITHDRAWN,
+                SyncReason.RELEASE_DELETED,
+                now,
+                evidence_source=EvidenceSource.PARENT_REGISTRY_EVENT,
+            )
+            return RowChange(
+                moved,
+                [_evidence(row, event, now, "deleted from the parent registry before reaching the site", moved.state)],
+            )
+        if row.state in READY_STATES:
+            # A deleted parent image may still run at the edge: that is evidence, not an error.
+            note = _evidence(row, event, now, "deleted from the parent registry; still present at the site", row.state)
+            return RowChange(row, [note])
+        return None
+
+    return decide
+
+
+def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult:
+    store, now = services.store, services.clock.now()
+    site = _site_for(store.list_sites(), event.connected_registry or "")
+    release_id = _candidate(event).release_id
+    if site is None:
+        logger.info("ignored edge event from unknown connected registry %s", event.connected_registry)
+        return IngestResult(event.event_id, IngestOutcome.IGNORED_UNKNOWN_SITE, release_id)
+    with log_context(site=site.name):
+        if not event.event_type.is_push:
+            return _record_edge_deletion(services, event, site)
+        try:
+            store.create_release(_candidate(event))  # the parent's event has not arrived yet
+        except AlreadyExists:
+            pass
+        try:
+            store.get_site_sync(release_id, site.name)
+        except NotFound:
+            release = store.get_release(release_id).value
+            store.add_site_syncs([_fresh_row(release, site.name, now)])
+            recount(store, release_id)
+        update_row(store, release_id, site.name, _edge_arrival(store, event, now))
+    return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
+
+
+def _record_edge_deletion(services: Services, event: RegistryEvent, site: Site) -> IngestResult:
+    release_id = _candidate(event).release_id
+    try:
+        row = services.store.get_site_sync(release_id, site.name).value
+    except NotFound:
+        return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
+    services.store.append_evidence([_evidence(row, event, services.clock.now(), "deleted at the site", row.state)])
+    return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
+
+
+def _edge_arrival(store: StateStore, event: RegistryEvent, now: datetime) -> Decision:
+    def decide(row: SiteSync, _: Release) -> RowChange | None:
+        summary = f"connected registry {event.connected_registry} reported the digest pushed"
+        if SyncState.VERIFIED in ALLOWED_TRANSITIONS[row.state]:
+            moved = row.moved_to(
+                SyncState.VERIFIED,
+                SyncReason.EDGE_EVENT_RECEIVED,
+                event.occurred_at,
+                evidence_source=EvidenceSource.CONNECTED_REGISTRY_EVENT,
+            )
+            return RowChange(moved, [_evidence(row, event, now, summary, moved.state)])
+        # No transition left: the event is late proof. Record it once, however often it is redelivered.
+        recorded = store.list_evidence(row.release_id, site=row.site)
+        if any(e.details.get("event_id") == event.event_id for e in recorded):
+            return None
+        return RowChange(row, [_evidence(row, event, now, summary, row.state)])
+
+    return decide
+
+
+def _evidence(row: SiteSync, event: RegistryEvent, now: datetime, summary: str, state_to: SyncState) -> Evidence:
+    source = EvidenceSource.CONNECTED_REGISTRY_EVENT if event.is_edge else EvidenceSource.PARENT_REGISTRY_EVENT
+    details = {"event_id": event.event_id, "event_type": event.event_type.value, "repository": event.repository}
+    if event.tag:
+        details["tag"] = event.tag
+    if event.connected_registry:
+        details["connected_registry"] = event.connected_registry
+    return Evidence(
+        release_id=row.release_id,
+        site=row.site,
+        source=source,
+        observed_at=event.occurred_at,
+        recorded_at=now,
+        summary=summary,
+        state_from=row.state,
+        state_to=state_to,
+        reason=SyncReason.EDGE_EVENT_RECEIVED if event.is_edge else SyncReason.RELEASE_DELETED,
+        observed_digest=event.digest,
+        details=details,
+    )
+
+
+def _fresh_row(release: Release, site: str, now: datetime) -> SiteSync:
+    return SiteSync(
+        release_id=release.release_id,
+        site=site,
+        repository=release.repository,
+        digest=release.digest,
+        pushed_at=release.pushed_at,
+        state=SyncState.PENDING,
+        reason=SyncReason.AWAITING_FIRST_CHECK,
+        updated_at=now,
+        queued_at=now,
+    )
+
+
+def _site_for(sites: Sequence[Site], connected_registry: str) -> Site | None:
+    """The site a connected registry belongs to: by its ARM id's last segment, else by name."""
+    wanted = connected_registry.lower()
+    for site in sites:
+        if site.connected_registry and site.connected_registry.rstrip("/").rsplit("/", 1)[-1].lower() == wanted:
+            return site
+    return next((site for site in sites if site.name == wanted), None)

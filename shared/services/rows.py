@@ -1,0 +1,121 @@
+"""Changing one site-sync row safely: read, decide, write conditionally, retry when another writer won.
+
+Release-level counters move in the same atomic write as the row, so they stay exact however many
+workers update rows of one release at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from shared.domain.model import Evidence, Release, SiteSync, Versioned
+from shared.domain.states import SyncState
+from shared.errors import ConcurrencyConflict
+from shared.ports import StateStore
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 25
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """What a decision wants written: the new row and the evidence that justifies it."""
+
+    row: SiteSync
+    evidence: Sequence[Evidence] = ()
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """The outcome of :func:`update_row`: the row before and after (``after`` is ``before`` when unchanged)."""
+
+    before: SiteSync
+    after: SiteSync
+    release: Release
+    changed: bool
+
+    @property
+    def state_changed(self) -> bool:
+        return self.before.state is not self.after.state
+
+
+Decision = Callable[[SiteSync, Release], "RowChange | None"]
+
+
+def update_row(
+    store: StateStore,
+    release_id: str,
+    site: str,
+    decide: Decision,
+    *,
+    attempts: int = MAX_ATTEMPTS,
+) -> RowUpdate:
+    """Apply ``decide`` to the current row until the conditional write succeeds.
+
+    ``decide`` sees the freshest row and release on every attempt and returns ``None`` to leave
+    the row as it is. When the state changes, the release counters move in the same write.
+
+    Raises:
+        NotFound: no such row or release.
+        ConcurrencyConflict: still losing the race after ``attempts`` tries (transient: retry later).
+    """
+    for attempt in range(attempts):
+        current = store.get_site_sync(release_id, site)
+        header = store.get_release(release_id)
+        change = decide(current.value, header.value)
+        if change is None:
+            return RowUpdate(current.value, current.value, header.value, changed=False)
+        moves_state = change.row.state is not current.value.state
+        release = header.value.with_count_moved(current.value.state, change.row.state) if moves_state else header.value
+        try:
+            store.save_site_sync(
+                change.row,
+                etag=current.etag,
+                evidence=change.evidence,
+                release=Versioned(release, header.etag) if moves_state else None,
+            )
+        except ConcurrencyConflict:
+            # Another worker changed this row or a sibling's counters; back off a little and re-read.
+            time.sleep(random.uniform(0, min(0.05 * (attempt + 1), 0.5)))  # noqa: S311 - jitter, not security
+            continue
+        return RowUpdate(current.value, change.row, release, changed=True)
+    raise ConcurrencyConflict(f"site-sync row {release_id}/{site} kept changing under {attempts} attempts")
+
+
+def tally(rows: Sequence[SiteSync]) -> dict[SyncState, int]:
+    return dict(Counter(row.state for row in rows))
+
+
+def recount(store: StateStore, release_id: str, *, attempts: int = MAX_ATTEMPTS) -> Release:
+    """Recompute the release counters from its rows (after rows were created outside a counted write)."""
+    for _ in range(attempts):
+        header = store.get_release(release_id)
+        counts = tally([row.value for row in store.list_site_syncs(release_id)])
+        if dict(header.value.counts) == counts:
+            return header.value
+        try:
+            return store.replace_release(replace(header.value, counts=counts), etag=header.etag).value
+        except ConcurrencyConflict:
+            continue
+    raise ConcurrencyConflict(f"release {release_id} counters kept changing under {attempts} attempts")
+
+
+def modify_release(
+    store: StateStore, release_id: str, change: Callable[[Release], Release], *, attempts: int = MAX_ATTEMPTS
+) -> Versioned[Release]:
+    """Apply ``change`` to the release header with ETag retries; a no-op change writes nothing."""
+    for _ in range(attempts):
+        header = store.get_release(release_id)
+        updated = change(header.value)
+        if updated == header.value:
+            return header
+        try:
+            return store.replace_release(updated, etag=header.etag)
+        except ConcurrencyConflict:
+            continue
+    raise ConcurrencyConflict(f"release {release_id} kept changing under {attempts} attempts")

@@ -1,0 +1,70 @@
+"""Shared test doubles, in one place. Real adapters are preferred everywhere; these stand in only
+for time and for injecting failures at a port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.errors import QueueUnavailable
+from shared.ports import JobQueue, OutgoingMessage, ReceivedMessage, SendReport
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+class FailingSends:
+    """Wraps a real queue; the first ``failures`` sends raise as if Service Bus were unreachable."""
+
+    def __init__(self, inner: JobQueue, failures: int = 1) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.attempts = 0
+
+    def send_messages(self, messages: Sequence[OutgoingMessage]) -> SendReport:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise QueueUnavailable("injected: queue unreachable")
+        return self.inner.send_messages(messages)
+
+    def receive_messages(
+        self, *, max_count: int = 1, max_wait: float = 0.0, dead_letter: bool = False
+    ) -> list[ReceivedMessage]:
+        return self.inner.receive_messages(max_count=max_count, max_wait=max_wait, dead_letter=dead_letter)
+
+    def complete_message(self, message: ReceivedMessage) -> None:
+        self.inner.complete_message(message)
+
+    def abandon_message(self, message: ReceivedMessage) -> None:
+        self.inner.abandon_message(message)
+
+    def dead_letter_message(self, message: ReceivedMessage, *, reason: str, description: str = "") -> None:
+        self.inner.dead_letter_message(message, reason=reason, description=description)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """The single event in a fixture delivery (``tests/fixtures/events/<name>.json``)."""
+    events = json.loads((FIXTURES / "events" / f"{name}.json").read_text())
+    assert len(events) == 1
+    return events[0]  # type: ignore[no-any-return]
+
+
+def delivery(*events: dict[str, Any]) -> bytes:
+    return json.dumps(list(events)).encode()
