@@ -26,7 +26,10 @@ REGISTRY = "contosoacr.azurecr.io"
 CAMERA_DIGEST = "sha256:90fe64c3b638413b181c1920a2d2068c75ada402ce8f88caa522f17a01ac2560"
 CAMERA_ID = release_id_for(REGISTRY, "inspection/camera", CAMERA_DIGEST)
 NOW = datetime(2026, 11, 24, 9, 41, 30, tzinfo=UTC)
-CR_ID = "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry/providers/Microsoft.ContainerRegistry/registries/contosoacr/connectedRegistries/"
+CR_ID = (
+    "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
+    "/providers/Microsoft.ContainerRegistry/registries/contosoacr/connectedRegistries/"
+)
 
 SITES = [
     Site(
