@@ -40,3 +40,12 @@ def test_host_json_routes_without_a_prefix_so_paths_match_the_local_runtime() ->
     assert host["version"] == "2.0"
     assert host["extensions"]["http"]["routePrefix"] == ""
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+
+
+def test_acr_events_arrive_through_an_event_grid_trigger_named_for_the_webhook(functions: dict[str, Any]) -> None:
+    [trigger] = bindings(functions["on_acr_event"])
+    assert trigger == {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
+
+
+def test_the_function_set_is_exactly_what_the_host_should_index(functions: dict[str, Any]) -> None:
+    assert set(functions) == {"http_app_func", "on_acr_event"}
