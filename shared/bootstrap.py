@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from shared.config import QueueBackend, Settings, StoreBackend
 from shared.ports import Clock, JobQueue, StateStore
+from shared.services.catalog import SiteCatalog
 
 T = TypeVar("T")
 
@@ -65,6 +66,7 @@ class Services:
         self._store = _Lazy(lambda: store if store is not None else _build_store(settings, self._credential))
         self._queue = _Lazy(lambda: queue if queue is not None else _build_queue(settings, self._credential))
         self.clock: Clock = clock or SystemClock()
+        self._catalog = _Lazy(lambda: SiteCatalog(self.store, self.clock))
 
     @property
     def store(self) -> StateStore:
@@ -74,6 +76,12 @@ class Services:
     @property
     def queue(self) -> JobQueue:
         value: JobQueue = self._queue.get()
+        return value
+
+    @property
+    def catalog(self) -> SiteCatalog:
+        """Sites as ingest sees them (cached briefly; see :mod:`shared.services.catalog`)."""
+        value: SiteCatalog = self._catalog.get()
         return value
 
     def close(self) -> None:

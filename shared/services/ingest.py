@@ -174,7 +174,7 @@ def _register_push(services: Services, event: RegistryEvent) -> IngestResult:
     if event.tag is None:
         logger.info("ignored untagged push of %s@%s", event.repository, event.digest)
         return IngestResult(event.event_id, IngestOutcome.IGNORED_UNTAGGED, candidate.release_id)
-    sites = store.list_sites()
+    sites = services.catalog.sites()
     plan = plan_fanout(candidate, sites, now)
     try:
         store.create_release(replace(candidate, counts=plan.counts))
@@ -265,7 +265,7 @@ def _withdrawal_decision(event: RegistryEvent, now: datetime) -> Decision:
 
 def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult:
     store, now = services.store, services.clock.now()
-    site = _site_for(store.list_sites(), event.connected_registry or "")
+    site = _site_for(services.catalog.sites(), event.connected_registry or "")
     release_id = _candidate(event).release_id
     if site is None:
         logger.info("ignored edge event from unknown connected registry %s", event.connected_registry)
