@@ -73,12 +73,17 @@ def plan_fanout(
     """Decide each site's first row and job for ``release`` (pure)."""
     rows: list[SiteSync] = []
     jobs: list[PlannedJob] = []
+    # Thousands of sites share a handful of schedules: work out each schedule's window once.
+    windows: dict[tuple[str | None, timedelta | None], tuple[SyncState, SyncReason, datetime, datetime | None]] = {}
     for site in sorted(sites, key=lambda s: s.name):
         refusal = site.admits(release.repository, release.tags)
         if refusal is not None:
             rows.append(_row(release, site.name, SyncState.SKIPPED, refusal, now, expected=None))
             continue
-        state, reason, expected, check_at = first_check(site, now)
+        key = (site.schedule, site.sync_window)
+        if key not in windows:
+            windows[key] = first_check(site, now)
+        state, reason, expected, check_at = windows[key]
         rows.append(_row(release, site.name, state, reason, now, expected=expected))
         jobs.append(PlannedJob(SiteSyncJob(release.release_id, site.name, kind), check_at))
     return FanoutPlan(rows=rows, jobs=jobs)
