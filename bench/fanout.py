@@ -29,11 +29,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.data.tables import TableServiceClient
-from azure.servicebus import ServiceBusMessageBatch
 
 from shared.adapters import codec
 from shared.adapters.azure_tables import AzureTableStore
-from shared.adapters.servicebus import ServiceBusJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
 from shared.config import Settings
@@ -42,36 +40,15 @@ from shared.domain.model import Site
 from shared.services.fanout import plan_fanout
 from shared.services.ingest import _candidate, ingest_delivery
 from tests.support.azurite import start_azurite
+from tests.support.servicebus import STANDARD_BATCH_BYTES as STANDARD_BATCH
+from tests.support.servicebus import RecordingServiceBus
 
-STANDARD_BATCH = 256 * 1024
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 
 
 class FixedClock:
     def now(self) -> datetime:
         return NOW
-
-
-class RecordingSender:
-    def __init__(self) -> None:
-        self.batches: list[ServiceBusMessageBatch] = []
-
-    def create_message_batch(self, max_size_in_bytes: int | None = None) -> ServiceBusMessageBatch:
-        return ServiceBusMessageBatch(max_size_in_bytes=max_size_in_bytes or STANDARD_BATCH)
-
-    def send_messages(self, batch: ServiceBusMessageBatch) -> None:
-        self.batches.append(batch)
-
-
-class RecordingClient:
-    def __init__(self, sender: RecordingSender) -> None:
-        self.sender = sender
-
-    def get_queue_sender(self, queue_name: str) -> RecordingSender:
-        return self.sender
-
-    def close(self) -> None:
-        pass
 
 
 class CountingStore:
@@ -133,10 +110,9 @@ def sites(count: int) -> list[Site]:
 
 def fan_out_once(store: Any, count: int) -> tuple[int, int, int, float, float]:
     counting = CountingStore(store)
-    sender = RecordingSender()
-    queue = ServiceBusJobQueue(
-        "bench.servicebus.windows.net", "site-sync", object(), client_factory=lambda: RecordingClient(sender)
-    )  # type: ignore[arg-type]
+    bus = RecordingServiceBus()
+    sender = bus.sender
+    queue = bus.queue()
     services = bootstrap(Settings(), store=counting, queue=queue, clock=FixedClock())
     services.catalog.sites()  # a warm process: the catalog is read once per TTL, not per push
     counting.ops, counting.seconds = 0, 0.0

@@ -314,3 +314,37 @@ def test_backfill_gives_a_new_site_the_current_release_of_each_repository(
     assert [m.message_id for m in drain(queue, clock)] == [f"{newest}:plant-09:backfill:0"]
     assert services.store.get_site_sync(newest, "plant-09").value.state is SyncState.PENDING
     assert services.store.get_release(newest).value.counts[SyncState.PENDING] == 3
+
+
+def test_fan_out_hands_service_bus_one_session_message_per_site_in_few_batches(
+    store: StateStore, clock: FakeClock
+) -> None:
+    from tests.support.servicebus import RecordingServiceBus
+
+    sites = [Site(name=f"store-{i:04d}", ring="ring3", repositories=("inspection/*",)) for i in range(1000)]
+    sites.append(
+        Site(name="plant-02", repositories=("inspection/*",), schedule="0 2 * * *", sync_window=timedelta(hours=3))
+    )
+    store.upsert_sites(sites)
+    bus = RecordingServiceBus()
+    services = bootstrap(Settings(), store=store, queue=bus.queue(), clock=clock)
+    event = load_event("eventgrid-image-pushed")
+
+    deliver(services, event)
+    deliver(services, event)  # a redelivery sends nothing more
+
+    messages = {m.message_id: m for m in bus.sender.messages}
+    assert len(bus.sender.messages) == 1001 == len(messages)
+    assert len(bus.sender.batches) == 2  # 1,001 small jobs fit two 256 KiB Standard batches
+    first = messages[f"{CAMERA_ID}:store-0000"]
+    assert first.session_id == "store-0000" and first.scheduled_enqueue_time_utc is None
+    assert first.application_properties == {
+        b"release_id": CAMERA_ID.encode(),
+        b"site": b"store-0000",
+        b"kind": b"FANOUT",
+    } or {
+        k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+        for k, v in (first.application_properties or {}).items()
+    } == {"release_id": CAMERA_ID, "site": "store-0000", "kind": "FANOUT"}
+    scheduled = messages[f"{CAMERA_ID}:plant-02"].scheduled_enqueue_time_utc
+    assert scheduled == datetime(2026, 11, 25, 2, 5, tzinfo=UTC)  # the window opens at 02:00, checked 5 min later
