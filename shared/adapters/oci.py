@@ -1,0 +1,513 @@
+"""Asking a site's registry directly whether it holds a manifest (OCI distribution API over ``httpx``).
+
+:class:`HttpManifestProbe` implements :class:`~shared.ports.ManifestProbe`: one
+``HEAD /v2/<repository>/manifests/<digest>``, answering a ``401`` challenge once. ``Basic`` is answered
+with the site's credentials; ``Bearer`` with a token fetched from the challenge's realm (Basic
+credentials when the site has some, anonymously otherwise). Tokens are cached per realm, service,
+scope and credentials until ``expires_in``. The challenge answered for a repository is remembered, so
+the next probe sends the cached token (or the Basic credentials) up front and saves the ``401``
+round trip; if that is refused, the fresh challenge is answered once more.
+
+Errors: ``httpx`` exceptions are translated in one place (:func:`_translated`); statuses by
+:func:`_status_error`. Only :class:`UpstreamUnavailable` (retry later) and :class:`UpstreamRejected`
+(retrying cannot help) leave this module. Neither messages nor logs ever carry the password, the
+``Authorization`` header or a token; logging is DEBUG only.
+
+:class:`StaticSiteCredentials` implements :class:`~shared.ports.SiteCredentials` from a mapping (local
+runs and tests; Key Vault backs it in Azure).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+
+from shared.domain.observations import BasicCredentials, ManifestObservation, ProbeOutcome
+from shared.errors import ConfigurationError, UpstreamRejected, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+# What a presence check accepts: an image index or manifest, OCI or Docker. Without these a registry
+# may answer a by-digest HEAD for an index with 404 (it cannot convert) or with a converted manifest.
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+USER_AGENT = "acrsync-probe/1"
+
+SITE_CREDENTIALS_SETTING = "ACRSYNC_SITE_CREDENTIALS"
+
+# The distribution token spec's default lifetime when the token endpoint states none.
+DEFAULT_TOKEN_LIFETIME = timedelta(seconds=60)
+# A token is dropped a little before it expires, so it does not expire on its way to the registry.
+TOKEN_EXPIRY_MARGIN = timedelta(seconds=5)
+# Upper bound on remembered per-repository challenges; the cache is an optimisation, not state.
+MAX_REMEMBERED_CHALLENGES = 4096
+
+_RETRYABLE_STATUS = frozenset({408, 429})
+
+# The distribution spec's repository-name and digest grammars. Both end up in the URL path, so
+# anything else (``..``, ``?``, ``#``, ``%``) is refused before a request is made.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+# RFC 9110 section 11: challenges are ``scheme [ token68 / #auth-param ]``, separated by commas,
+# and auth-param values may be quoted strings holding commas, colons and escaped quotes.
+_TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_AUTH_PARAM = re.compile(rf'\s*({_TCHARS})\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)\s*')
+_SCHEME = re.compile(rf"\s*({_TCHARS})(?=\s|,|$)\s*")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=\s*(?:,|$))")
+_SEPARATOR = re.compile(r"[\s,]*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One ``WWW-Authenticate`` challenge; ``scheme`` lower-cased, parameter names lower-cased."""
+
+    scheme: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    token68: str | None = None
+
+
+def parse_www_authenticate(values: str | Iterable[str]) -> list[Challenge]:
+    """Every challenge in one or more ``WWW-Authenticate`` header values, in order.
+
+    Tolerant by design: a fragment it cannot read is skipped up to the next comma instead of
+    failing the whole header, since the probe only needs the challenge it can answer.
+    """
+    headers = [values] if isinstance(values, str) else list(values)
+    challenges: list[Challenge] = []
+    for header in headers:
+        scheme: str | None = None
+        params: dict[str, str] = {}
+        token68: str | None = None
+        pos = 0
+        while True:
+            separator = _SEPARATOR.match(header, pos)
+            pos = separator.end() if separator is not None else pos
+            if pos >= len(header):
+                break
+            param = _AUTH_PARAM.match(header, pos)
+            if param is not None and scheme is not None:
+                params[param.group(1).lower()] = _unquote(param.group(2))
+                pos = param.end()
+                continue
+            start = _SCHEME.match(header, pos)
+            if start is not None:
+                if scheme is not None:
+                    challenges.append(Challenge(scheme, MappingProxyType(params), token68))
+                scheme, params, token68 = start.group(1).lower(), {}, None
+                pos = start.end()
+                blob = _TOKEN68.match(header, pos)
+                # "abc==" also reads as the parameter abc with the value "="; token68 is the likelier.
+                if blob is not None:
+                    token68 = blob.group(0)
+                    pos = blob.end()
+                continue
+            comma = header.find(",", pos)
+            if comma < 0:
+                break
+            pos = comma + 1
+        if scheme is not None:
+            challenges.append(Challenge(scheme, MappingProxyType(params), token68))
+    return challenges
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    return value
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """``scheme://host[:port]`` without a trailing slash; ``https`` when no scheme is given.
+
+    Raises:
+        UpstreamRejected: the endpoint is not a plain registry address (user info, query, fragment,
+            a scheme other than http or https). The message never repeats user info.
+    """
+    text = endpoint.strip()
+    if "://" not in text:  # "host:5000" would otherwise parse as scheme "host"
+        text = "https://" + text
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise UpstreamRejected("registry endpoint is not a valid URL") from exc
+    if url.userinfo:
+        raise UpstreamRejected("registry endpoint must not carry credentials; use the site's credentials")
+    if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise UpstreamRejected(f"registry endpoint must be an http(s)://host[:port] address, got {url.host!r}")
+    base = f"{url.scheme}://{url.netloc.decode('ascii')}"
+    path = url.path.rstrip("/")
+    return base + path
+
+
+@dataclass(frozen=True)
+class _TokenKey:
+    realm: str
+    service: str
+    scope: str
+    # Tokens carry the identity they were issued to, so two sites' credentials never share one.
+    credentials: BasicCredentials | None
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    token: str = field(repr=False)
+    expires_at: datetime
+
+
+class HttpManifestProbe:
+    """:class:`~shared.ports.ManifestProbe` over one ``httpx.Client`` (safe to share across threads).
+
+    Args:
+        timeout: seconds for each connect, read, write and pool wait.
+        verify: ``True``, ``False`` (loopback tests only) or a CA bundle file or directory.
+        clock: timezone-aware "now" for observations and token expiry; UTC wall clock by default.
+        transport: an ``httpx`` transport, for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        verify: bool | str = True,
+        clock: Callable[[], datetime] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            verify=_ssl_verify(verify),
+            transport=transport,
+            # A redirect could carry the Authorization header to another host; registries do not
+            # redirect manifest requests, so one is treated as "not a registry's answer".
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._lock = threading.Lock()
+        self._tokens: dict[_TokenKey, _CachedToken] = {}
+        # (endpoint, repository) -> the challenge answered successfully last time, to answer it up front.
+        self._hints: dict[tuple[str, str], Challenge] = {}
+
+    def __enter__(self) -> HttpManifestProbe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def probe(
+        self, endpoint: str, repository: str, digest: str, *, credentials: BasicCredentials | None = None
+    ) -> ManifestObservation:
+        base = normalize_endpoint(endpoint)
+        if not _REPOSITORY.fullmatch(repository):
+            raise UpstreamRejected(f"not a valid repository name: {repository!r}")
+        if not _DIGEST.fullmatch(digest):
+            raise UpstreamRejected(f"not a valid digest: {digest!r}")
+        url = f"{base}/v2/{repository}/manifests/{digest}"
+        operation = f"HEAD {url}"
+        with _translated(operation):
+            response = self._head_authenticated(url, base, repository, credentials, operation)
+        status = response.status_code
+        log.debug(
+            "manifest probe answered %s",
+            status,
+            extra={"endpoint": base, "repository": repository, "digest": digest, "status": status},
+        )
+        if status == 200:
+            return self._present(response, base, digest, operation)
+        if status == 404:
+            return ManifestObservation(
+                outcome=ProbeOutcome.ABSENT, status_code=status, observed_at=self._clock(), endpoint=base
+            )
+        if status == 401:
+            raise UpstreamRejected(f"{operation}: credentials refused")
+        raise _status_error(operation, response)
+
+    # -- the request and its challenge ---------------------------------------------------------
+
+    def _head_authenticated(
+        self, url: str, base: str, repository: str, credentials: BasicCredentials | None, operation: str
+    ) -> httpx.Response:
+        """HEAD, and on ``401`` answer the challenge once; a second ``401`` is the caller's to judge."""
+        hint_key = (base, repository)
+        authorization = self._remembered_authorization(hint_key, credentials)
+        response = self._head(url, authorization)
+        if response.status_code != 401:
+            return response
+        if authorization is not None:
+            # What worked last time was refused (a token revoked or expired early, a password
+            # rotated): forget it and answer the fresh challenge instead.
+            self._forget(hint_key, credentials)
+        challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        answered: Challenge
+        if bearer is not None:
+            answered = bearer
+            authorization = self._bearer_authorization(bearer, base, repository, credentials, operation)
+        elif basic is not None:
+            answered = basic
+            if credentials is None:
+                raise UpstreamRejected(f"{operation}: credentials required (Basic challenge) but the site has none")
+            authorization = _basic_authorization(credentials)
+        else:
+            schemes = ", ".join(c.scheme for c in challenges) or "none"
+            raise UpstreamRejected(f"{operation}: 401 with an unsupported authentication challenge ({schemes})")
+        response = self._head(url, authorization)
+        if response.status_code != 401:
+            with self._lock:
+                if len(self._hints) >= MAX_REMEMBERED_CHALLENGES:
+                    self._hints.clear()
+                self._hints[hint_key] = answered
+        return response
+
+    def _head(self, url: str, authorization: str | None) -> httpx.Response:
+        headers = {"Accept": ACCEPT}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        return self._client.head(url, headers=headers)
+
+    def _remembered_authorization(self, hint_key: tuple[str, str], credentials: BasicCredentials | None) -> str | None:
+        """The answer to the challenge this repository's registry sent last time, if still good."""
+        with self._lock:
+            challenge = self._hints.get(hint_key)
+            if challenge is None:
+                return None
+            if challenge.scheme == "basic":
+                return _basic_authorization(credentials) if credentials is not None else None
+            cached = self._tokens.get(_token_key(challenge, hint_key[1], credentials))
+        if cached is None or cached.expires_at <= self._clock():
+            return None
+        return f"Bearer {cached.token}"
+
+    def _forget(self, hint_key: tuple[str, str], credentials: BasicCredentials | None) -> None:
+        with self._lock:
+            challenge = self._hints.pop(hint_key, None)
+            if challenge is not None and challenge.scheme == "bearer":
+                self._tokens.pop(_token_key(challenge, hint_key[1], credentials), None)
+
+    def _bearer_authorization(
+        self,
+        challenge: Challenge,
+        base: str,
+        repository: str,
+        credentials: BasicCredentials | None,
+        operation: str,
+    ) -> str:
+        key = _token_key(challenge, repository, credentials)
+        now = self._clock()
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached is not None and cached.expires_at > now:
+            return f"Bearer {cached.token}"
+        token, lifetime = self._fetch_token(key, base, credentials, operation)
+        expires_at = now + lifetime - TOKEN_EXPIRY_MARGIN
+        if expires_at > now:
+            with self._lock:
+                self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+                self._tokens[key] = _CachedToken(token, expires_at)
+        return f"Bearer {token}"
+
+    def _fetch_token(
+        self, key: _TokenKey, base: str, credentials: BasicCredentials | None, operation: str
+    ) -> tuple[str, timedelta]:
+        """GET the realm for a token; the realm and its answer are the registry's, so both are checked."""
+        if not key.realm:
+            raise UpstreamRejected(f"{operation}: Bearer challenge without a realm")
+        try:
+            realm = httpx.URL(key.realm)
+        except httpx.InvalidURL as exc:
+            raise UpstreamRejected(f"{operation}: Bearer realm is not a valid URL") from exc
+        # Credentials go to the realm the registry names; never over plain http when the registry
+        # itself is https, where that would downgrade their protection.
+        if realm.scheme not in ("http", "https") or (realm.scheme == "http" and base.startswith("https://")):
+            raise UpstreamRejected(f"{operation}: Bearer realm {realm.host!r} must use https like the registry")
+        params: list[tuple[str, str | int | float | bool | None]] = []
+        if key.service:
+            params.append(("service", key.service))
+        params.extend(("scope", scope) for scope in key.scope.split())
+        headers = {"Accept": "application/json"}
+        if credentials is not None:
+            headers["Authorization"] = _basic_authorization(credentials)
+        token_operation = f"GET token from {realm.scheme}://{realm.netloc.decode('ascii')}{realm.path}"
+        log.debug(
+            "fetching a registry token",
+            extra={"endpoint": base, "realm": key.realm, "service": key.service, "scope": key.scope},
+        )
+        with _translated(token_operation):
+            response = self._client.get(realm, params=params, headers=headers)
+        if response.status_code in (401, 403):
+            reason = "credentials refused" if credentials is not None else "credentials required"
+            raise UpstreamRejected(f"{operation}: token endpoint answered {response.status_code}: {reason}")
+        if response.status_code != 200:
+            raise _status_error(token_operation, response)
+        try:
+            body: Any = response.json()
+        except ValueError as exc:
+            raise UpstreamRejected(f"{token_operation}: the answer is not JSON") from exc
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token or any(c.isspace() or not c.isprintable() for c in token):
+            raise UpstreamRejected(f"{token_operation}: the answer carries no usable token")
+        expires_in = body.get("expires_in")
+        lifetime = DEFAULT_TOKEN_LIFETIME
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+            lifetime = timedelta(seconds=expires_in)
+        return token, lifetime
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def _present(self, response: httpx.Response, base: str, digest: str, operation: str) -> ManifestObservation:
+        reported = response.headers.get("docker-content-digest")
+        content_type = response.headers.get("content-type")
+        media_type = content_type.split(";", 1)[0].strip() if content_type else None
+        if reported is not None and reported.strip() != digest:
+            # A registry answering for another digest proves nothing about the one asked for.
+            raise UpstreamRejected(f"{operation}: answered 200 for a different digest {reported.strip()!r}")
+        if reported is None and media_type not in MANIFEST_MEDIA_TYPES:
+            # Neither a digest nor a manifest type: a proxy or portal page, not a registry's answer.
+            raise UpstreamRejected(
+                f"{operation}: answered 200 without Docker-Content-Digest and with Content-Type {media_type!r}"
+            )
+        return ManifestObservation(
+            outcome=ProbeOutcome.PRESENT,
+            status_code=response.status_code,
+            observed_at=self._clock(),
+            endpoint=base,
+            digest=reported.strip() if reported is not None else None,
+            media_type=media_type or None,
+        )
+
+
+def _token_key(challenge: Challenge, repository: str, credentials: BasicCredentials | None) -> _TokenKey:
+    # A challenge without a scope still needs pull access to the repository being probed.
+    scope = challenge.params.get("scope") or f"repository:{repository}:pull"
+    return _TokenKey(
+        realm=challenge.params.get("realm", ""),
+        service=challenge.params.get("service", ""),
+        scope=scope,
+        credentials=credentials,
+    )
+
+
+def _basic_authorization(credentials: BasicCredentials) -> str:
+    raw = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    # httpx 0.28 deprecates verify=<path>; a context built from the bundle is the supported form.
+    if isinstance(verify, bool):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+def _status_error(operation: str, response: httpx.Response) -> UpstreamUnavailable | UpstreamRejected:
+    status = response.status_code
+    if status in _RETRYABLE_STATUS or status >= 500:
+        retry_after = response.headers.get("retry-after")
+        hint = f" (Retry-After: {retry_after})" if retry_after and len(retry_after) <= 40 else ""
+        return UpstreamUnavailable(f"{operation}: answered {status}{hint}")
+    return UpstreamRejected(f"{operation}: answered {status}")
+
+
+def _caused_by_certificate(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Turn every ``httpx`` exception raised inside into the acrsync tree, chained with ``from``.
+
+    Messages name the operation and the exception class plus its text; ``httpx`` exception texts
+    carry URLs and socket errors, never request headers.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamUnavailable(f"{operation}: timed out ({type(exc).__name__})") from exc
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+        raise UpstreamRejected(f"{operation}: request refused by the client ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        if _caused_by_certificate(exc):
+            raise UpstreamRejected(f"{operation}: TLS certificate not trusted") from exc
+        raise UpstreamUnavailable(f"{operation}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"{operation}: {type(exc).__name__}") from exc
+
+
+class StaticSiteCredentials:
+    """:class:`~shared.ports.SiteCredentials` from a fixed mapping site → credentials."""
+
+    def __init__(self, credentials: Mapping[str, BasicCredentials] | None = None) -> None:
+        self._credentials = dict(credentials or {})
+
+    def get_credentials(self, site: str) -> BasicCredentials | None:
+        return self._credentials.get(site)
+
+    def __repr__(self) -> str:
+        return f"StaticSiteCredentials(sites={sorted(self._credentials)!r})"
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> StaticSiteCredentials:
+        """Read ``ACRSYNC_SITE_CREDENTIALS``: ``{"<site>": {"username": ..., "password": ...}}``.
+
+        Unset or blank means no site has credentials.
+
+        Raises:
+            ConfigurationError: the value is not such an object. The message names the setting and,
+                at most, the offending site; never the value.
+        """
+        environ = os.environ if env is None else env
+        raw = environ.get(SITE_CREDENTIALS_SETTING, "").strip()
+        if not raw:
+            return cls()
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            # ``from None``: the decoder's message quotes the document, which holds passwords.
+            raise ConfigurationError(f"{SITE_CREDENTIALS_SETTING} is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise ConfigurationError(f"{SITE_CREDENTIALS_SETTING} must be a JSON object keyed by site name")
+        credentials: dict[str, BasicCredentials] = {}
+        for site, entry in document.items():
+            username = entry.get("username") if isinstance(entry, dict) else None
+            password = entry.get("password") if isinstance(entry, dict) else None
+            if not isinstance(username, str) or not username or not isinstance(password, str):
+                raise ConfigurationError(
+                    f'{SITE_CREDENTIALS_SETTING}: site {site!r} needs string "username" and "password"'
+                )
+            credentials[site] = BasicCredentials(username=username, password=password)
+        return cls(credentials)
