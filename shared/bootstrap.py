@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared.config import QueueBackend, Settings, StoreBackend
-from shared.ports import Clock, JobQueue, StateStore
+from shared.ports import (
+    Clock,
+    ConnectedRegistryReader,
+    EventSink,
+    JobQueue,
+    ManifestProbe,
+    Outbox,
+    SiteCredentials,
+    StateStore,
+)
 from shared.services.catalog import SiteCatalog
 
 T = TypeVar("T")
@@ -60,6 +69,10 @@ class Services:
         store: StateStore | None = None,
         queue: JobQueue | None = None,
         clock: Clock | None = None,
+        arm: ConnectedRegistryReader | None = None,
+        probe: ManifestProbe | None = None,
+        credentials: SiteCredentials | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self._credential = _Lazy(lambda: _build_credential(settings))
@@ -67,6 +80,10 @@ class Services:
         self._queue = _Lazy(lambda: queue if queue is not None else _build_queue(settings, self._credential))
         self.clock: Clock = clock or SystemClock()
         self._catalog = _Lazy(lambda: SiteCatalog(self.store, self.clock))
+        self._arm = _Lazy(lambda: arm if arm is not None else _build_arm(settings, self._credential, self.clock))
+        self._probe = _Lazy(lambda: probe if probe is not None else _build_probe())
+        self._credentials = _Lazy(lambda: credentials if credentials is not None else _build_credentials(settings))
+        self._events = _Lazy(lambda: events if events is not None else _build_events(settings, self._credential))
 
     @property
     def store(self) -> StateStore:
@@ -84,28 +101,49 @@ class Services:
         value: SiteCatalog = self._catalog.get()
         return value
 
+    @property
+    def arm(self) -> ConnectedRegistryReader:
+        value: ConnectedRegistryReader = self._arm.get()
+        return value
+
+    @property
+    def probe(self) -> ManifestProbe:
+        value: ManifestProbe = self._probe.get()
+        return value
+
+    @property
+    def credentials(self) -> SiteCredentials:
+        value: SiteCredentials = self._credentials.get()
+        return value
+
+    @property
+    def events(self) -> EventSink:
+        value: EventSink = self._events.get()
+        return value
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The local outbox when events stay local (no Event Grid topic configured)."""
+        sink = self.events
+        return sink if hasattr(sink, "list_events") else None  # type: ignore[return-value]
+
     def close(self) -> None:
         """Close what was built (adapters that were never used are not built just to be closed)."""
-        for lazy in (self._queue, self._store):
+        for lazy in (self._events, self._probe, self._arm, self._queue, self._store):
             if lazy.built:
                 closer = getattr(lazy.get(), "close_all", None) or getattr(lazy.get(), "close", None)
                 if closer is not None:
                     closer()
 
 
-def bootstrap(
-    settings: Settings | None = None,
-    *,
-    store: StateStore | None = None,
-    queue: JobQueue | None = None,
-    clock: Clock | None = None,
-) -> Services:
-    """Wire acrsync's services; adapters not given are built from ``settings`` on first use.
+def bootstrap(settings: Settings | None = None, **adapters: Any) -> Services:
+    """Wire acrsync's services; adapters not given (``store``, ``queue``, ``clock``, ``arm``,
+    ``probe``, ``credentials``, ``events``) are built from ``settings`` on first use.
 
     Raises:
         ConfigurationError: the environment's settings are missing or contradictory.
     """
-    return Services(settings or Settings.from_environ(os.environ), store=store, queue=queue, clock=clock)
+    return Services(settings or Settings.from_environ(os.environ), **adapters)
 
 
 _process_services: Services | None = None
@@ -178,3 +216,36 @@ def _build_queue(settings: Settings, credential: _Lazy) -> JobQueue:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteJobQueue(settings.sqlite_path, queue_name=settings.sync_queue)
+
+
+def _build_arm(settings: Settings, credential: _Lazy, clock: Clock) -> ConnectedRegistryReader:
+    from shared.adapters.arm import ArmConnectedRegistryReader
+    from shared.services.arm_cache import CachedArmReader
+
+    reader = ArmConnectedRegistryReader(credential.get(), base_url=settings.arm_endpoint, clock=clock.now)
+    return CachedArmReader(reader, clock)
+
+
+def _build_probe() -> ManifestProbe:
+    from shared.adapters.oci import HttpManifestProbe
+
+    return HttpManifestProbe()
+
+
+def _build_credentials(settings: Settings) -> SiteCredentials:
+    from shared.adapters.oci import StaticSiteCredentials
+    from shared.config import SITE_CREDENTIALS
+
+    raw = settings.site_credentials_json
+    return StaticSiteCredentials.from_environ({SITE_CREDENTIALS: raw} if raw else {})
+
+
+def _build_events(settings: Settings, credential: _Lazy) -> EventSink:
+    if settings.events_topic_endpoint:
+        from shared.adapters.eventgrid import EventGridEventSink
+
+        return EventGridEventSink(settings.events_topic_endpoint, credential.get())
+    from shared.adapters.outbox import SqliteOutbox
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteOutbox(settings.sqlite_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,6 +28,9 @@ SYNC_QUEUE = "SYNC_QUEUE"
 SYNC_QUEUE_MAX_BATCH_BYTES = "SYNC_QUEUE_MAX_BATCH_BYTES"
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 REGISTRY = "ACRSYNC_REGISTRY"
+EVENTS_TOPIC_ENDPOINT = "EVENTS_TOPIC_ENDPOINT"
+ARM_ENDPOINT = "ACRSYNC_ARM_ENDPOINT"
+SITE_CREDENTIALS = "ACRSYNC_SITE_CREDENTIALS"
 # Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
 AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
 
@@ -64,6 +67,9 @@ class Settings:
         sync_queue_max_batch_bytes: cap on a Service Bus send batch (default: what the link allows).
         managed_identity_client_id: the user-assigned identity to authenticate with, if any.
         registry: the parent registry's login server, when known.
+        events_topic_endpoint: the Event Grid topic acrsync publishes to (the local outbox when unset).
+        arm_endpoint: the ARM endpoint for a sovereign cloud (public Azure when unset).
+        site_credentials_json: site client-token credentials for direct checks (JSON; never shown).
         in_azure: whether the process runs on an Azure Functions host.
     """
 
@@ -77,6 +83,9 @@ class Settings:
     sync_queue_max_batch_bytes: int | None = None
     managed_identity_client_id: str | None = None
     registry: str | None = None
+    events_topic_endpoint: str | None = None
+    arm_endpoint: str | None = None
+    site_credentials_json: str | None = field(default=None, repr=False)
     in_azure: bool = False
 
     @property
@@ -104,6 +113,7 @@ class Settings:
             "queue": self.queue_backend.value,
             "queue_location": queue,
             "queue_name": self.sync_queue,
+            "events": self.events_topic_endpoint or "local outbox",
         }
 
     @classmethod
@@ -125,6 +135,9 @@ class Settings:
             sync_queue_max_batch_bytes=_positive_int(values, SYNC_QUEUE_MAX_BATCH_BYTES),
             managed_identity_client_id=values.get(AZURE_CLIENT_ID),
             registry=values.get(REGISTRY, "").lower() or None,
+            events_topic_endpoint=_url(values, EVENTS_TOPIC_ENDPOINT),
+            arm_endpoint=_url(values, ARM_ENDPOINT),
+            site_credentials_json=values.get(SITE_CREDENTIALS),
             in_azure=AZURE_HOST_MARKER in values,
         )
         settings._check_consistency()

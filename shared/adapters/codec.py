@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.model import (
+    DEFAULT_STALE_AFTER_WINDOWS,
     ArtifactKind,
     Evidence,
     Release,
@@ -112,6 +113,7 @@ def site_to_doc(site: Site) -> dict[str, Any]:
         "sync_window_s": _td(site.sync_window),
         "message_ttl_s": _td(site.message_ttl),
         "endpoint": site.endpoint,
+        "stale_after_windows": site.stale_after_windows,
     }
 
 
@@ -133,6 +135,7 @@ def site_from_doc(doc: dict[str, Any]) -> Site:
         sync_window=_parse_td(doc.get("sync_window_s")),
         message_ttl=_parse_td(doc["message_ttl_s"]) or timedelta(days=2),
         endpoint=doc.get("endpoint"),
+        stale_after_windows=int(doc.get("stale_after_windows", DEFAULT_STALE_AFTER_WINDOWS)),
     )
 
 
@@ -187,6 +190,7 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "stale_at": _dt(row.stale_at),
         "evidence_source": row.evidence_source.value if row.evidence_source else None,
         "checks": row.checks,
+        "next_check_at": _dt(row.next_check_at),
     }
 
 
@@ -207,6 +211,7 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         stale_at=_parse_dt(doc.get("stale_at")),
         evidence_source=EvidenceSource(doc["evidence_source"]) if doc.get("evidence_source") else None,
         checks=int(doc.get("checks", 0)),
+        next_check_at=_parse_dt(doc.get("next_check_at")),
     )
 
 

@@ -27,6 +27,7 @@ MAX_SYNC_WINDOW = timedelta(days=7)
 MIN_MESSAGE_TTL = timedelta(days=1)
 MAX_MESSAGE_TTL = timedelta(days=90)
 DEFAULT_MESSAGE_TTL = timedelta(days=2)
+DEFAULT_STALE_AFTER_WINDOWS = 2
 # A release keeps the ids of the events that named it, newest last, up to this many; enough to
 # recognise redeliveries (which come within Event Grid's 24 h retry period) without unbounded growth.
 MAX_SOURCE_EVENT_IDS = 64
@@ -80,9 +81,13 @@ class Site:
     sync_window: timedelta | None = None
     message_ttl: timedelta = DEFAULT_MESSAGE_TTL
     endpoint: str | None = None
+    # Stale policy: a release still missing after this many closed windows is late.
+    stale_after_windows: int = DEFAULT_STALE_AFTER_WINDOWS
 
     def __post_init__(self) -> None:
         validate_site_name(self.name)
+        if self.stale_after_windows < 1:
+            raise InvalidInput("INVALID_STALE_POLICY", "stale_after_windows must be at least 1")
 
     def approves_repository(self, repository: str) -> bool:
         return any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.repositories)
@@ -167,7 +172,8 @@ class SiteSync:
     verified_at: datetime | None = None
     stale_at: datetime | None = None
     evidence_source: EvidenceSource | None = None
-    checks: int = 0
+    checks: int = 0  # checks run so far; the next job for this row carries this number
+    next_check_at: datetime | None = None  # when the job in flight is due; the sweeper recovers lost ones
 
     def moved_to(self, target: SyncState, reason: SyncReason | None, at: datetime, **changes: object) -> SiteSync:
         """A copy in ``target`` state; stamps the matching timestamp.

@@ -1,0 +1,275 @@
+"""The site check's decision: given what was observed, where does a row go and when to look again.
+
+Pure: no I/O, no clock of its own. The rules run in the order of the evidence's strength: direct
+proof at the site, then permanent blockers, then ARM's inference, then window arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
+
+from shared.domain.model import Site, SiteSync
+from shared.domain.observations import (
+    ConnectedRegistryState,
+    ConnectionState,
+    ManifestObservation,
+    ProbeOutcome,
+    SyncScope,
+)
+from shared.domain.states import READY_STATES, EvidenceSource, SyncReason, SyncState
+from shared.domain.windows import CONTINUOUS_SCHEDULE, Window, window_at_or_after, windows_between
+
+# With continuous sync a window opens every minute, which says nothing about how long a transfer
+# over a poor link takes; lateness is then counted in cycles of this length instead.
+CONTINUOUS_STALE_CYCLE = timedelta(minutes=30)
+# A synced (inferred) row at a site with an OCI endpoint is re-checked this many times for proof.
+MAX_VERIFY_CHECKS = 3
+MIN_RECHECK = timedelta(minutes=1)
+MAX_RECHECK = timedelta(minutes=15)
+MAX_CHECK_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What a check could learn about one site right now; ``None`` where a source was not asked."""
+
+    now: datetime
+    arm: ConnectedRegistryState | None = None
+    scope: SyncScope | None = None
+    probe: ManifestObservation | None = None
+    probe_error: str | None = None  # why the site's registry could not answer (not a secret)
+
+
+@dataclass(frozen=True)
+class CheckDecision:
+    """Where the row goes, why, on what evidence, and when (if ever) to check again."""
+
+    state: SyncState
+    reason: SyncReason
+    source: EvidenceSource
+    summary: str
+    expected_ready_at: datetime | None
+    next_check_at: datetime | None
+    observed_digest: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One check's inputs, with the schedule ARM reports preferred over the configured one."""
+
+    row: SiteSync
+    site: Site
+    seen: Observations
+    schedule: str | None
+    sync_window: timedelta | None
+    window: Window
+    details: dict[str, str]
+
+    @property
+    def now(self) -> datetime:
+        return self.seen.now
+
+    @property
+    def continuous(self) -> bool:
+        return self.schedule is None or self.schedule.strip() == CONTINUOUS_SCHEDULE
+
+    def decision(
+        self,
+        state: SyncState,
+        reason: SyncReason,
+        source: EvidenceSource,
+        summary: str,
+        *,
+        expected: datetime | None = None,
+        next_check: datetime | None = None,
+        digest: str | None = None,
+    ) -> CheckDecision:
+        return CheckDecision(state, reason, source, summary, expected, next_check, digest, self.details)
+
+    def next_look(self) -> datetime:
+        """Soon while the window is open; otherwise a little after the next one opens."""
+        if self.window.contains(self.now):
+            return self.now + max(MIN_RECHECK, min(MAX_RECHECK, self._window_length() / 4))
+        return self.window.opens_at + check_margin(self.window)
+
+    def _window_length(self) -> timedelta:
+        return self.window.closes_at - self.window.opens_at
+
+
+def check_margin(window: Window) -> timedelta:
+    """How long after a window opens to look: time for the site to pull the sync message."""
+    return min(MAX_CHECK_MARGIN, (window.closes_at - window.opens_at) / 4)
+
+
+def decide_check(row: SiteSync, site: Site, seen: Observations) -> CheckDecision:
+    """Decide one check of ``row`` at ``site`` from ``seen``."""
+    arm = seen.arm
+    schedule = (arm.schedule if arm and arm.schedule else site.schedule) or None
+    sync_window = (arm.sync_window if arm and arm.sync_window else site.sync_window) or None
+    check = _Check(
+        row, site, seen, schedule, sync_window, window_at_or_after(schedule, sync_window, seen.now), _details(seen)
+    )
+    for rule in _RULES:
+        decision = rule(check)
+        if decision is not None:
+            return decision
+    raise AssertionError("the last rule always decides")  # pragma: no cover
+
+
+def _proof_at_the_site(check: _Check) -> CheckDecision | None:
+    probe = check.seen.probe
+    if probe is None or probe.outcome is not ProbeOutcome.PRESENT:
+        return None
+    return check.decision(
+        SyncState.VERIFIED,
+        SyncReason.MANIFEST_PRESENT,
+        EvidenceSource.OCI_PROBE,
+        "the site's registry holds the manifest",
+        digest=probe.digest or check.row.digest,
+    )
+
+
+def _already_synced(check: _Check) -> CheckDecision | None:
+    row = check.row
+    if row.state not in READY_STATES:
+        return None
+    return check.decision(
+        row.state,
+        row.reason or SyncReason.SYNCED_AFTER_PUSH,
+        row.evidence_source or EvidenceSource.ARM_LAST_SYNC,
+        "still synced; no direct proof yet",
+        next_check=_verify_check(check),
+    )
+
+
+def _permanent_blockers(check: _Check) -> CheckDecision | None:
+    scope, arm, now = check.seen.scope, check.seen.arm, check.now
+    blocker: tuple[SyncReason, str] | None = None
+    if scope is not None and (not scope.token_enabled or scope.expired(now)):
+        blocker = SyncReason.SYNC_TOKEN_EXPIRED, "the site's sync token is disabled or expired"
+    elif scope is not None and not scope.covers(check.row.repository):
+        blocker = SyncReason.REPO_NOT_IN_SCOPE, "the repository is not in the site's sync scope map"
+    elif arm is not None and not arm.active:
+        blocker = SyncReason.SITE_INACTIVE, "the connected registry is not activated on site"
+    if blocker is None:
+        return None
+    return check.decision(SyncState.FAILED, blocker[0], EvidenceSource.ARM_LAST_SYNC, blocker[1])
+
+
+def _synced_according_to_arm(check: _Check) -> CheckDecision | None:
+    arm = check.seen.arm
+    if arm is None or arm.connection_state is ConnectionState.UNHEALTHY or arm.last_sync_time is None:
+        return None
+    if arm.last_sync_time < check.row.pushed_at:
+        return None
+    return check.decision(
+        SyncState.SYNCED,
+        SyncReason.SYNCED_AFTER_PUSH,
+        EvidenceSource.ARM_LAST_SYNC,
+        "the site synced after the push",
+        next_check=_verify_check(check),
+    )
+
+
+def _stale(check: _Check) -> CheckDecision | None:
+    found = _stale_reason(check)
+    if found is None:
+        return None
+    # Once stale, a row stays stale until the digest arrives: no flapping back to waiting.
+    return check.decision(
+        SyncState.STALE,
+        found[0],
+        EvidenceSource.SCHEDULE,
+        found[1],
+        expected=check.window.closes_at,
+        next_check=check.next_look(),
+    )
+
+
+def _waiting(check: _Check) -> CheckDecision:
+    row, arm = check.row, check.seen.arm
+    if check.window.contains(check.now):
+        reason = SyncReason.SYNC_IN_PROGRESS
+        if arm is not None and arm.connection_state is ConnectionState.OFFLINE:
+            reason = SyncReason.SITE_OFFLINE
+        elif arm is not None and arm.connection_state is ConnectionState.UNHEALTHY:
+            reason = SyncReason.SITE_UNHEALTHY
+        return check.decision(
+            row.state,
+            reason,
+            EvidenceSource.SCHEDULE,
+            "the sync window is open; the digest is not there yet",
+            expected=check.window.closes_at,
+            next_check=check.next_look(),
+        )
+    state = SyncState.WAITING_FOR_WINDOW if row.state is SyncState.PENDING else row.state
+    return check.decision(
+        state,
+        SyncReason.WINDOW_CLOSED,
+        EvidenceSource.SCHEDULE,
+        "outside the site's sync window: expected offline until it opens",
+        expected=check.window.closes_at,
+        next_check=check.next_look(),
+    )
+
+
+_RULES: tuple[Callable[[_Check], CheckDecision | None], ...] = (
+    _proof_at_the_site,
+    _already_synced,
+    _permanent_blockers,
+    _synced_according_to_arm,
+    _stale,
+    _waiting,
+)
+
+
+def _stale_reason(check: _Check) -> tuple[SyncReason, str] | None:
+    row, site, arm, now = check.row, check.site, check.seen.arm, check.now
+    allowed = site.stale_after_windows
+    ttl = (arm.message_ttl if arm and arm.message_ttl else None) or site.message_ttl
+    cycle = CONTINUOUS_STALE_CYCLE if check.continuous else _cycle(check)
+    if now >= row.pushed_at + ttl:
+        return SyncReason.MESSAGE_TTL_EXPIRED, "past the message TTL: the parent no longer holds the sync message"
+    if arm is not None and arm.last_activity_time is not None and now - arm.last_activity_time >= allowed * cycle:
+        return SyncReason.SITE_SILENT, f"no activity from the site for {allowed} sync cycles"
+    if _windows_missed(check, allowed, cycle) >= allowed:
+        return SyncReason.WINDOW_MISSED, f"{allowed} sync windows closed since the push and the digest is still missing"
+    return None
+
+
+def _windows_missed(check: _Check, enough: int, cycle: timedelta) -> int:
+    if check.continuous:
+        return int((check.now - check.row.pushed_at) / cycle)
+    windows = windows_between(check.schedule, check.sync_window, check.row.pushed_at, check.now)
+    return sum(1 for _ in islice((w for w in windows if w.closes_at <= check.now), enough))
+
+
+def _cycle(check: _Check) -> timedelta:
+    """The time between two window openings."""
+    first = check.window
+    second = window_at_or_after(check.schedule, check.sync_window, first.closes_at)
+    return max(second.opens_at - first.opens_at, timedelta(minutes=1))
+
+
+def _verify_check(check: _Check) -> datetime | None:
+    """A synced row is worth re-checking only where a direct probe can turn it into proof."""
+    if check.site.endpoint is None or check.row.checks + 1 >= MAX_VERIFY_CHECKS:
+        return None
+    return check.next_look()
+
+
+def _details(seen: Observations) -> dict[str, str]:
+    details: dict[str, str] = {}
+    if seen.arm is not None:
+        details.update(seen.arm.evidence_details())
+    if seen.scope is not None:
+        details["syncToken"] = "enabled" if seen.scope.token_enabled else "disabled"
+    if seen.probe is not None:
+        details.update(seen.probe.evidence_details())
+    if seen.probe_error:
+        details["probeError"] = seen.probe_error
+    return details

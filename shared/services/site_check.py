@@ -1,0 +1,242 @@
+"""The site check: one job, one site, one release — observe, decide, record, reschedule.
+
+Idempotency guards first: a job for a row that is final completes without work, and a job whose
+check number is behind the row's (it was already processed, then redelivered) only makes sure the
+follow-up exists. Transient trouble (ARM throttled, the store busy) raises, so the queue redelivers
+and eventually dead-letters; permanent findings (site gone, token expired, repository out of scope)
+become FAILED rows and the message completes. No poison loops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from shared.bootstrap import Services
+from shared.domain.decisions import CheckDecision, Observations, decide_check
+from shared.domain.messages import JobKind, SiteSyncJob
+from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.observations import ProbeOutcome
+from shared.domain.states import TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
+from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.logs import log_context
+from shared.services.announce import events_for_change, events_for_current_state, publish
+from shared.services.fanout import PlannedJob, send_jobs
+from shared.services.rows import RowChange, RowUpdate, update_row
+
+logger = logging.getLogger(__name__)
+
+
+class CheckOutcome(StrEnum):
+    CHECKED = "checked"  # observed and recorded (the state may or may not have changed)
+    ALREADY_FINAL = "already-final"  # the row is final: nothing to do
+    ALREADY_CHECKED = "already-checked"  # a redelivered job: the follow-up was ensured
+    MISSING = "missing"  # no such row (the release or site is gone)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    outcome: CheckOutcome
+    state: SyncState | None = None
+    reason: SyncReason | None = None
+    next_check_at: datetime | None = None
+
+
+def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
+    """Run one site check.
+
+    Raises:
+        TransientError: ARM, the store, the queue or the event sink is unavailable; redeliver.
+    """
+    with log_context(release_id=job.release_id, site=job.site, job_kind=job.kind.value):
+        store = services.store
+        try:
+            current = store.get_site_sync(job.release_id, job.site).value
+        except NotFound:
+            logger.info("no row for this job; completing it")
+            return CheckResult(CheckOutcome.MISSING)
+        if current.state in TERMINAL_STATES or job.check < current.checks:
+            return _already_done(services, job, current)
+        try:
+            site = store.get_site(job.site)
+        except NotFound:
+            return _record(services, job, current, None, Observations(now=services.clock.now()), site_gone=True)
+        seen = observe(services, site, current)
+        return _record(services, job, current, site, seen)
+
+
+def record_dead_letter(services: Services, body: bytes, reason: str, description: str) -> CheckResult:
+    """A job the queue gave up on: the row becomes FAILED with the queue's reason as evidence."""
+    try:
+        job = SiteSyncJob.decode(body)
+    except InvalidInput as exc:
+        logger.warning("dead-lettered message is not a site-sync job (%s); dropping it", exc.code)
+        return CheckResult(CheckOutcome.MISSING)
+    now = services.clock.now()
+
+    def decide(row: SiteSync, _: Release) -> RowChange | None:
+        try:
+            check_transition(row.state, SyncState.FAILED)
+        except IllegalTransition:
+            return None
+        moved = row.moved_to(
+            SyncState.FAILED,
+            SyncReason.MAX_DELIVERIES_EXCEEDED,
+            now,
+            evidence_source=EvidenceSource.QUEUE,
+            next_check_at=None,
+        )
+        evidence = Evidence(
+            release_id=row.release_id,
+            site=row.site,
+            source=EvidenceSource.QUEUE,
+            observed_at=now,
+            recorded_at=now,
+            summary="the job queue gave up on this check",
+            state_from=row.state,
+            state_to=SyncState.FAILED,
+            reason=SyncReason.MAX_DELIVERIES_EXCEEDED,
+            details={"deadLetterReason": reason[:200], "deadLetterDescription": description[:500]},
+        )
+        return RowChange(moved, [evidence])
+
+    with log_context(release_id=job.release_id, site=job.site):
+        try:
+            update = update_row(services.store, job.release_id, job.site, decide)
+        except NotFound:
+            return CheckResult(CheckOutcome.MISSING)
+        if update.changed:
+            logger.warning("check dead-lettered (%s): row marked FAILED", reason)
+            publish(services.events, events_for_change(update.before, update.after, update.release, now))
+        return CheckResult(CheckOutcome.CHECKED, update.after.state, update.after.reason)
+
+
+def observe(services: Services, site: Site, row: SiteSync) -> Observations:
+    """Ask what can be asked: the site's registry first (proof makes ARM unnecessary), then ARM."""
+    now = services.clock.now()
+    probe, probe_error = None, None
+    if site.endpoint:
+        try:
+            probe = services.probe.probe(
+                site.endpoint, row.repository, row.digest, credentials=services.credentials.get_credentials(site.name)
+            )
+        except UpstreamUnavailable:
+            probe_error = "unreachable"  # normal for a site outside its window or offline
+        except UpstreamRejected as exc:
+            probe_error = "refused"
+            logger.warning("site registry refused the manifest check: %s", type(exc).__name__)
+        if probe is not None and probe.outcome is ProbeOutcome.PRESENT:
+            return Observations(now=now, probe=probe)
+    arm, scope = None, None
+    if site.connected_registry:
+        arm = services.arm.get_connected_registry(site.connected_registry)
+        if arm.token_id:
+            try:
+                scope = services.arm.get_sync_scope(arm.token_id)
+            except NotFound:
+                logger.warning("the sync token %s of the site's connected registry was not found", arm.token_id)
+    return Observations(now=now, arm=arm, scope=scope, probe=probe, probe_error=probe_error)
+
+
+def _record(
+    services: Services,
+    job: SiteSyncJob,
+    current: SiteSync,
+    site: Site | None,
+    seen: Observations,
+    *,
+    site_gone: bool = False,
+) -> CheckResult:
+    now = seen.now
+
+    def decide(row: SiteSync, _: Release) -> RowChange | None:
+        if row.state in TERMINAL_STATES or row.checks != current.checks:
+            return None  # another writer (an edge event, an operator) moved the row meanwhile
+        decision = _site_gone(now) if site_gone or site is None else decide_check(row, site, seen)
+        return _apply(row, decision, now)
+
+    try:
+        update = update_row(services.store, job.release_id, job.site, decide)
+    except NotFound:
+        return CheckResult(CheckOutcome.MISSING)
+    if not update.changed:
+        return _already_done(services, job, update.after)
+    after = update.after
+    if after.next_check_at is not None:
+        _send_recheck(services, after)
+    publish(services.events, events_for_change(update.before, after, update.release, now))
+    _log(update)
+    return CheckResult(CheckOutcome.CHECKED, after.state, after.reason, after.next_check_at)
+
+
+def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
+    changes = {
+        "expected_ready_at": decision.expected_ready_at,
+        "next_check_at": decision.next_check_at,
+        "checks": row.checks + 1,
+    }
+    if decision.state is row.state:
+        return RowChange(replace(row, reason=decision.reason, updated_at=now, **changes))  # type: ignore[arg-type]
+    moved = row.moved_to(decision.state, decision.reason, now, evidence_source=decision.source, **changes)
+    evidence = Evidence(
+        release_id=row.release_id,
+        site=row.site,
+        source=decision.source,
+        observed_at=now,
+        recorded_at=now,
+        summary=decision.summary,
+        state_from=row.state,
+        state_to=decision.state,
+        reason=decision.reason,
+        observed_digest=decision.observed_digest,
+        details=decision.details,
+    )
+    return RowChange(moved, [evidence])
+
+
+def _site_gone(now: datetime) -> CheckDecision:
+    return CheckDecision(
+        SyncState.FAILED,
+        SyncReason.SITE_NOT_FOUND,
+        EvidenceSource.OPERATOR,
+        "the site is no longer registered with acrsync",
+        None,
+        None,
+    )
+
+
+def _already_done(services: Services, job: SiteSyncJob, row: SiteSync) -> CheckResult:
+    """A redelivered or superseded job: make sure the follow-up and the announcements exist."""
+    if row.state not in TERMINAL_STATES and row.next_check_at is not None and job.check < row.checks:
+        _send_recheck(services, row)  # same message id as before: the queue drops it if it was sent
+    release = services.store.get_release(row.release_id).value
+    publish(services.events, events_for_current_state(row, release, services.clock.now()))
+    outcome = CheckOutcome.ALREADY_FINAL if row.state in TERMINAL_STATES else CheckOutcome.ALREADY_CHECKED
+    return CheckResult(outcome, row.state, row.reason, row.next_check_at)
+
+
+def _send_recheck(services: Services, row: SiteSync) -> None:
+    job = SiteSyncJob(row.release_id, row.site, JobKind.RECHECK, check=row.checks)
+    now = services.clock.now()
+    due = row.next_check_at if row.next_check_at and row.next_check_at > now else None
+    send_jobs(services.queue, [PlannedJob(job, due)])
+
+
+def _log(update: RowUpdate) -> None:
+    after = update.after
+    if update.state_changed:
+        logger.info(
+            "site check: %s -> %s (%s)",
+            update.before.state.value,
+            after.state.value,
+            after.reason.value if after.reason else "-",
+        )
+    else:
+        logger.info(
+            "site check: still %s (%s); next check %s",
+            after.state.value,
+            after.reason.value if after.reason else "-",
+            after.next_check_at,
+        )
