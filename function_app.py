@@ -2,7 +2,9 @@
 
 import azure.functions as func
 
-from orchestrations import acr_events, http_api
+from orchestrations import acr_events, http_api, site_sync, sweeper
 
 app = func.AsgiFunctionApp(app=http_api.asgi_app, http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(acr_events.bp)
+app.register_functions(site_sync.bp)
+app.register_functions(sweeper.bp)

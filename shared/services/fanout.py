@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.domain.messages import JobKind, SiteSyncJob
@@ -84,7 +84,9 @@ def plan_fanout(
         if key not in windows:
             windows[key] = first_check(site, now)
         state, reason, expected, check_at = windows[key]
-        rows.append(_row(release, site.name, state, reason, now, expected=expected))
+        rows.append(
+            replace(_row(release, site.name, state, reason, now, expected=expected), next_check_at=check_at or now)
+        )
         jobs.append(PlannedJob(SiteSyncJob(release.release_id, site.name, kind), check_at))
     return FanoutPlan(rows=rows, jobs=jobs)
 

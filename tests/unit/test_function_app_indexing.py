@@ -48,4 +48,34 @@ def test_acr_events_arrive_through_an_event_grid_trigger_named_for_the_webhook(f
 
 
 def test_the_function_set_is_exactly_what_the_host_should_index(functions: dict[str, Any]) -> None:
-    assert set(functions) == {"http_app_func", "on_acr_event"}
+    assert set(functions) == {"http_app_func", "on_acr_event", "site_sync", "site_sync_dead_letter", "sweeper"}
+
+
+def test_site_checks_come_from_the_session_enabled_jobs_queue(functions: dict[str, Any]) -> None:
+    [trigger] = bindings(functions["site_sync"])
+    assert trigger["type"] == "serviceBusTrigger"
+    assert trigger["connection"] == "ServiceBusConnection"  # identity-based: ServiceBusConnection__fullyQualifiedNamespace
+    assert trigger["queueName"] == "%SYNC_QUEUE%"
+    assert trigger["isSessionsEnabled"] is True  # one check per site at a time
+
+
+def test_dead_letters_are_read_without_sessions(functions: dict[str, Any]) -> None:
+    [trigger] = bindings(functions["site_sync_dead_letter"])
+    assert trigger["type"] == "serviceBusTrigger"
+    assert trigger["queueName"] == "%SYNC_QUEUE%/$deadletterqueue"
+    assert "isSessionsEnabled" not in trigger or trigger["isSessionsEnabled"] is False
+
+
+def test_the_sweeper_runs_every_five_minutes_with_no_retry_policy(functions: dict[str, Any]) -> None:
+    [trigger] = bindings(functions["sweeper"])
+    assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "0 */5 * * * *"
+    assert not functions["sweeper"].get_settings_dict("retry_policy")  # a missed sweep is redone by the next one
+
+
+def test_every_setting_a_binding_names_is_read_by_the_code(functions: dict[str, Any]) -> None:
+    import re
+
+    from shared import config
+
+    named = {m for f in functions.values() for b in bindings(f) for m in re.findall(r"%([A-Za-z0-9_]+)%", json.dumps(b))}
+    assert named == {config.SYNC_QUEUE}

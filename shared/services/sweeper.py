@@ -1,0 +1,162 @@
+"""The sweeper (a timer): the safety net under the per-site jobs.
+
+* Rows past their deadline become STALE even when their next job is far away or lost.
+* Rows whose job should have run a while ago get a recovery job (a message can be lost when a
+  send fails after the row was saved, or when an operator purges a queue).
+* Each site's schedule, window and TTL are refreshed from its connected registry in ARM: they
+  can change in Azure, and the window arithmetic must follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from shared.bootstrap import Services
+from shared.domain.decisions import Observations, decide_check
+from shared.domain.messages import JobKind, SiteSyncJob
+from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.states import EvidenceSource, SyncState
+from shared.domain.windows import check_limits
+from shared.errors import AcrSyncError, InvalidInput
+from shared.logs import log_context
+from shared.services.announce import events_for_change, publish
+from shared.services.fanout import PlannedJob, send_jobs
+from shared.services.rows import RowChange, update_row
+
+logger = logging.getLogger(__name__)
+
+SWEEP_HORIZON = timedelta(days=14)
+LOST_JOB_GRACE = timedelta(minutes=10)
+_OPEN = frozenset({SyncState.PENDING, SyncState.WAITING_FOR_WINDOW, SyncState.STALE, SyncState.SYNCED})
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    releases_scanned: int
+    rows_marked_stale: int
+    jobs_recovered: int
+    sites_refreshed: int
+
+
+def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: timedelta = LOST_JOB_GRACE) -> SweepReport:
+    """One sweep. Raises only for a store or queue that is unavailable (the timer retries)."""
+    now = services.clock.now()
+    refreshed = refresh_sites(services)
+    sites = {site.name: site for site in services.catalog.sites()}
+    scanned = stale = recovered = 0
+    token: str | None = None
+    while True:
+        page = services.store.list_releases(page_size=100, continuation=token)
+        for release in page.items:
+            if release.pushed_at < now - horizon:
+                return _report(scanned, stale, recovered, refreshed)
+            if release.withdrawn_at is not None or not any(release.counts.get(state) for state in _OPEN):
+                continue
+            scanned += 1
+            made_stale, lost = _sweep_release(services, release, sites, now, grace)
+            stale += made_stale
+            recovered += lost
+        token = page.continuation
+        if token is None:
+            return _report(scanned, stale, recovered, refreshed)
+
+
+def refresh_sites(services: Services) -> int:
+    """Copy schedule, window and TTL from each site's connected registry when they changed in Azure."""
+    changed: list[Site] = []
+    for site in services.store.list_sites():
+        if not site.connected_registry:
+            continue
+        try:
+            state = services.arm.get_connected_registry(site.connected_registry)
+        except AcrSyncError as exc:
+            logger.warning("could not refresh site %s from ARM: %s", site.name, type(exc).__name__)
+            continue
+        updated = replace(
+            site,
+            schedule=state.schedule or site.schedule,
+            sync_window=state.sync_window or site.sync_window,
+            message_ttl=state.message_ttl or site.message_ttl,
+        )
+        if updated == site:
+            continue
+        try:
+            check_limits(sync_window=updated.sync_window, message_ttl=updated.message_ttl)
+        except InvalidInput as exc:
+            logger.warning(
+                "ARM settings of site %s are outside the documented limits (%s); kept as configured",
+                site.name,
+                exc.detail,
+            )
+            continue
+        changed.append(updated)
+    if changed:
+        services.store.upsert_sites(changed)
+        services.catalog.invalidate()
+        logger.info("refreshed %s sites from their connected registries", len(changed))
+    return len(changed)
+
+
+def _sweep_release(
+    services: Services, release: Release, sites: dict[str, Site], now: datetime, grace: timedelta
+) -> tuple[int, int]:
+    stale, lost_jobs = 0, []
+    with log_context(release_id=release.release_id):
+        for versioned in services.store.list_site_syncs(release.release_id):
+            row = versioned.value
+            site = sites.get(row.site)
+            if row.state not in _OPEN or site is None:
+                continue
+            if row.state is not SyncState.SYNCED and _now_stale(services, row, site, now):
+                stale += 1
+            if row.next_check_at is not None and row.next_check_at + grace < now:
+                lost_jobs.append(PlannedJob(SiteSyncJob(row.release_id, row.site, JobKind.RECOVERY, row.checks), None))
+        if lost_jobs:
+            send_jobs(services.queue, lost_jobs)
+            logger.warning("re-enqueued %s overdue checks", len(lost_jobs))
+    return stale, len(lost_jobs)
+
+
+def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> bool:
+    if row.state is SyncState.STALE:
+        return False
+    decision = decide_check(row, site, Observations(now=now))
+    if decision.state is not SyncState.STALE:
+        return False
+
+    def decide(current: SiteSync, _: Release) -> RowChange | None:
+        if current.state is not row.state or current.checks != row.checks:
+            return None
+        moved = current.moved_to(SyncState.STALE, decision.reason, now, evidence_source=EvidenceSource.SCHEDULE)
+        evidence = Evidence(
+            release_id=row.release_id,
+            site=row.site,
+            source=EvidenceSource.SCHEDULE,
+            observed_at=now,
+            recorded_at=now,
+            summary=decision.summary + " (found by the sweeper)",
+            state_from=current.state,
+            state_to=SyncState.STALE,
+            reason=decision.reason,
+            details=decision.details,
+        )
+        return RowChange(moved, [evidence])
+
+    update = update_row(services.store, row.release_id, row.site, decide)
+    if update.changed:
+        publish(services.events, events_for_change(update.before, update.after, update.release, now))
+    return update.changed
+
+
+def _report(scanned: int, stale: int, recovered: int, refreshed: int) -> SweepReport:
+    report = SweepReport(scanned, stale, recovered, refreshed)
+    logger.info(
+        "sweep: %s releases scanned, %s rows stale, %s jobs recovered, %s sites refreshed",
+        scanned,
+        stale,
+        recovered,
+        refreshed,
+    )
+    return report
