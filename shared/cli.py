@@ -49,28 +49,36 @@ def dev(
     port: Annotated[int, typer.Option(help="Port (7071 is the Functions default).", min=1, max=65535)] = 7071,
     data_dir: Annotated[Path, typer.Option(help="Folder of the embedded SQLite data.")] = Path(".acrsync"),
 ) -> None:
-    """Run the local orchestrator on the embedded SQLite default: API and event ingress."""
+    """Run the local orchestrator on the embedded SQLite default: API, event ingress, workers, sweeper."""
     import uvicorn
 
     from shared.bootstrap import bootstrap, use_services
     from shared.config import DATA_DIR, Settings
+    from shared.runtime import LocalRuntime
 
     settings = Settings.from_environ({**os.environ, DATA_DIR: str(data_dir)})
     services = bootstrap(settings)
     use_services(services)
+    runtime = LocalRuntime(services)
     base = f"http://{host}:{port}"
     typer.echo(
         "acrsync local orchestrator\n"
         f"  API          {base}/api/healthz  (OpenAPI: {base}/api/openapi.json)\n"
-        f"  store/queue  {settings.describe()['store']} at {settings.sqlite_path}\n"
+        f"  ingress      {base}/runtime/webhooks/eventgrid?functionName=on_acr_event\n"
+        f"  data         {settings.sqlite_path} ({settings.describe()['store']} store and queue)\n"
+        f"  sites        {len(services.store.list_sites())} registered\n"
+        f"  workers      {runtime.options.workers} site-check workers, sweeper every "
+        f"{int(runtime.options.sweep_every.total_seconds() // 60)} min\n"
         "  Ctrl-C stops it.",
         err=True,
     )
     from orchestrations.http_api import asgi_app
 
+    runtime.start()
     try:
         uvicorn.run(asgi_app, host=host, port=port, log_level="info")
     finally:
+        runtime.stop()
         services.close()
 
 

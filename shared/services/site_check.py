@@ -63,7 +63,11 @@ def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
             site = store.get_site(job.site)
         except NotFound:
             return _record(services, job, current, None, Observations(now=services.clock.now()), site_gone=True)
-        seen = observe(services, site, current)
+        try:
+            seen = observe(services, site, current)
+        except NotFound:
+            # ARM says the connected registry is gone: permanent, so record it and complete.
+            return _record(services, job, current, site, Observations(now=services.clock.now()), site_gone=True)
         return _record(services, job, current, site, seen)
 
 
@@ -154,7 +158,10 @@ def _record(
     def decide(row: SiteSync, _: Release) -> RowChange | None:
         if row.state in TERMINAL_STATES or row.checks != current.checks:
             return None  # another writer (an edge event, an operator) moved the row meanwhile
-        decision = _site_gone(now) if site_gone or site is None else decide_check(row, site, seen)
+        if site_gone or site is None:
+            decision = _site_gone(registered=site is not None)
+        else:
+            decision = decide_check(row, site, seen)
         return _apply(row, decision, now)
 
     try:
@@ -196,7 +203,16 @@ def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
     return RowChange(moved, [evidence])
 
 
-def _site_gone(now: datetime) -> CheckDecision:
+def _site_gone(*, registered: bool) -> CheckDecision:
+    if registered:
+        return CheckDecision(
+            SyncState.FAILED,
+            SyncReason.SITE_NOT_FOUND,
+            EvidenceSource.ARM_LAST_SYNC,
+            "the site's connected registry no longer exists in Azure",
+            None,
+            None,
+        )
     return CheckDecision(
         SyncState.FAILED,
         SyncReason.SITE_NOT_FOUND,
