@@ -68,3 +68,22 @@ def load_event(name: str) -> dict[str, Any]:
 
 def delivery(*events: dict[str, Any]) -> bytes:
     return json.dumps(list(events)).encode()
+
+
+class StaticTokenCredential:
+    """A TokenCredential for loopback Azure fixtures: always the same bearer token."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("test-token", 4_102_444_800)  # 2100-01-01
+
+
+class CountingSink:
+    """An EventSink that keeps what it was asked to publish (for tests that count announcements)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def publish(self, events: Sequence[Any]) -> None:
+        self.events.extend(events)
