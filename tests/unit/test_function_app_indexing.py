@@ -54,7 +54,9 @@ def test_the_function_set_is_exactly_what_the_host_should_index(functions: dict[
 def test_site_checks_come_from_the_session_enabled_jobs_queue(functions: dict[str, Any]) -> None:
     [trigger] = bindings(functions["site_sync"])
     assert trigger["type"] == "serviceBusTrigger"
-    assert trigger["connection"] == "ServiceBusConnection"  # identity-based: ServiceBusConnection__fullyQualifiedNamespace
+    assert (
+        trigger["connection"] == "ServiceBusConnection"
+    )  # identity-based: ServiceBusConnection__fullyQualifiedNamespace
     assert trigger["queueName"] == "%SYNC_QUEUE%"
     assert trigger["isSessionsEnabled"] is True  # one check per site at a time
 
@@ -77,5 +79,7 @@ def test_every_setting_a_binding_names_is_read_by_the_code(functions: dict[str, 
 
     from shared import config
 
-    named = {m for f in functions.values() for b in bindings(f) for m in re.findall(r"%([A-Za-z0-9_]+)%", json.dumps(b))}
+    named = {
+        m for f in functions.values() for b in bindings(f) for m in re.findall(r"%([A-Za-z0-9_]+)%", json.dumps(b))
+    }
     assert named == {config.SYNC_QUEUE}
