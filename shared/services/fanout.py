@@ -78,14 +78,14 @@ def plan_fanout(
     for site in sorted(sites, key=lambda s: s.name):
         refusal = site.admits(release.repository, release.tags)
         if refusal is not None:
-            rows.append(_row(release, site.name, SyncState.SKIPPED, refusal, now, expected=None))
+            rows.append(new_row(release, site.name, SyncState.SKIPPED, refusal, now, expected=None))
             continue
         key = (site.schedule, site.sync_window)
         if key not in windows:
             windows[key] = first_check(site, now)
         state, reason, expected, check_at = windows[key]
         rows.append(
-            replace(_row(release, site.name, state, reason, now, expected=expected), next_check_at=check_at or now)
+            replace(new_row(release, site.name, state, reason, now, expected=expected), next_check_at=check_at or now)
         )
         jobs.append(PlannedJob(SiteSyncJob(release.release_id, site.name, kind), check_at))
     return FanoutPlan(rows=rows, jobs=jobs)
@@ -177,7 +177,7 @@ def _reopen(planned: SiteSync, now: datetime) -> Decision:
     return decide
 
 
-def _row(
+def new_row(
     release: Release, site: str, state: SyncState, reason: SyncReason, now: datetime, *, expected: datetime | None
 ) -> SiteSync:
     return SiteSync(

@@ -32,7 +32,7 @@ from shared.domain.states import ALLOWED_TRANSITIONS, READY_STATES, EvidenceSour
 from shared.errors import AlreadyExists, InvalidInput, NotFound
 from shared.logs import log_context
 from shared.ports import StateStore
-from shared.services.fanout import fan_out_new, plan_fanout, resume_fan_out, widen_fan_out
+from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
 
 logger = logging.getLogger(__name__)
@@ -281,7 +281,9 @@ def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult
             store.get_site_sync(release_id, site.name)
         except NotFound:
             release = store.get_release(release_id).value
-            store.add_site_syncs([_fresh_row(release, site.name, now)])
+            store.add_site_syncs(
+                [new_row(release, site.name, SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK, now, expected=None)]
+            )
             recount(store, release_id)
         update_row(store, release_id, site.name, _edge_arrival(store, event, now))
     return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
@@ -336,20 +338,6 @@ def _evidence(row: SiteSync, event: RegistryEvent, now: datetime, summary: str, 
         reason=SyncReason.EDGE_EVENT_RECEIVED if event.is_edge else SyncReason.RELEASE_DELETED,
         observed_digest=event.digest,
         details=details,
-    )
-
-
-def _fresh_row(release: Release, site: str, now: datetime) -> SiteSync:
-    return SiteSync(
-        release_id=release.release_id,
-        site=site,
-        repository=release.repository,
-        digest=release.digest,
-        pushed_at=release.pushed_at,
-        state=SyncState.PENDING,
-        reason=SyncReason.AWAITING_FIRST_CHECK,
-        updated_at=now,
-        queued_at=now,
     )
 
 

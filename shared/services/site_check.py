@@ -17,14 +17,14 @@ from enum import StrEnum
 from shared.bootstrap import Services
 from shared.domain.decisions import CheckDecision, Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
-from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.model import Release, Site, SiteSync
 from shared.domain.observations import ProbeOutcome
 from shared.domain.states import TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
 from shared.services.announce import events_for_change, events_for_current_state, publish
 from shared.services.fanout import PlannedJob, send_jobs
-from shared.services.rows import RowChange, RowUpdate, update_row
+from shared.services.rows import RowChange, RowUpdate, transition, update_row
 
 logger = logging.getLogger(__name__)
 
@@ -85,26 +85,16 @@ def record_dead_letter(services: Services, body: bytes, reason: str, description
             check_transition(row.state, SyncState.FAILED)
         except IllegalTransition:
             return None
-        moved = row.moved_to(
+        return transition(
+            row,
             SyncState.FAILED,
             SyncReason.MAX_DELIVERIES_EXCEEDED,
-            now,
-            evidence_source=EvidenceSource.QUEUE,
+            source=EvidenceSource.QUEUE,
+            summary="the job queue gave up on this check",
+            at=now,
+            details={"deadLetterReason": reason[:200], "deadLetterDescription": description[:500]},
             next_check_at=None,
         )
-        evidence = Evidence(
-            release_id=row.release_id,
-            site=row.site,
-            source=EvidenceSource.QUEUE,
-            observed_at=now,
-            recorded_at=now,
-            summary="the job queue gave up on this check",
-            state_from=row.state,
-            state_to=SyncState.FAILED,
-            reason=SyncReason.MAX_DELIVERIES_EXCEEDED,
-            details={"deadLetterReason": reason[:200], "deadLetterDescription": description[:500]},
-        )
-        return RowChange(moved, [evidence])
 
     with log_context(release_id=job.release_id, site=job.site):
         try:
@@ -186,21 +176,17 @@ def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
     }
     if decision.state is row.state:
         return RowChange(replace(row, reason=decision.reason, updated_at=now, **changes))  # type: ignore[arg-type]
-    moved = row.moved_to(decision.state, decision.reason, now, evidence_source=decision.source, **changes)
-    evidence = Evidence(
-        release_id=row.release_id,
-        site=row.site,
+    return transition(
+        row,
+        decision.state,
+        decision.reason,
         source=decision.source,
-        observed_at=now,
-        recorded_at=now,
         summary=decision.summary,
-        state_from=row.state,
-        state_to=decision.state,
-        reason=decision.reason,
-        observed_digest=decision.observed_digest,
+        at=now,
         details=decision.details,
+        observed_digest=decision.observed_digest,
+        **changes,
     )
-    return RowChange(moved, [evidence])
 
 
 def _site_gone(*, registered: bool) -> CheckDecision:

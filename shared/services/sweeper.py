@@ -16,14 +16,14 @@ from datetime import datetime, timedelta
 from shared.bootstrap import Services
 from shared.domain.decisions import Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
-from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.model import Release, Site, SiteSync
 from shared.domain.states import EvidenceSource, SyncState
 from shared.domain.windows import check_limits
 from shared.errors import AcrSyncError, InvalidInput
 from shared.logs import log_context
 from shared.services.announce import events_for_change, publish
 from shared.services.fanout import PlannedJob, send_jobs
-from shared.services.rows import RowChange, update_row
+from shared.services.rows import RowChange, transition, update_row
 
 logger = logging.getLogger(__name__)
 
@@ -129,20 +129,15 @@ def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> 
     def decide(current: SiteSync, _: Release) -> RowChange | None:
         if current.state is not row.state or current.checks != row.checks:
             return None
-        moved = current.moved_to(SyncState.STALE, decision.reason, now, evidence_source=EvidenceSource.SCHEDULE)
-        evidence = Evidence(
-            release_id=row.release_id,
-            site=row.site,
+        return transition(
+            current,
+            SyncState.STALE,
+            decision.reason,
             source=EvidenceSource.SCHEDULE,
-            observed_at=now,
-            recorded_at=now,
             summary=decision.summary + " (found by the sweeper)",
-            state_from=current.state,
-            state_to=SyncState.STALE,
-            reason=decision.reason,
+            at=now,
             details=decision.details,
         )
-        return RowChange(moved, [evidence])
 
     update = update_row(services.store, row.release_id, row.site, decide)
     if update.changed:

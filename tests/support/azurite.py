@@ -13,9 +13,11 @@ import logging
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import ClassVar
+
+from tests.support.process import ServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,6 @@ AZURITE_TABLE = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 STARTUP_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0
 # Picking a free port and then handing it to another process is racy; a few attempts make a clash
 # with a concurrently started server (parallel test runs) harmless.
 START_ATTEMPTS = 3
@@ -46,13 +47,10 @@ def free_port() -> int:
 
 
 @dataclass
-class AzuriteHandle:
+class AzuriteHandle(ServerProcess):
     """A running Azurite table service; :meth:`stop` ends it (idempotent)."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    workdir: Path
-    _logs: list[IO[bytes]] = field(default_factory=list, repr=False)
+    log_name: ClassVar[str] = "azurite.stderr.log"
 
     @property
     def connection_string(self) -> str:
@@ -61,28 +59,6 @@ class AzuriteHandle:
     @property
     def table_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/{DEV_ACCOUNT}"
-
-    def stderr_text(self) -> str:
-        path = self.workdir / "azurite.stderr.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def __enter__(self) -> AzuriteHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-        for handle in self._logs:
-            handle.close()
-        self._logs.clear()
 
 
 # The name other helpers may use for the handle (``with start_azurite(path) as azurite: ...``).

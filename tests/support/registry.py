@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tests.support.azurite import free_port
+from tests.support.process import STOP_TIMEOUT_S, ServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ REGISTRY_BINARY = "docker-registry"
 HTPASSWD_BINARY = "htpasswd"
 INSTALL_HINT = "apt-get install -y docker-registry apache2-utils"
 STARTUP_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
 START_ATTEMPTS = 3
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -77,13 +77,10 @@ def sha256_digest(data: bytes) -> str:
 
 
 @dataclass
-class RegistryHandle:
+class RegistryHandle(ServerProcess):
     """A running ``docker-registry``; :meth:`stop` ends it (idempotent)."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    workdir: Path
-    _logs: list[IO[bytes]] = field(default_factory=list, repr=False)
+    log_name: ClassVar[str] = "registry.log"
 
     @property
     def url(self) -> str:
@@ -93,28 +90,6 @@ class RegistryHandle:
     def netloc(self) -> str:
         """``127.0.0.1:<port>``: the endpoint without a scheme."""
         return f"127.0.0.1:{self.port}"
-
-    def stderr_text(self) -> str:
-        path = self.workdir / "registry.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def __enter__(self) -> RegistryHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-        for handle in self._logs:
-            handle.close()
-        self._logs.clear()
 
 
 def htpasswd_line(username: str, password: str) -> str:
