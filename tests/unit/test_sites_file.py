@@ -10,7 +10,7 @@ from shared.services.sites_file import SitesFileError, load_sites_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CR_ID = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/connectedRegistries/plant01"
+CR_ID = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/connectedRegistries/p1"
 GOOD = """\
 registry: ContosoACR.azurecr.io
 sites:
