@@ -25,8 +25,9 @@ from shared.domain.windows import CONTINUOUS_SCHEDULE, Window, window_at_or_afte
 # With continuous sync a window opens every minute, which says nothing about how long a transfer
 # over a poor link takes; lateness is then counted in cycles of this length instead.
 CONTINUOUS_STALE_CYCLE = timedelta(minutes=30)
-# A synced (inferred) row at a site with an OCI endpoint is re-checked this many times for proof.
-MAX_VERIFY_CHECKS = 3
+# A synced (inferred) row at a site with an OCI endpoint is re-checked for proof for this many sync
+# cycles after it synced; the checks before it synced do not count against it.
+VERIFY_CYCLES = 2
 MIN_RECHECK = timedelta(minutes=1)
 MAX_RECHECK = timedelta(minutes=15)
 MAX_CHECK_MARGIN = timedelta(minutes=5)
@@ -146,13 +147,26 @@ def _already_synced(check: _Check) -> CheckDecision | None:
     )
 
 
-def _permanent_blockers(check: _Check) -> CheckDecision | None:
-    scope, arm, now = check.seen.scope, check.seen.arm, check.now
+def _out_of_sync_scope(check: _Check) -> CheckDecision | None:
+    """The scope map decides what syncs: a repository outside it never arrives, whatever ARM says."""
+    scope = check.seen.scope
+    if scope is None or scope.covers(check.row.repository):
+        return None
+    return check.decision(
+        SyncState.FAILED,
+        SyncReason.REPO_NOT_IN_SCOPE,
+        EvidenceSource.ARM_LAST_SYNC,
+        "the repository is not in the site's sync scope map",
+    )
+
+
+def _cannot_sync_any_more(check: _Check) -> CheckDecision | None:
+    """Blockers that stop future syncs; they run after ARM's inference, since a token that expired
+    after the site synced the digest does not undo the delivery."""
+    scope, arm = check.seen.scope, check.seen.arm
     blocker: tuple[SyncReason, str] | None = None
-    if scope is not None and (not scope.token_enabled or scope.expired(now)):
+    if scope is not None and (not scope.token_enabled or scope.expired(check.now)):
         blocker = SyncReason.SYNC_TOKEN_EXPIRED, "the site's sync token is disabled or expired"
-    elif scope is not None and not scope.covers(check.row.repository):
-        blocker = SyncReason.REPO_NOT_IN_SCOPE, "the repository is not in the site's sync scope map"
     elif arm is not None and not arm.active:
         blocker = SyncReason.SITE_INACTIVE, "the connected registry is not activated on site"
     if blocker is None:
@@ -161,11 +175,13 @@ def _permanent_blockers(check: _Check) -> CheckDecision | None:
 
 
 def _synced_according_to_arm(check: _Check) -> CheckDecision | None:
-    arm = check.seen.arm
+    arm, probe = check.seen.arm, check.seen.probe
     if arm is None or arm.connection_state is ConnectionState.UNHEALTHY or arm.last_sync_time is None:
         return None
     if arm.last_sync_time < check.row.pushed_at:
         return None
+    if probe is not None and probe.outcome is ProbeOutcome.ABSENT:
+        return None  # the site's own registry says the manifest is not there: proof beats inference
     return check.decision(
         SyncState.SYNCED,
         SyncReason.SYNCED_AFTER_PUSH,
@@ -220,8 +236,9 @@ def _waiting(check: _Check) -> CheckDecision:
 _RULES: tuple[Callable[[_Check], CheckDecision | None], ...] = (
     _proof_at_the_site,
     _already_synced,
-    _permanent_blockers,
+    _out_of_sync_scope,
     _synced_according_to_arm,
+    _cannot_sync_any_more,
     _stale,
     _waiting,
 )
@@ -256,8 +273,13 @@ def _cycle(check: _Check) -> timedelta:
 
 
 def _verify_check(check: _Check) -> datetime | None:
-    """A synced row is worth re-checking only where a direct probe can turn it into proof."""
-    if check.site.endpoint is None or check.row.checks + 1 >= MAX_VERIFY_CHECKS:
+    """A synced row is worth re-checking only where a direct probe can turn it into proof, and only
+    for a few cycles after it synced."""
+    if check.site.endpoint is None:
+        return None
+    synced_at = check.row.synced_at or check.now
+    cycle = CONTINUOUS_STALE_CYCLE if check.continuous else _cycle(check)
+    if check.now >= synced_at + VERIFY_CYCLES * cycle:
         return None
     return check.next_look()
 
