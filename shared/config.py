@@ -31,6 +31,8 @@ REGISTRY = "ACRSYNC_REGISTRY"
 EVENTS_TOPIC_ENDPOINT = "EVENTS_TOPIC_ENDPOINT"
 ARM_ENDPOINT = "ACRSYNC_ARM_ENDPOINT"
 SITE_CREDENTIALS = "ACRSYNC_SITE_CREDENTIALS"
+API_KEY = "ACRSYNC_API_KEY"
+REQUIRE_ROLES = "ACRSYNC_REQUIRE_ROLES"
 # Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
 AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
 
@@ -40,6 +42,9 @@ _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# A local API key is the only thing between the network and the API when `acrsync dev` binds a
+# non-loopback interface, so a guessable one is refused.
+MIN_API_KEY_LENGTH = 16
 
 
 class StoreBackend(StrEnum):
@@ -70,6 +75,10 @@ class Settings:
         events_topic_endpoint: the Event Grid topic acrsync publishes to (the local outbox when unset).
         arm_endpoint: the ARM endpoint for a sovereign cloud (public Azure when unset).
         site_credentials_json: site client-token credentials for direct checks (JSON; never shown).
+        api_key: the local API key every protected HTTP route then requires (``x-functions-key`` or
+            ``?code=``); never shown. Unset means the local API is open (Azure checks function keys itself).
+        require_roles: whether every protected HTTP route needs an App Service Authentication principal
+            (``X-MS-CLIENT-PRINCIPAL``) with the right app role.
         in_azure: whether the process runs on an Azure Functions host.
     """
 
@@ -86,6 +95,8 @@ class Settings:
     events_topic_endpoint: str | None = None
     arm_endpoint: str | None = None
     site_credentials_json: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    require_roles: bool = False
     in_azure: bool = False
 
     @property
@@ -138,6 +149,8 @@ class Settings:
             events_topic_endpoint=_url(values, EVENTS_TOPIC_ENDPOINT),
             arm_endpoint=_url(values, ARM_ENDPOINT),
             site_credentials_json=values.get(SITE_CREDENTIALS),
+            api_key=_api_key(values),
+            require_roles=parse_bool(values, REQUIRE_ROLES, default=False),
             in_azure=AZURE_HOST_MARKER in values,
         )
         settings._check_consistency()
@@ -191,6 +204,15 @@ def _matching(values: Mapping[str, str], name: str, pattern: re.Pattern[str], de
     raw = values.get(name, default)
     if not pattern.fullmatch(raw):
         raise ConfigurationError(f"{name} has a value that is not a valid name ({pattern.pattern})")
+    return raw
+
+
+def _api_key(values: Mapping[str, str]) -> str | None:
+    raw = values.get(API_KEY)
+    if raw is None:
+        return None
+    if len(raw) < MIN_API_KEY_LENGTH or not raw.isascii() or not raw.isprintable():
+        raise ConfigurationError(f"{API_KEY} must be at least {MIN_API_KEY_LENGTH} printable ASCII characters")
     return raw
 
 

@@ -112,7 +112,8 @@ class LocalRuntime:
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
-                for message in self.services.queue.receive_messages(max_count=1, max_wait=self.options.poll_seconds):
+                # A few at a time: each receive is a write transaction on the embedded queue.
+                for message in self.services.queue.receive_messages(max_count=8, max_wait=self.options.poll_seconds):
                     self.handle_job(message)
             except AcrSyncError as exc:
                 logger.warning("worker could not receive: %s", type(exc).__name__)

@@ -1,21 +1,19 @@
 """The ``acrsync`` command line.
 
-Exit codes (stable; pipelines depend on them): 0 success, 1 failed, 2 timed out,
+Exit codes (stable; pipelines depend on them): 0 success (or ready), 1 failed, 2 timed out,
 3 usage or configuration error, 4 API unreachable or unauthorized.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from enum import IntEnum
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from shared.errors import ConfigurationError
+from shared.cli.client import ApiUnreachable
+from shared.errors import ConfigurationError, InvalidInput
 
 
 class ExitCode(IntEnum):
@@ -32,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+sites_app = typer.Typer(help="Sites: list them, or import a sites file.", invoke_without_command=True)
+app.add_typer(sites_app, name="sites")
 
 
 @app.callback()
@@ -41,45 +41,6 @@ def root() -> None:
     Exit codes: 0 success, 1 failed, 2 timed out, 3 usage or configuration error,
     4 API unreachable or unauthorized.
     """
-
-
-@app.command()
-def dev(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (7071 is the Functions default).", min=1, max=65535)] = 7071,
-    data_dir: Annotated[Path, typer.Option(help="Folder of the embedded SQLite data.")] = Path(".acrsync"),
-) -> None:
-    """Run the local orchestrator on the embedded SQLite default: API, event ingress, workers, sweeper."""
-    import uvicorn
-
-    from shared.bootstrap import bootstrap, use_services
-    from shared.config import DATA_DIR, Settings
-    from shared.runtime import LocalRuntime
-
-    settings = Settings.from_environ({**os.environ, DATA_DIR: str(data_dir)})
-    services = bootstrap(settings)
-    use_services(services)
-    runtime = LocalRuntime(services)
-    base = f"http://{host}:{port}"
-    typer.echo(
-        "acrsync local orchestrator\n"
-        f"  API          {base}/api/healthz  (OpenAPI: {base}/api/openapi.json)\n"
-        f"  ingress      {base}/runtime/webhooks/eventgrid?functionName=on_acr_event\n"
-        f"  data         {settings.sqlite_path} ({settings.describe()['store']} store and queue)\n"
-        f"  sites        {len(services.store.list_sites())} registered\n"
-        f"  workers      {runtime.options.workers} site-check workers, sweeper every "
-        f"{int(runtime.options.sweep_every.total_seconds() // 60)} min\n"
-        "  Ctrl-C stops it.",
-        err=True,
-    )
-    from orchestrations.http_api import asgi_app
-
-    runtime.start()
-    try:
-        uvicorn.run(asgi_app, host=host, port=port, log_level="info")
-    finally:
-        runtime.stop()
-        services.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         return int(ExitCode.FAILED)
-    except ConfigurationError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+    except ApiUnreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return int(ExitCode.UNREACHABLE)
+    except (ConfigurationError, InvalidInput) as exc:
+        typer.echo(f"error: {exc}", err=True)
         return int(ExitCode.USAGE)
     except Exception as exc:
         # typer vendors click: its usage errors carry exit_code 2 and know how to show themselves.
@@ -104,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         raise
     return int(ExitCode.OK)
 
+
+# Command modules register themselves on the apps above.
+from shared.cli import dev as _dev  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

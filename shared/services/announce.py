@@ -14,6 +14,7 @@ from shared.domain.model import Release, SiteSync
 from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.domain.states import READY_STATES, SyncState
 from shared.ports import EventSink
+from shared.services.rows import RowUpdate
 
 
 def release_is_ready(release: Release) -> bool:
@@ -57,6 +58,12 @@ def events_for_current_state(row: SiteSync, release: Release, now: datetime) -> 
 def publish(sink: EventSink, events: Sequence[OutboundEvent]) -> None:
     if events:
         sink.publish(list(events))
+
+
+def announce(sink: EventSink, update: RowUpdate, now: datetime) -> None:
+    """Publish what a row update means to subscribers (nothing when its state did not move)."""
+    if update.release is not None and update.state_changed:
+        publish(sink, events_for_change(update.before, update.after, update.release, now))
 
 
 def _site_event(kind: OutboundEventType, row: SiteSync, release: Release, now: datetime, *, key: str) -> OutboundEvent:

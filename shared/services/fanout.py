@@ -166,7 +166,7 @@ def widen_fan_out(
 
 
 def _reopen(planned: SiteSync, now: datetime) -> Decision:
-    def decide(row: SiteSync, _: Release) -> RowChange | None:
+    def decide(row: SiteSync) -> RowChange | None:
         if row.state is not SyncState.SKIPPED:
             return None
         moved = row.moved_to(

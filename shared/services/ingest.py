@@ -242,7 +242,7 @@ def _withdraw(services: Services, event: RegistryEvent) -> IngestResult:
 
 
 def _withdrawal_decision(event: RegistryEvent, now: datetime) -> Decision:
-    def decide(row: SiteSync, _: Release) -> RowChange | None:
+    def decide(row: SiteSync) -> RowChange | None:
         if row.state in _WITHDRAWABLE:
             moved = row.moved_to(
                 SyncState.WITHDRAWN,
@@ -300,7 +300,7 @@ def _record_edge_deletion(services: Services, event: RegistryEvent, site: Site) 
 
 
 def _edge_arrival(store: StateStore, event: RegistryEvent, now: datetime) -> Decision:
-    def decide(row: SiteSync, _: Release) -> RowChange | None:
+    def decide(row: SiteSync) -> RowChange | None:
         summary = f"connected registry {event.connected_registry} reported the digest pushed"
         if SyncState.VERIFIED in ALLOWED_TRANSITIONS[row.state]:
             moved = row.moved_to(

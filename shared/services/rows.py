@@ -33,11 +33,12 @@ class RowChange:
 
 @dataclass(frozen=True)
 class RowUpdate:
-    """The outcome of :func:`update_row`: the row before and after (``after`` is ``before`` when unchanged)."""
+    """The outcome of :func:`update_row`: the row before and after (``after`` is ``before`` when
+    unchanged), and the release header as written when the state (and so its counters) moved."""
 
     before: SiteSync
     after: SiteSync
-    release: Release
+    release: Release | None
     changed: bool
 
     @property
@@ -45,7 +46,7 @@ class RowUpdate:
         return self.before.state is not self.after.state
 
 
-Decision = Callable[[SiteSync, Release], "RowChange | None"]
+Decision = Callable[[SiteSync], "RowChange | None"]
 
 
 def update_row(
@@ -54,37 +55,37 @@ def update_row(
     site: str,
     decide: Decision,
     *,
+    current: Versioned[SiteSync] | None = None,
     attempts: int = MAX_ATTEMPTS,
 ) -> RowUpdate:
-    """Apply ``decide`` to the current row until the conditional write succeeds.
+    """Apply ``decide`` to the row until the conditional write succeeds.
 
-    ``decide`` sees the freshest row and release on every attempt and returns ``None`` to leave
-    the row as it is. When the state changes, the release counters move in the same write.
+    ``decide`` sees the freshest row on every attempt (``current``, when the caller has just read
+    it, saves the first read) and returns ``None`` to leave the row as it is. When the state
+    changes, the release counters move in the same atomic write; only then is the header read.
 
     Raises:
         NotFound: no such row or release.
         ConcurrencyConflict: still losing the race after ``attempts`` tries (transient: retry later).
     """
     for attempt in range(attempts):
-        current = store.get_site_sync(release_id, site)
-        header = store.get_release(release_id)
-        change = decide(current.value, header.value)
+        row = current if attempt == 0 and current is not None else store.get_site_sync(release_id, site)
+        change = decide(row.value)
         if change is None:
-            return RowUpdate(current.value, current.value, header.value, changed=False)
-        moves_state = change.row.state is not current.value.state
-        release = header.value.with_count_moved(current.value.state, change.row.state) if moves_state else header.value
+            return RowUpdate(row.value, row.value, None, changed=False)
+        header = None
+        if change.row.state is not row.value.state:
+            read = store.get_release(release_id)
+            header = Versioned(read.value.with_count_moved(row.value.state, change.row.state), read.etag)
         try:
-            store.save_site_sync(
-                change.row,
-                etag=current.etag,
-                evidence=change.evidence,
-                release=Versioned(release, header.etag) if moves_state else None,
-            )
+            store.save_site_sync(change.row, etag=row.etag, evidence=change.evidence, release=header)
         except ConcurrencyConflict:
-            # Another worker changed this row or a sibling's counters; back off a little and re-read.
-            time.sleep(random.uniform(0, min(0.05 * (attempt + 1), 0.5)))  # noqa: S311 - jitter, not security
+            # Another worker changed this row or a sibling's counters. Retry at once the first
+            # time (the usual race is one sibling's write); back off with jitter after that.
+            if attempt:
+                time.sleep(random.uniform(0, min(0.02 * attempt, 0.25)))  # noqa: S311 - jitter, not security
             continue
-        return RowUpdate(current.value, change.row, release, changed=True)
+        return RowUpdate(row.value, change.row, header.value if header else None, changed=True)
     raise ConcurrencyConflict(f"site-sync row {release_id}/{site} kept changing under {attempts} attempts")
 
 

@@ -17,12 +17,12 @@ from enum import StrEnum
 from shared.bootstrap import Services
 from shared.domain.decisions import CheckDecision, Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
-from shared.domain.model import Release, Site, SiteSync
+from shared.domain.model import Site, SiteSync, Versioned
 from shared.domain.observations import ProbeOutcome
 from shared.domain.states import TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
-from shared.services.announce import events_for_change, events_for_current_state, publish
+from shared.services.announce import announce, events_for_current_state, publish
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import RowChange, RowUpdate, transition, update_row
 
@@ -53,22 +53,34 @@ def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
     with log_context(release_id=job.release_id, site=job.site, job_kind=job.kind.value):
         store = services.store
         try:
-            current = store.get_site_sync(job.release_id, job.site).value
+            versioned = store.get_site_sync(job.release_id, job.site)
         except NotFound:
             logger.info("no row for this job; completing it")
             return CheckResult(CheckOutcome.MISSING)
+        current = versioned.value
         if current.state in TERMINAL_STATES or job.check < current.checks:
             return _already_done(services, job, current)
-        try:
-            site = store.get_site(job.site)
-        except NotFound:
-            return _record(services, job, current, None, Observations(now=services.clock.now()), site_gone=True)
+        site = _registered_site(services, job.site)
+        if site is None:
+            return _record(services, job, versioned, None, Observations(now=services.clock.now()), site_gone=True)
         try:
             seen = observe(services, site, current)
         except NotFound:
             # ARM says the connected registry is gone: permanent, so record it and complete.
-            return _record(services, job, current, site, Observations(now=services.clock.now()), site_gone=True)
-        return _record(services, job, current, site, seen)
+            return _record(services, job, versioned, site, Observations(now=services.clock.now()), site_gone=True)
+        return _record(services, job, versioned, site, seen)
+
+
+def _registered_site(services: Services, name: str) -> Site | None:
+    """The site from the (briefly cached) catalog; a miss is confirmed with the store before the
+    row is failed for it."""
+    cached = next((site for site in services.catalog.sites() if site.name == name), None)
+    if cached is not None:
+        return cached
+    try:
+        return services.store.get_site(name)
+    except NotFound:
+        return None
 
 
 def record_dead_letter(services: Services, body: bytes, reason: str, description: str) -> CheckResult:
@@ -80,7 +92,7 @@ def record_dead_letter(services: Services, body: bytes, reason: str, description
         return CheckResult(CheckOutcome.MISSING)
     now = services.clock.now()
 
-    def decide(row: SiteSync, _: Release) -> RowChange | None:
+    def decide(row: SiteSync) -> RowChange | None:
         try:
             check_transition(row.state, SyncState.FAILED)
         except IllegalTransition:
@@ -103,7 +115,7 @@ def record_dead_letter(services: Services, body: bytes, reason: str, description
             return CheckResult(CheckOutcome.MISSING)
         if update.changed:
             logger.warning("check dead-lettered (%s): row marked FAILED", reason)
-            publish(services.events, events_for_change(update.before, update.after, update.release, now))
+            announce(services.events, update, now)
         return CheckResult(CheckOutcome.CHECKED, update.after.state, update.after.reason)
 
 
@@ -137,15 +149,15 @@ def observe(services: Services, site: Site, row: SiteSync) -> Observations:
 def _record(
     services: Services,
     job: SiteSyncJob,
-    current: SiteSync,
+    versioned: Versioned[SiteSync],
     site: Site | None,
     seen: Observations,
     *,
     site_gone: bool = False,
 ) -> CheckResult:
-    now = seen.now
+    now, current = seen.now, versioned.value
 
-    def decide(row: SiteSync, _: Release) -> RowChange | None:
+    def decide(row: SiteSync) -> RowChange | None:
         if row.state in TERMINAL_STATES or row.checks != current.checks:
             return None  # another writer (an edge event, an operator) moved the row meanwhile
         if site_gone or site is None:
@@ -155,7 +167,7 @@ def _record(
         return _apply(row, decision, now)
 
     try:
-        update = update_row(services.store, job.release_id, job.site, decide)
+        update = update_row(services.store, job.release_id, job.site, decide, current=versioned)
     except NotFound:
         return CheckResult(CheckOutcome.MISSING)
     if not update.changed:
@@ -163,7 +175,7 @@ def _record(
     after = update.after
     if after.next_check_at is not None:
         _send_recheck(services, after)
-    publish(services.events, events_for_change(update.before, after, update.release, now))
+    announce(services.events, update, now)
     _log(update)
     return CheckResult(CheckOutcome.CHECKED, after.state, after.reason, after.next_check_at)
 

@@ -21,7 +21,7 @@ from shared.domain.states import EvidenceSource, SyncState
 from shared.domain.windows import check_limits
 from shared.errors import AcrSyncError, InvalidInput
 from shared.logs import log_context
-from shared.services.announce import events_for_change, publish
+from shared.services.announce import announce
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import RowChange, transition, update_row
 
@@ -126,7 +126,7 @@ def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> 
     if decision.state is not SyncState.STALE:
         return False
 
-    def decide(current: SiteSync, _: Release) -> RowChange | None:
+    def decide(current: SiteSync) -> RowChange | None:
         if current.state is not row.state or current.checks != row.checks:
             return None
         return transition(
@@ -141,7 +141,7 @@ def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> 
 
     update = update_row(services.store, row.release_id, row.site, decide)
     if update.changed:
-        publish(services.events, events_for_change(update.before, update.after, update.release, now))
+        announce(services.events, update, now)
     return update.changed
 
 

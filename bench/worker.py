@@ -1,0 +1,548 @@
+"""Site-worker benchmark: one push to N continuous-sync sites, every check PENDING -> SYNCED.
+
+The N first jobs go through the SQLite job queue and are handled by ``LocalRuntime.process_available``
+(one thread) and by T worker threads (each receiving one message at a time and calling
+``LocalRuntime.handle_job``, as the runtime's own workers do), on the SQLite store and on the Table
+Storage store on Azurite. Per run it prints jobs/s, store operations per job at the port against the
+floor (1 read + 1 conditional write + 1 evidence append per transition = 3), HTTP requests per job
+to Table Storage, ETag conflicts retried, and a raw baseline in the same run: a loop doing exactly
+one read, one conditional write and one evidence insert per row with the same backend client, at
+the same thread count.
+
+    .venv/bin/python bench/worker.py                      # N = 1,000; T = 1, 4 and 8
+    .venv/bin/python bench/worker.py --sites 200 --threads 1 4
+
+ARM is a fake ConnectedRegistryReader that answers at once with a fixed state (Online, lastSyncTime
+after the push, no sync token), so ARM latency does not dominate; events go to an in-memory sink
+that counts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from azure.core import MatchConditions
+from azure.data.tables import TableServiceClient, UpdateMode
+
+from shared.adapters import codec
+from shared.adapters.azure_tables import AzureTableStore
+from shared.adapters.sqlite_queue import SqliteJobQueue
+from shared.adapters.sqlite_store import SqliteStateStore
+from shared.bootstrap import bootstrap
+from shared.config import Settings
+from shared.domain.acr_events import decode_event
+from shared.domain.decisions import Observations, decide_check
+from shared.domain.model import Site
+from shared.domain.observations import (
+    BasicCredentials,
+    ConnectedRegistryState,
+    ConnectionState,
+    ManifestObservation,
+    OutboundEvent,
+    OutboundEventType,
+    SyncScope,
+)
+from shared.domain.states import SyncState
+from shared.errors import ConcurrencyConflict
+from shared.runtime import LocalRuntime
+from shared.services.fanout import plan_fanout
+from shared.services.ingest import _candidate, ingest_delivery
+from shared.services.site_check import _apply
+from tests.support.azurite import start_azurite
+
+NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)  # 48 s after the fixture's push
+SUBSCRIPTION = "6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43"
+FLOOR = 3  # 1 read + 1 conditional write + 1 evidence append per transition
+
+
+# -- fakes ---------------------------------------------------------------------------------------
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+def connected_registry_state() -> ConnectedRegistryState:
+    return ConnectedRegistryState(
+        resource_id=connected_registry_id(0),
+        name="edge",
+        connection_state=ConnectionState.ONLINE,
+        observed_at=NOW,
+        mode="ReadOnly",
+        provisioning_state="Succeeded",
+        last_activity_time=NOW - timedelta(seconds=5),
+        last_sync_time=NOW - timedelta(seconds=10),  # after the push at 09:41:12
+        token_id=None,
+    )
+
+
+class FixedArm:
+    """A ConnectedRegistryReader that answers at once with one fixed state (no scope lookups)."""
+
+    def __init__(self) -> None:
+        self.state = connected_registry_state()
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
+        with self._lock:
+            self.calls += 1
+        return self.state
+
+    def get_sync_scope(self, token_id: str) -> SyncScope:
+        raise AssertionError("the fixed state has no sync token: no scope lookups expected")
+
+
+class NoProbe:
+    def probe(
+        self, endpoint: str, repository: str, digest: str, *, credentials: BasicCredentials | None = None
+    ) -> ManifestObservation:
+        raise AssertionError("the sites have no endpoint: no probes expected")
+
+
+class NoCredentials:
+    def get_credentials(self, site: str) -> BasicCredentials | None:
+        return None
+
+
+class CountingEvents:
+    """An EventSink that only counts, by type and by distinct id."""
+
+    def __init__(self) -> None:
+        self.published: Counter[OutboundEventType] = Counter()
+        self.ids: dict[OutboundEventType, set[str]] = {}
+        self.subjects: dict[OutboundEventType, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, events: Sequence[OutboundEvent]) -> None:
+        with self._lock:
+            for event in events:
+                self.published[event.type] += 1
+                self.ids.setdefault(event.type, set()).add(event.event_id)
+                self.subjects.setdefault(event.type, []).append(event.subject)
+
+
+# -- counting proxies ----------------------------------------------------------------------------
+
+
+class Counting:
+    """Counts calls at a port (one per call), the time spent inside, and the ConcurrencyConflicts
+    ``save_site_sync`` raised (each one is an ETag conflict that ``update_row`` retried)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls: Counter[str] = Counter()
+            self.spent: Counter[str] = Counter()
+            self.conflicts = 0
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.spent.values())
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            conflict = False
+            started = time.perf_counter()
+            try:
+                return target(*args, **kwargs)
+            except ConcurrencyConflict:
+                conflict = name == "save_site_sync"
+                raise
+            finally:
+                spent = time.perf_counter() - started
+                with self._lock:
+                    self.calls[name] += 1
+                    self.spent[name] += spent
+                    self.conflicts += conflict
+
+        return call
+
+
+class HttpCounter:
+    """An azure-core ``raw_request_hook``: one call per HTTP request the pipeline sends (retries
+    included; the parts of a ``$batch`` are not requests of their own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+
+    def __call__(self, request: Any) -> None:
+        http = request.http_request
+        kind = "batch" if http.url.split("?")[0].endswith("$batch") else http.method
+        with self._lock:
+            self.requests[kind] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+
+# -- the workload --------------------------------------------------------------------------------
+
+
+def connected_registry_id(index: int) -> str:
+    return (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-edge/providers/Microsoft.ContainerRegistry"
+        f"/registries/contosoacr/connectedRegistries/edge{index:05d}"
+    )
+
+
+def sites(count: int) -> list[Site]:
+    return [
+        Site(
+            name=f"site-{i:05d}",
+            ring=f"ring{i % 3}",
+            repositories=("inspection/*",),
+            connected_registry=connected_registry_id(i),
+        )
+        for i in range(count)
+    ]
+
+
+def push_event() -> dict[str, Any]:
+    event = json.loads(
+        (Path(__file__).resolve().parents[1] / "tests/fixtures/events/eventgrid-image-pushed.json").read_text()
+    )[0]
+    event["id"] = secrets.token_hex(16)
+    event["data"]["target"]["digest"] = "sha256:" + secrets.token_hex(32)
+    return event  # type: ignore[no-any-return]
+
+
+@dataclass
+class Run:
+    backend: str
+    threads: int
+    jobs: int
+    seconds: float
+    store_calls: Counter[str]
+    store_spent: Counter[str]
+    conflicts: int
+    queue_calls: Counter[str]
+    http: Counter[str] = field(default_factory=Counter)
+    raw_seconds: float = 0.0
+    raw_http: int = 0
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds
+
+    @property
+    def raw_per_s(self) -> float:
+        return self.jobs / self.raw_seconds
+
+    def row(self) -> str:
+        store_ops = sum(self.store_calls.values()) / self.jobs
+        http = f"{sum(self.http.values()) / self.jobs:5.2f} (raw {self.raw_http / self.jobs:.2f})" if self.http else "-"
+        in_store = sum(self.store_spent.values()) / (self.seconds * self.threads)
+        return (
+            f"{self.backend:8} {self.threads:>3} {self.jobs_per_s:8.0f} {self.raw_per_s:10.0f} "
+            f"{self.raw_per_s / self.jobs_per_s:8.1f}x {store_ops:7.2f} = {store_ops / FLOOR:4.2f}x "
+            f"{http:>17} {self.conflicts:>9} {sum(self.queue_calls.values()) / self.jobs:9.2f} {in_store:8.0%}"
+        )
+
+
+def run_workers(runtime: LocalRuntime, threads: int) -> int:
+    """Handle every job with ``threads`` workers; returns how many messages were handled."""
+    if threads == 1:
+        return runtime.process_available()
+    queue = runtime.services.queue
+    lock = threading.Lock()
+    state = {"in_flight": 0, "handled": 0}
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                state["in_flight"] += 1
+            messages = []
+            try:
+                messages = queue.receive_messages(max_count=1)
+                for message in messages:
+                    runtime.handle_job(message)
+            except BaseException as exc:  # surfaced below
+                failures.append(exc)
+                return
+            finally:
+                with lock:
+                    state["in_flight"] -= 1
+                    state["handled"] += len(messages)
+                    idle = state["in_flight"] == 0
+            if not messages:
+                if idle:
+                    return  # nothing visible and nobody holds a message that could come back
+                time.sleep(0.02)  # idle: others still hold messages that may come back
+
+    workers = [threading.Thread(target=work, name=f"bench-worker-{i}") for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+    return state["handled"] + runtime.process_available()  # anything a late abandon put back
+
+
+def run_acrsync(backend: str, store: Any, queue_path: Path, count: int, threads: int, http: HttpCounter) -> Run:
+    store.upsert_sites(sites(count))
+    counting_store = Counting(store)
+    queue = SqliteJobQueue(queue_path)
+    counting_queue = Counting(queue)
+    events, arm = CountingEvents(), FixedArm()
+    services = bootstrap(
+        Settings(),
+        store=counting_store,
+        queue=counting_queue,
+        clock=FixedClock(),
+        arm=arm,
+        probe=NoProbe(),
+        credentials=NoCredentials(),
+        events=events,
+    )
+    services.catalog.sites()  # a warm process
+    report = ingest_delivery(services, json.dumps([push_event()]).encode(), "application/json")
+    fanned = report.results[0]
+    assert fanned.jobs_sent == count and fanned.release_id is not None, fanned
+    release_id = fanned.release_id
+
+    counting_store.reset()
+    counting_queue.reset()
+    http.reset()
+    started = time.perf_counter()
+    handled = run_workers(LocalRuntime(services), threads)
+    elapsed = time.perf_counter() - started
+    run = Run(
+        backend,
+        threads,
+        count,
+        elapsed,
+        counting_store.calls,
+        counting_store.spent,
+        counting_store.conflicts,
+        counting_queue.calls,
+        http=Counter(http.requests),
+    )
+
+    # Everything ended where it must, exactly once.
+    assert handled >= count, (handled, count)
+    assert arm.calls == count, (arm.calls, count)
+    rows = store.list_site_syncs(release_id)
+    assert len(rows) == count and all(r.value.state is SyncState.SYNCED for r in rows), Counter(
+        r.value.state for r in rows
+    )
+    header = store.get_release(release_id).value
+    assert dict(header.counts) == {SyncState.SYNCED: count}, header.counts
+    assert events.published[OutboundEventType.RELEASE_READY] == 1, events.published
+    assert events.subjects[OutboundEventType.RELEASE_READY] == [f"releases/{release_id}"]
+    assert len(events.ids[OutboundEventType.SITE_SYNCED]) == count, events.published
+    assert len(store.list_evidence(release_id)) == count
+    assert queue.count() == 0 and queue.count(dead_letter=True) == 0
+    queue.close()
+    store.close()
+    return run
+
+
+# -- the raw baseline ----------------------------------------------------------------------------
+
+
+def raw_documents(count: int) -> tuple[str, list[tuple[str, str, str, str, str]]]:
+    """The release id and, per site, (site, row doc before, row doc after, evidence id, evidence doc):
+    the very documents a check writes, made by the same decision code."""
+    release = _candidate(decode_event(push_event()))  # type: ignore[arg-type]
+    all_sites = sites(count)
+    plan = plan_fanout(release, all_sites, NOW)
+    seen = Observations(now=NOW, arm=connected_registry_state())
+    docs = []
+    for site, row in zip(all_sites, plan.rows, strict=True):
+        change = _apply(row, decide_check(row, site, seen), NOW)
+        evidence = change.evidence[0]
+        docs.append(
+            (
+                site.name,
+                json.dumps(codec.site_sync_to_doc(row)),
+                json.dumps(codec.site_sync_to_doc(change.row)),
+                evidence.evidence_id,
+                json.dumps(codec.evidence_to_doc(evidence)),
+            )
+        )
+    return release.release_id, docs
+
+
+def in_threads(items: Sequence[Any], threads: int, work: Callable[[Sequence[Any]], None]) -> float:
+    """Run ``work`` on ``threads`` interleaved slices of ``items``; wall seconds."""
+    slices = [items[i::threads] for i in range(threads)]
+    failures: list[BaseException] = []
+
+    def guarded(part: Sequence[Any]) -> None:
+        try:
+            work(part)
+        except BaseException as exc:  # surfaced below
+            failures.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=(part,)) for part in slices]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    return elapsed
+
+
+def raw_sqlite(path: Path, count: int, threads: int) -> float:
+    """Per row, in autocommit with the store's pragmas: SELECT; UPDATE ... WHERE version = read; INSERT."""
+    pk, docs = raw_documents(count)
+
+    def connect() -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    setup = connect()
+    setup.execute("CREATE TABLE s (pk TEXT, site TEXT, doc TEXT, version INTEGER, PRIMARY KEY (pk, site))")
+    setup.execute("CREATE TABLE e (pk TEXT, id TEXT, doc TEXT, PRIMARY KEY (pk, id))")
+    setup.execute("BEGIN IMMEDIATE")
+    setup.executemany("INSERT INTO s VALUES (?, ?, ?, 1)", [(pk, site, before) for site, before, *_ in docs])
+    setup.execute("COMMIT")
+    setup.close()
+
+    def work(part: Sequence[tuple[str, str, str, str, str]]) -> None:
+        db = connect()
+        for site, _, after, evidence_id, evidence in part:
+            _, version = db.execute("SELECT doc, version FROM s WHERE pk = ? AND site = ?", (pk, site)).fetchone()
+            updated = db.execute(
+                "UPDATE s SET doc = ?, version = version + 1 WHERE pk = ? AND site = ? AND version = ?",
+                (after, pk, site, version),
+            ).rowcount
+            assert updated == 1
+            db.execute("INSERT INTO e VALUES (?, ?, ?)", (pk, evidence_id, evidence))
+        db.close()
+
+    return in_threads(docs, threads, work)
+
+
+def raw_tables(conn: str, count: int, threads: int) -> tuple[float, int]:
+    """Per row, with the same SDK client: get_entity; update_entity IfNotModified; create_entity."""
+    pk, docs = raw_documents(count)
+    http = HttpCounter()
+    service = TableServiceClient.from_connection_string(conn, raw_request_hook=http)
+    table = service.create_table("raw" + secrets.token_hex(4))
+    for start in range(0, len(docs), 100):
+        table.submit_transaction(
+            [
+                ("create", {"PartitionKey": pk, "RowKey": "s|" + site, "doc": before})
+                for site, before, *_ in docs[start : start + 100]
+            ]
+        )
+    http.reset()
+
+    def work(part: Sequence[tuple[str, str, str, str, str]]) -> None:
+        for site, _, after, evidence_id, evidence in part:
+            entity = table.get_entity(pk, "s|" + site)
+            table.update_entity(
+                {"PartitionKey": pk, "RowKey": "s|" + site, "doc": after},
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            table.create_entity({"PartitionKey": pk, "RowKey": f"e|{site}|{evidence_id}", "doc": evidence})
+
+    elapsed = in_threads(docs, threads, work)
+    service.close()
+    return elapsed, http.total
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=1000, help="sites = jobs per run (default 1,000)")
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 4, 8], help="worker threads per run")
+    args = parser.parse_args()
+    count = args.sites
+    runs: list[Run] = []
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        azurite = start_azurite(workdir / "azurite")
+        try:
+            for threads in args.threads:
+                # SQLite: store and queue share one file, as `acrsync dev` runs them.
+                db = workdir / f"acrsync-{threads}.db"
+                run = run_acrsync("sqlite", SqliteStateStore(db), db, count, threads, HttpCounter())
+                run.raw_seconds = raw_sqlite(workdir / f"raw-{threads}.db", count, threads)
+                runs.append(run)
+
+                http = HttpCounter()
+                tables = AzureTableStore.from_connection_string(
+                    azurite.connection_string, table_prefix="w" + secrets.token_hex(4), raw_request_hook=http
+                )
+                tables.ensure_tables()
+                run = run_acrsync("azurite", tables, workdir / f"queue-{threads}.db", count, threads, http)
+                run.raw_seconds, run.raw_http = raw_tables(azurite.connection_string, count, threads)
+                runs.append(run)
+        finally:
+            azurite.stop()
+
+    print(f"site worker: {count} jobs, one push to {count} continuous-sync sites, each check PENDING -> SYNCED")
+    print("ARM: a fake ConnectedRegistryReader answering at once with a fixed state (Online, lastSyncTime after")
+    print("the push, no sync token), so ARM latency is excluded; events: an in-memory counting sink; queue: the")
+    print("SQLite job queue (on the SQLite store's own file; a separate file next to Azurite). Every run asserted:")
+    print(f"{count} rows SYNCED, release counters {{SYNCED: {count}}}, one acrsync.release.ready, queue empty.")
+    print("raw = 1 read + 1 conditional write + 1 evidence insert per row, same client, same thread count, no queue;")
+    print(f"store ops = calls at the StateStore port (floor {FLOOR}); in store = store time / (wall x threads)")
+    print()
+    print(
+        f"{'backend':8} {'thr':>3} {'jobs/s':>8} {'raw rows/s':>10} {'raw/ours':>9} {'store ops/job':>15} "
+        f"{'HTTP req/job':>17} {'conflicts':>9} {'queue/job':>9} {'in store':>8}"
+    )
+    for run in runs:
+        print(run.row())
+    print()
+    for run in runs:
+        store = ", ".join(
+            f"{name} {n / run.jobs:.2f} ({run.store_spent[name] / n * 1000:.2f} ms)"
+            for name, n in sorted(run.store_calls.items())
+        )
+        queue = ", ".join(f"{name} {n / run.jobs:.2f}" for name, n in sorted(run.queue_calls.items()))
+        http = ", ".join(f"{name} {n / run.jobs:.2f}" for name, n in sorted(run.http.items()))
+        print(f"{run.backend:8} T={run.threads}: store calls/job (mean time per call): {store}")
+        print(f"{'':8}      queue/job: {queue}" + (f" | HTTP/job: {http}" if http else ""))
+    print(f"\ntotal {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

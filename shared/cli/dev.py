@@ -1,0 +1,202 @@
+"""Local commands: `acrsync dev` (the whole product on one machine), `dev site offline|online`,
+`push` (a realistic ImagePushed event for the local ingress), and `sites import`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.cli import ExitCode, app, sites_app
+from shared.cli.client import ApiClient
+
+dev_app = typer.Typer(help="Run acrsync locally, and steer its simulated sites.", invoke_without_command=True)
+site_app = typer.Typer(help="Take a simulated site offline or bring it back.")
+dev_app.add_typer(site_app, name="site")
+app.add_typer(dev_app, name="dev")
+
+ApiUrl = Annotated[str | None, typer.Option("--api-url", help="The acrsync API (env ACRSYNC_API_URL).")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", help="The API key (env ACRSYNC_API_KEY).")]
+
+
+@dev_app.callback()
+def dev(  # noqa: PLR0917 - typer maps each option to a parameter
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (7071 is the Functions default).", min=1, max=65535)] = 7071,
+    sites: Annotated[
+        Path | None, typer.Option("--sites", help="Sites file (default: ./sites.yaml if present).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Folder of the embedded SQLite data.")] = Path(".acrsync"),
+    registries: Annotated[
+        str, typer.Option(help="simulated (default) or real (loopback OCI registries).")
+    ] = "simulated",
+) -> None:
+    """Run the local orchestrator: API, event ingress, workers, sweeper, on the embedded SQLite default."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from orchestrations import dev_api
+    from orchestrations.http_api import asgi_app
+    from shared.devmode import DevEnvironment, DevOptions, RegistryMode
+
+    if registries not in {mode.value for mode in RegistryMode}:
+        raise typer.BadParameter("use simulated or real", param_hint="--registries")
+    sites_file = sites if sites is not None else (Path("sites.yaml") if Path("sites.yaml").exists() else None)
+    environment = DevEnvironment(
+        DevOptions(host=host, port=port, data_dir=data_dir, sites_file=sites_file, registries=RegistryMode(registries))
+    )
+    parsed = environment.load_sites()
+    dev_api.install(asgi_app, environment.simulation)
+    base = f"http://{host}:{port}"
+    site_count = len(parsed.sites) if parsed else len(environment.services.store.list_sites())
+    typer.echo(
+        "acrsync local orchestrator\n"
+        f"  dashboard    {base}/\n"
+        f"  API          {base}/api/releases  (OpenAPI: {base}/api/openapi.json)\n"
+        f"  ingress      {base}/runtime/webhooks/eventgrid?functionName=on_acr_event\n"
+        f"  data         {environment.settings.sqlite_path}\n"
+        f"  sites        {site_count} from {sites_file or 'the store'} ({registries} connected registries)\n"
+        f"  workers      {environment.runtime.options.workers} site-check workers, sweeper every minute\n"
+        "  try          acrsync push inspection/camera:1.5.0\n"
+        "               acrsync wait contosoacr.azurecr.io/inspection/camera:1.5.0\n"
+        "  Ctrl-C stops it (jobs in flight are abandoned, not lost).",
+        err=True,
+    )
+    environment.start()
+    try:
+        uvicorn.run(asgi_app, host=host, port=port, log_level="warning")
+    finally:
+        environment.stop()
+
+
+@site_app.command("offline")
+def site_offline(name: str, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Take a simulated site offline: it stops syncing until it is back."""
+    _set_site(name, "offline", api_url, api_key)
+
+
+@site_app.command("online")
+def site_online(name: str, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Bring a simulated site back online."""
+    _set_site(name, "online", api_url, api_key)
+
+
+def _set_site(name: str, state: str, api_url: str | None, api_key: str | None) -> None:
+    with ApiClient(api_url, api_key) as client:
+        response = client.request("POST", f"/api/dev/sites/{name}/{state}")
+    if response.status_code != 200:
+        typer.echo(f"error: {response.json().get('detail', response.text)}", err=True)
+        raise typer.Exit(ExitCode.FAILED)
+    typer.echo(f"{name} is {state}", err=True)
+
+
+@app.command()
+def push(
+    image: Annotated[str, typer.Argument(help="repository:tag, e.g. inspection/camera:1.5.0")],
+    registry: Annotated[str, typer.Option(help="The parent registry's login server.")] = "",
+    digest: Annotated[str | None, typer.Option(help="The manifest digest (default: a new random one).")] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Post a realistic ImagePushed event (Event Grid schema) to the local ingress."""
+    repository, _, tag = image.rpartition(":")
+    if not repository or not tag or "/" in tag:
+        raise typer.BadParameter("use repository:tag", param_hint="IMAGE")
+    login_server = (registry or os.environ.get("ACRSYNC_REGISTRY") or "contosoacr.azurecr.io").lower()
+    digest = digest or "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    event = _image_pushed(login_server, repository, tag, digest)
+    with ApiClient(api_url, api_key) as client:
+        response = client.request(
+            "POST",
+            "/runtime/webhooks/eventgrid",
+            params={"functionName": "on_acr_event"},
+            content=json.dumps([event]),
+            headers={"content-type": "application/json", "aeg-event-type": "Notification"},
+        )
+    if response.status_code != 200:
+        typer.echo(f"error: {response.json().get('detail', response.text)}", err=True)
+        raise typer.Exit(ExitCode.FAILED)
+    [result] = response.json()["results"]
+    typer.echo(
+        json.dumps(
+            {
+                "release_id": result["release_id"],
+                "image": f"{login_server}/{repository}:{tag}",
+                "digest": digest,
+                "outcome": result["outcome"],
+                "jobs_sent": result["jobs_sent"],
+            },
+            indent=2,
+        )
+    )
+
+
+@sites_app.command("import")
+def sites_import(
+    path: Annotated[Path, typer.Argument(help="The sites file (YAML).", exists=True, dir_okay=False)],
+) -> None:
+    """Load a sites file into the configured store (SQLite locally, Table Storage in Azure); all or nothing."""
+    from shared.bootstrap import bootstrap
+    from shared.services.sites_file import SitesFileError, import_sites, load_sites_file
+
+    try:
+        parsed = load_sites_file(path.read_text())
+    except SitesFileError as exc:
+        for line in exc.problems:
+            typer.echo(f"{path}: {line}", err=True)
+        typer.echo("nothing was imported", err=True)
+        raise typer.Exit(ExitCode.USAGE) from exc
+    services = bootstrap()
+    try:
+        report = import_sites(services, parsed)
+    finally:
+        services.close()
+    typer.echo(
+        json.dumps(
+            {
+                "added": report.added,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "backfilled": report.backfilled,
+            },
+            indent=2,
+        )
+    )
+
+
+def _image_pushed(registry: str, repository: str, tag: str, digest: str) -> dict[str, object]:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    name = registry.split(".", 1)[0].split(":", 1)[0]
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/acrsync-local/providers/"
+        f"Microsoft.ContainerRegistry/registries/{name}",
+        "subject": f"{repository}:{tag}",
+        "eventType": "Microsoft.ContainerRegistry.ImagePushed",
+        "eventTime": now,
+        "data": {
+            "id": str(uuid.uuid4()),
+            "timestamp": now,
+            "action": "push",
+            "target": {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "size": 1574,
+                "digest": digest,
+                "length": 1574,
+                "repository": repository,
+                "tag": tag,
+            },
+            "request": {"id": str(uuid.uuid4()), "host": registry, "method": "PUT", "useragent": "acrsync-push"},
+        },
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
+    }
