@@ -1,0 +1,213 @@
+// Every role assignment of the deployment, at the narrowest scope that works. Role definition GUIDs live in
+// the `roles` table below and nowhere else in infra/ (tests/unit/test_infra.py checks both).
+// Assignment names are guid(scope id, principal id, role id); the app and the system topic are
+// ServicePrincipals. Developer assignments (principalId from azd) exist only when developerPrincipalId is set,
+// and leave principalType out so they work for a user as well as for a CI service principal.
+
+@description('Principal id of the user-assigned identity the function app runs as.')
+param appPrincipalId string
+
+@description('Principal id of the identity of the registry system topic (it dead-letters to blob storage).')
+param systemTopicPrincipalId string
+
+@description('Object id of the developer running azd; empty means no developer assignments.')
+param developerPrincipalId string = ''
+
+param storageAccountName string
+param tableNames array
+param serviceBusNamespaceName string
+param queueName string
+param eventsTopicName string
+param keyVaultName string
+param applicationInsightsName string
+
+@description('The registry, which may live in another resource group.')
+param registryName string
+param registrySubscriptionId string
+param registryResourceGroupName string
+
+// Built-in roles: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39' // Azure Service Bus Data Sender
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0' // Azure Service Bus Data Receiver
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7' // EventGrid Data Sender
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
+  reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
+}
+
+var withDeveloper = !empty(developerPrincipalId)
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = [for table in tableNames: {
+  parent: tableService
+  name: table
+}]
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
+  name: serviceBusNamespaceName
+}
+
+resource syncQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: serviceBus
+  name: queueName
+}
+
+resource eventsTopic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
+  name: eventsTopicName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// ---- the function app's identity ----
+
+// Functions host storage and the Flex Consumption deployment container.
+resource appStorageBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The state store: each acrsync table, not the account.
+resource appTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (table, i) in tableNames: {
+  name: guid(tables[i].id, appPrincipalId, roles.storageTableDataContributor)
+  scope: tables[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// Fan-out, re-checks and the sweeper send jobs.
+resource appQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(syncQueue.id, appPrincipalId, roles.serviceBusDataSender)
+  scope: syncQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The site_sync trigger and its dead-letter twin receive.
+resource appQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(syncQueue.id, appPrincipalId, roles.serviceBusDataReceiver)
+  scope: syncQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// acrsync's own events out.
+resource appEventsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsTopic.id, appPrincipalId, roles.eventGridDataSender)
+  scope: eventsTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Site client tokens.
+resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, appPrincipalId, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Entra ID ingestion into Application Insights (local auth is off).
+resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Connected registries, sync tokens and scope maps through ARM: Reader on the registry, which may be in
+// another resource group (or subscription), so the assignment is deployed there.
+module registryReader 'rbac-registry.bicep' = {
+  // unique per app identity: several environments may grant Reader on the same registry
+  name: 'rbac-registry-reader-${uniqueString(appPrincipalId)}'
+  scope: resourceGroup(registrySubscriptionId, registryResourceGroupName)
+  params: {
+    registryName: registryName
+    principalId: appPrincipalId
+    roleId: roles.reader
+  }
+}
+
+// ---- the registry system topic's identity ----
+
+// Dead-lettering to the eg-deadletter container (container scope can fail validation: account scope).
+resource systemTopicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, systemTopicPrincipalId, roles.storageBlobDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: systemTopicPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- the developer (optional) ----
+
+// `acrsync sites import` and a laptop run against this environment's tables. Account scope, unlike the app:
+// the local runtime creates missing tables (create_table_if_not_exists), which a table-scoped role may not allow.
+resource developerTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withDeveloper) {
+  name: guid(storage.id, developerPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: developerPrincipalId
+  }
+}
+
+resource developerQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withDeveloper) {
+  name: guid(syncQueue.id, developerPrincipalId, roles.serviceBusDataSender)
+  scope: syncQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: developerPrincipalId
+  }
+}
+
+resource developerQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withDeveloper) {
+  name: guid(syncQueue.id, developerPrincipalId, roles.serviceBusDataReceiver)
+  scope: syncQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: developerPrincipalId
+  }
+}

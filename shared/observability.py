@@ -1,0 +1,229 @@
+"""Telemetry: Azure Monitor through OpenTelemetry, and acrsync's own metrics.
+
+:func:`configure_observability` turns on ``azure-monitor-opentelemetry`` once per process, and only when
+``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set and no OpenTelemetry SDK is configured yet (the Functions
+Python worker configures one itself with ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true``; configuring a
+second one would export everything twice). Otherwise it does nothing, so a laptop run sends nothing
+anywhere. Entra ID ingestion needs no code: the exporter reads ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING``
+(``ClientId=<identity>;Authorization=AAD``, set by infra/app/function.bicep).
+
+Metrics go through the OpenTelemetry API. Until a provider is configured the instruments are no-ops that
+start exporting once one is (the API's proxy meter), so the functions below are safe to call anywhere:
+
+=========================== ================= ==================== ==========================================
+name                        instrument        dimensions           meaning
+=========================== ================= ==================== ==========================================
+``acrsync.sync.lag_seconds`` histogram (s)    ``site``, ``result`` push (event time) to SYNCED/VERIFIED
+``acrsync.jobs``            counter           ``outcome``          site-sync jobs handled, by outcome
+``acrsync.sites.pending``   observable gauge  —                    sites with rows still on their way
+``acrsync.sites.stale``     observable gauge  —                    sites with a STALE row
+=========================== ================= ==================== ==========================================
+
+Dimensions stay low-cardinality: a site name is fine at hundreds of sites; a digest or a release id never
+is a dimension (logs and traces carry those). ``outcome`` and ``result`` must be short lower-case words
+(``succeeded``, ``already-final``, ``verified``); anything else is recorded as ``other``.
+
+Application Insights stores a histogram as min/max/sum/count per export interval, which cannot give
+percentiles, so :func:`record_lag` also writes one structured log line per sample (``customDimensions``
+``metric``, ``site``, ``result``, ``lag_seconds``) that the workbook's percentile panel reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from shared.logs import ContextFilter
+
+__all__ = [
+    "CONNECTION_STRING_SETTING",
+    "JOBS",
+    "LAG_SECONDS",
+    "METER_NAME",
+    "SITES_PENDING",
+    "SITES_STALE",
+    "AcrsyncMetrics",
+    "acrsync_metrics",
+    "configure_observability",
+    "record_job",
+    "record_lag",
+    "set_site_gauges",
+    "use_meter_provider",
+]
+
+logger = logging.getLogger(__name__)
+
+# A platform setting (Functions sets it from the app setting of the same name; infra/app/function.bicep).
+CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+
+METER_NAME = "acrsync"
+LAG_SECONDS = "acrsync.sync.lag_seconds"
+JOBS = "acrsync.jobs"
+SITES_PENDING = "acrsync.sites.pending"
+SITES_STALE = "acrsync.sites.stale"
+
+_OTHER = "other"
+# A short lower-case word: no digits, so a digest, a release id or a message id can never pass as one.
+_LABEL = re.compile(r"[a-z][a-z_-]{0,31}")
+
+_configure_lock = threading.Lock()
+_configured = False
+
+
+def configure_observability(environ: Mapping[str, str] | None = None) -> bool:
+    """Export logs, traces and metrics to Application Insights, once per process.
+
+    Does nothing (and returns False) without ``APPLICATIONINSIGHTS_CONNECTION_STRING``, on every call after
+    the first that configured, and when an OpenTelemetry SDK provider is already installed. Returns True
+    when this call configured the export.
+    """
+    global _configured  # noqa: PLW0603  # once per process, by design
+    env = os.environ if environ is None else environ
+    connection_string = (env.get(CONNECTION_STRING_SETTING) or "").strip()
+    with _configure_lock:
+        if _configured or not connection_string:
+            return False
+        if _sdk_already_configured():
+            logger.info("OpenTelemetry is already configured in this process; not configuring Azure Monitor again")
+            _configured = True
+            return False
+        # Imported here: the distro pulls in every instrumentation it bundles, which a laptop run never needs.
+        from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415
+
+        configure_azure_monitor(connection_string=connection_string)
+        _configured = True
+    # The Azure SDKs log every HTTP request at INFO; as telemetry that is noise and cost.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    _bind_log_context_to_exporter()
+    return True
+
+
+def _sdk_already_configured() -> bool:
+    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
+
+    return isinstance(metrics.get_meter_provider(), SdkMeterProvider) or isinstance(
+        trace.get_tracer_provider(), SdkTracerProvider
+    )
+
+
+def _bind_log_context_to_exporter() -> None:
+    """Give the OpenTelemetry log handler the fields bound with :func:`shared.logs.log_context`
+    (``release_id``, ``site``, ...), so they arrive as ``customDimensions`` on every trace line."""
+    for handler in logging.getLogger().handlers:
+        is_otel = type(handler).__module__.startswith("opentelemetry") and type(handler).__name__ == "LoggingHandler"
+        if is_otel and not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.addFilter(ContextFilter())
+
+
+def _label(value: object) -> str:
+    text = str(value).strip().lower()
+    return text if _LABEL.fullmatch(text) else _OTHER
+
+
+class AcrsyncMetrics:
+    """The acrsync instruments on one meter provider (the global one unless given)."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        meter = provider.get_meter(METER_NAME)
+        self._lock = threading.Lock()
+        self._pending: int | None = None
+        self._stale: int | None = None
+        self._lag = meter.create_histogram(
+            LAG_SECONDS, unit="s", description="Time from the push to the release reaching a site (synced or verified)"
+        )
+        self._jobs = meter.create_counter(JOBS, unit="{job}", description="Site-sync jobs handled, by outcome")
+        meter.create_observable_gauge(
+            SITES_PENDING,
+            callbacks=[self._observe_pending],
+            unit="{site}",
+            description="Sites with at least one release still on its way (set by the sweeper)",
+        )
+        meter.create_observable_gauge(
+            SITES_STALE,
+            callbacks=[self._observe_stale],
+            unit="{site}",
+            description="Sites with at least one STALE release (set by the sweeper)",
+        )
+
+    def record_job(self, outcome: str) -> None:
+        """One site-sync job handled: ``succeeded``, ``failed``, ``deadlettered`` (or another short word)."""
+        self._jobs.add(1, {"outcome": _label(outcome)})
+
+    def record_lag(self, site: str, seconds: float, result: str) -> None:
+        """A release reached ``site`` ``seconds`` after its push; ``result`` is ``synced`` or ``verified``.
+
+        Negative lags (clock skew, an edge event that overtook the push) count as 0.
+        """
+        lag = max(0.0, float(seconds))
+        label = _label(result)
+        self._lag.record(lag, {"site": site, "result": label})
+        logger.info(
+            "%s: %.1f s at %s (%s)",
+            LAG_SECONDS,
+            lag,
+            site,
+            label,
+            extra={"metric": LAG_SECONDS, "site": site, "result": label, "lag_seconds": lag},
+        )
+
+    def set_site_gauges(self, pending: int, stale: int) -> None:
+        """The sweeper's counts of sites with pending and with stale rows; reported until the next call."""
+        if pending < 0 or stale < 0:
+            raise ValueError("site counts cannot be negative")
+        with self._lock:
+            self._pending, self._stale = int(pending), int(stale)
+
+    def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            value = self._pending
+        return [] if value is None else [Observation(value)]
+
+    def _observe_stale(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            value = self._stale
+        return [] if value is None else [Observation(value)]
+
+
+_default_lock = threading.Lock()
+_default: AcrsyncMetrics | None = None
+
+
+def acrsync_metrics() -> AcrsyncMetrics:
+    """The process-wide instruments (on the global meter provider), created on first use."""
+    global _default  # noqa: PLW0603  # one set of instruments per process
+    with _default_lock:
+        if _default is None:
+            _default = AcrsyncMetrics()
+        return _default
+
+
+def use_meter_provider(meter_provider: MeterProvider | None) -> None:
+    """Point the module-level functions at ``meter_provider`` (tests); ``None`` goes back to the global
+    provider, with instruments created again on first use."""
+    global _default  # noqa: PLW0603
+    with _default_lock:
+        _default = None if meter_provider is None else AcrsyncMetrics(meter_provider)
+
+
+def record_job(outcome: str) -> None:
+    """See :meth:`AcrsyncMetrics.record_job`."""
+    acrsync_metrics().record_job(outcome)
+
+
+def record_lag(site: str, seconds: float, result: str) -> None:
+    """See :meth:`AcrsyncMetrics.record_lag`."""
+    acrsync_metrics().record_lag(site, seconds, result)
+
+
+def set_site_gauges(pending: int, stale: int) -> None:
+    """See :meth:`AcrsyncMetrics.set_site_gauges`."""
+    acrsync_metrics().set_site_gauges(pending, stale)
