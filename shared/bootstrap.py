@@ -156,6 +156,9 @@ def get_services() -> Services:
     if _process_services is None:
         with _process_lock:
             if _process_services is None:
+                from shared.observability import configure_observability
+
+                configure_observability()  # once per process; nothing without an App Insights connection
                 _process_services = bootstrap()
     return _process_services
 

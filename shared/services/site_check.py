@@ -19,9 +19,10 @@ from shared.domain.decisions import CheckDecision, Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Site, SiteSync, Versioned
 from shared.domain.observations import ProbeOutcome
-from shared.domain.states import TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
+from shared.domain.states import READY_STATES, TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
+from shared.observability import record_job, record_lag
 from shared.services.announce import announce, events_for_current_state, publish
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import RowChange, RowUpdate, transition, update_row
@@ -113,6 +114,7 @@ def record_dead_letter(services: Services, body: bytes, reason: str, description
             update = update_row(services.store, job.release_id, job.site, decide)
         except NotFound:
             return CheckResult(CheckOutcome.MISSING)
+        record_job("deadlettered")
         if update.changed:
             logger.warning("check dead-lettered (%s): row marked FAILED", reason)
             announce(services.events, update, now)
@@ -177,7 +179,16 @@ def _record(
         _send_recheck(services, after)
     announce(services.events, update, now)
     _log(update)
+    _measure(update)
     return CheckResult(CheckOutcome.CHECKED, after.state, after.reason, after.next_check_at)
+
+
+def _measure(update: RowUpdate) -> None:
+    after = update.after
+    record_job("failed" if after.state is SyncState.FAILED else "succeeded")
+    arrived = after.verified_at or after.synced_at
+    if update.state_changed and after.state in READY_STATES and update.before.state not in READY_STATES and arrived:
+        record_lag(after.site, (arrived - after.pushed_at).total_seconds(), after.state.value.lower())
 
 
 def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:

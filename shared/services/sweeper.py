@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from shared.domain.states import EvidenceSource, SyncState
 from shared.domain.windows import check_limits
 from shared.errors import AcrSyncError, InvalidInput
 from shared.logs import log_context
+from shared.observability import set_site_gauges
 from shared.services.announce import announce
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import RowChange, transition, update_row
@@ -38,6 +40,8 @@ class SweepReport:
     rows_marked_stale: int
     jobs_recovered: int
     sites_refreshed: int
+    sites_pending: int = 0  # (site, release) rows still on their way, across the releases swept
+    sites_stale: int = 0
 
 
 def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: timedelta = LOST_JOB_GRACE) -> SweepReport:
@@ -45,22 +49,41 @@ def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: time
     now = services.clock.now()
     refreshed = refresh_sites(services)
     sites = {site.name: site for site in services.catalog.sites()}
-    scanned = stale = recovered = 0
+    scanned = stale = recovered = pending_total = stale_total = 0
+    for release in _recent_releases(services, now - horizon):
+        pending_total += release.counts.get(SyncState.PENDING, 0) + release.counts.get(SyncState.WAITING_FOR_WINDOW, 0)
+        stale_total += release.counts.get(SyncState.STALE, 0)
+        if not any(release.counts.get(state) for state in _OPEN):
+            continue
+        scanned += 1
+        made_stale, lost = _sweep_release(services, release, sites, now, grace)
+        stale, recovered = stale + made_stale, recovered + lost
+        pending_total, stale_total = pending_total - made_stale, stale_total + made_stale
+    set_site_gauges(pending_total, stale_total)
+    report = SweepReport(scanned, stale, recovered, refreshed, pending_total, stale_total)
+    logger.info(
+        "sweep: %s releases scanned, %s rows stale, %s jobs recovered, %s sites refreshed",
+        scanned,
+        stale,
+        recovered,
+        refreshed,
+    )
+    return report
+
+
+def _recent_releases(services: Services, since: datetime) -> Iterator[Release]:
+    """Published, not withdrawn releases pushed since ``since``, newest first."""
     token: str | None = None
     while True:
         page = services.store.list_releases(page_size=100, continuation=token)
         for release in page.items:
-            if release.pushed_at < now - horizon:
-                return _report(scanned, stale, recovered, refreshed)
-            if release.withdrawn_at is not None or not any(release.counts.get(state) for state in _OPEN):
-                continue
-            scanned += 1
-            made_stale, lost = _sweep_release(services, release, sites, now, grace)
-            stale += made_stale
-            recovered += lost
+            if release.pushed_at < since:
+                return
+            if release.withdrawn_at is None:
+                yield release
         token = page.continuation
         if token is None:
-            return _report(scanned, stale, recovered, refreshed)
+            return
 
 
 def refresh_sites(services: Services) -> int:
@@ -143,15 +166,3 @@ def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> 
     if update.changed:
         announce(services.events, update, now)
     return update.changed
-
-
-def _report(scanned: int, stale: int, recovered: int, refreshed: int) -> SweepReport:
-    report = SweepReport(scanned, stale, recovered, refreshed)
-    logger.info(
-        "sweep: %s releases scanned, %s rows stale, %s jobs recovered, %s sites refreshed",
-        scanned,
-        stale,
-        recovered,
-        refreshed,
-    )
-    return report

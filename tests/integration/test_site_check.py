@@ -511,3 +511,31 @@ def test_evidence_never_carries_credentials(services: Services, azure: Azure, cl
     finally:
         services.probe.close()  # type: ignore[attr-defined]
         registry.stop()
+
+
+def test_checks_feed_the_job_counter_and_the_lag_histogram(services: Services, azure: Azure, clock: FakeClock) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from shared import observability
+
+    reader = InMemoryMetricReader()
+    observability.use_meter_provider(MeterProvider(metric_readers=[reader]))
+    try:
+        cr = azure.connected_registry("plant-01", last_sync=PUSHED_AT + timedelta(seconds=20))
+        services.store.upsert_sites([Site(name="plant-01", repositories=("inspection/*",), connected_registry=cr)])
+        push(services)
+        run(services, clock)
+        points = {
+            m.name: list(m.data.data_points)
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+    finally:
+        observability.use_meter_provider(None)
+    [jobs] = points["acrsync.jobs"]
+    assert jobs.value == 1 and dict(jobs.attributes) == {"outcome": "succeeded"}
+    [lag] = points["acrsync.sync.lag_seconds"]
+    assert dict(lag.attributes) == {"site": "plant-01", "result": "synced"}
+    assert lag.sum == pytest.approx((NOW - PUSHED_AT).total_seconds())
