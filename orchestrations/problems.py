@@ -1,12 +1,18 @@
-"""RFC 9457 problem+json responses with a stable ``code`` (mirrored in ``x-ms-error-code``)."""
+"""RFC 9457 problem+json responses with a stable ``code`` (mirrored in ``x-ms-error-code``).
+
+Codes are part of the API contract: clients (the CLI, pipelines) branch on them, never on ``detail``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import ConfigurationError, InvalidInput, NotFound, TransientError
@@ -14,6 +20,55 @@ from shared.errors import ConfigurationError, InvalidInput, NotFound, TransientE
 logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://acrsync.dev/problems/"
+
+# A request parameter that fails validation gets the code of what it names; others INVALID_REQUEST.
+PARAMETER_CODES = {
+    "release_id": "INVALID_RELEASE_ID",
+    "site": "INVALID_SITE_NAME",
+    "repository": "INVALID_REPOSITORY",
+    "tag": "INVALID_TAG",
+    "digest": "INVALID_DIGEST",
+    "top": "INVALID_TOP",
+    "continuation": "INVALID_CONTINUATION",
+    "min_ready": "INVALID_MIN_READY",
+    "ring": "INVALID_RING",
+    "sites": "INVALID_SITE_LIST",
+    "limit": "INVALID_LIMIT",
+    "after": "INVALID_CURSOR",
+}
+_TITLES = {
+    400: "Invalid request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    503: "Service unavailable",
+}
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem; ``code`` is stable and also sent as the ``x-ms-error-code`` header."""
+
+    type: str = Field(description="A URI naming the problem type.")
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable code, e.g. RELEASE_NOT_FOUND.")
+    instance: str | None = Field(default=None, description="The request path.")
+
+
+class ApiProblem(Exception):
+    """Raised by the HTTP layer (auth, request checks) to answer with a problem."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.headers = dict(headers or {})
 
 
 def problem(
@@ -25,7 +80,7 @@ def problem(
     instance: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {
+    body: dict[str, Any] = {
         "type": _TYPE_BASE + code.lower().replace("_", "-"),
         "title": title,
         "status": status,
@@ -39,8 +94,24 @@ def problem(
     )
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses (the app documents them as problem+json)."""
+    described = {
+        400: "Invalid request: a bad parameter, an unknown query parameter, an unknown site or ring in a selection.",
+        401: "No or wrong credentials (API key, or the App Service Authentication principal).",
+        403: "The principal lacks the app role the route needs (Status.Read, or Sync.Operate for actions).",
+        404: "No such release, site or resource.",
+        503: "A backend is unavailable; retry after the Retry-After seconds.",
+    }
+    return {status: {"model": Problem, "description": described.get(status, "Error")} for status in statuses}
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map the exception tree to problem+json; no input may produce a 5xx, and no 5xx leaks a detail."""
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, headers=exc.headers)
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
@@ -48,24 +119,36 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return problem(404, "NOT_FOUND", "Not found", str(exc), instance=request.url.path)
+        code = getattr(exc, "code", "NOT_FOUND")
+        detail = getattr(exc, "detail", "the resource does not exist")
+        return problem(404, code, "Not found", detail, instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
+        errors = list(exc.errors())
+        # Path first: a bad release id says more than a bad query parameter of the same request.
+        errors.sort(key=lambda error: 0 if tuple(error.get("loc", ()))[:1] == ("path",) else 1)
+        first = errors[0] if errors else {}
+        loc = tuple(first.get("loc", ()))
+        code = "INVALID_REQUEST"
+        if len(loc) == 2 and loc[0] in ("path", "query"):
+            code = PARAMETER_CODES.get(str(loc[1]), code)
+        where = ".".join(str(part) for part in loc)
         return problem(
-            400,
-            "INVALID_REQUEST",
-            "Invalid request",
-            f"{where}: {first.get('msg', 'invalid')}",
-            instance=request.url.path,
+            400, code, "Invalid request", f"{where}: {first.get('msg', 'invalid')}", instance=request.url.path
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path)
+        return problem(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            str(exc.detail),
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )
 
     @app.exception_handler(TransientError)
     async def transient(request: Request, exc: TransientError) -> JSONResponse:

@@ -2,8 +2,8 @@
 
 Every view is a plain JSON-ready ``dict`` (ISO 8601 times, enum values as strings), so the HTTP
 layer only maps it to a response and hashes it for the ETag; nothing here knows about HTTP.
-Representations do not depend on the time of the request, except a site's ``next_window``, so an
-unchanged release answers with an unchanged ETag.
+Release and readiness views do not depend on the time of the request, so an unchanged release
+answers with an unchanged ETag (a site's ``next_window`` does move with time).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,4 +25,406 @@ from shared.domain.names import validate_digest, validate_repository, validate_s
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.windows import format_duration, window_at_or_after
 from shared.errors import AcrSyncError, InvalidInput, NotFound
-from shared.relations import noop as _noop  # noqa: F401  # placeholder removed below
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+MAX_EVENTS = 1000
+# A site's latest release per repository comes from its newest rows: at most this many pages of them.
+SITE_HISTORY_PAGES = 5
+SITE_HISTORY_PAGE_SIZE = 100
+EVIDENCE_CSV_COLUMNS = (
+    "release_id",
+    "site",
+    "observed_at",
+    "recorded_at",
+    "source",
+    "state_from",
+    "state_to",
+    "reason",
+    "observed_digest",
+    "summary",
+    "details",
+)
+
+
+class ApiNotFound(NotFound):
+    """A missing resource with a stable code for the API's problem responses."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ReleaseNotFound(ApiNotFound):
+    code = "RELEASE_NOT_FOUND"
+
+    def __init__(self, release_id: str) -> None:
+        super().__init__(f"release {release_id} does not exist")
+
+
+class SiteNotFound(ApiNotFound):
+    code = "SITE_NOT_FOUND"
+
+    def __init__(self, site: str) -> None:
+        super().__init__(f"site {site} does not exist")
+
+
+class OutboxNotAvailable(ApiNotFound):
+    code = "OUTBOX_NOT_AVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("events are published to Event Grid; subscribe to the topic instead")
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a listing; ``continuation`` is ``None`` on the last page."""
+
+    value: list[dict[str, Any]]
+    continuation: str | None = None
+
+
+# -- sites -------------------------------------------------------------------------------------
+
+
+def list_sites(services: Services) -> list[dict[str, Any]]:
+    """Every site, ordered by name (no ARM calls: ``connection_state`` is null here)."""
+    now = services.clock.now()
+    return [site_view(site, now) for site in services.store.list_sites()]
+
+
+def site_detail(services: Services, name: str) -> dict[str, Any]:
+    """One site with its connected registry's state (best effort) and its latest release per repository.
+
+    Raises:
+        InvalidInput: ``INVALID_SITE_NAME``.
+        SiteNotFound: no such site.
+    """
+    validate_site_name(name)
+    try:
+        site = services.store.get_site(name)
+    except NotFound as exc:
+        raise SiteNotFound(name) from exc
+    view = site_view(site, services.clock.now(), connection_state=_connection_state(services, site))
+    view["repositories_state"] = _repositories_state(services, site.name)
+    return view
+
+
+def site_view(site: Site, now: datetime, *, connection_state: str | None = None) -> dict[str, Any]:
+    window = window_at_or_after(site.schedule, site.sync_window, now)
+    return {
+        "name": site.name,
+        "ring": site.ring,
+        "critical": site.critical,
+        "owner": site.owner,
+        "repositories": list(site.repositories),
+        "tags": {
+            "include": list(site.tag_policy.include),
+            "exclude": list(site.tag_policy.exclude),
+            "semver_only": site.tag_policy.semver_only,
+        },
+        "schedule": site.schedule,
+        "sync_window": format_duration(site.sync_window) if site.sync_window is not None else None,
+        "message_ttl": format_duration(site.message_ttl),
+        "connected_registry": site.connected_registry,
+        "endpoint": site.endpoint,
+        "stale_after_windows": site.stale_after_windows,
+        "next_window": {"opens_at": _iso(window.opens_at), "closes_at": _iso(window.closes_at)},
+        "connection_state": connection_state,
+    }
+
+
+def _connection_state(services: Services, site: Site) -> str | None:
+    if not site.connected_registry:
+        return None
+    try:
+        return services.arm.get_connected_registry(site.connected_registry).connection_state.value
+    except AcrSyncError as exc:
+        logger.info("connection state of site %s unknown (%s)", site.name, type(exc).__name__)
+        return ConnectionState.UNKNOWN.value
+
+
+def _repositories_state(services: Services, site: str) -> list[dict[str, Any]]:
+    store = services.store
+    latest: dict[str, SiteSync] = {}
+    continuation: str | None = None
+    for _ in range(SITE_HISTORY_PAGES):
+        page = store.list_site_syncs_for_site(site, page_size=SITE_HISTORY_PAGE_SIZE, continuation=continuation)
+        for row in page.items:  # newest release first: the first row of a repository is its latest
+            latest.setdefault(row.repository, row)
+        continuation = page.continuation
+        if continuation is None:
+            break
+    states = []
+    for repository in sorted(latest):
+        row = latest[repository]
+        try:
+            tags = sorted(store.get_release(row.release_id).value.tags)
+        except NotFound:
+            tags = []
+        states.append(
+            {
+                "repository": repository,
+                "release_id": row.release_id,
+                "digest": row.digest,
+                "tags": tags,
+                "state": row.state.value,
+                "reason": _value(row.reason),
+                "pushed_at": _iso(row.pushed_at),
+                "expected_ready_at": _iso(row.expected_ready_at),
+                "synced_at": _iso(row.synced_at),
+                "verified_at": _iso(row.verified_at),
+            }
+        )
+    return states
+
+
+# -- releases ----------------------------------------------------------------------------------
+
+
+def list_releases(
+    services: Services,
+    *,
+    repository: str | None = None,
+    tag: str | None = None,
+    digest: str | None = None,
+    top: int = DEFAULT_PAGE_SIZE,
+    continuation: str | None = None,
+) -> ListPage:
+    """Published releases, newest push first.
+
+    Raises:
+        InvalidInput: ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_DIGEST``, ``INVALID_TOP``,
+            ``INVALID_CONTINUATION``.
+    """
+    if repository is not None:
+        validate_repository(repository)
+    if tag is not None:
+        validate_tag(tag)
+    if digest is not None:
+        validate_digest(digest)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_PAGE_SIZE:
+        raise InvalidInput("INVALID_TOP", f"top must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    if continuation is not None and not continuation:
+        raise InvalidInput("INVALID_CONTINUATION", "the continuation token is empty")
+    page = services.store.list_releases(
+        repository=repository, tag=tag, digest=digest, page_size=top, continuation=continuation
+    )
+    return ListPage([release_view(release) for release in page.items], page.continuation)
+
+
+def release_view(release: Release, *, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The release header: identity, tags, push metadata and rows per state."""
+    if counts is None:
+        counts = {state.value: n for state, n in release.counts.items() if n}
+    return {
+        "id": release.release_id,
+        "registry": release.registry,
+        "repository": release.repository,
+        "digest": release.digest,
+        "image": release.image_ref,
+        "tags": sorted(release.tags),
+        "media_type": release.media_type,
+        "size": release.size,
+        "kind": release.kind.value,
+        "pushed_at": _iso(release.pushed_at),
+        "actor": release.actor,
+        "withdrawn_at": _iso(release.withdrawn_at),
+        "counts": dict(sorted(counts.items())),
+    }
+
+
+def get_release(services: Services, release_id: str) -> Release:
+    """Raises: ReleaseNotFound."""
+    try:
+        return services.store.get_release(release_id).value
+    except NotFound as exc:
+        raise ReleaseNotFound(release_id) from exc
+
+
+def release_detail(services: Services, release_id: str) -> dict[str, Any]:
+    """The release with one entry per site row (ring and critical from the site catalog).
+
+    Raises:
+        ReleaseNotFound: no such release.
+    """
+    release = get_release(services, release_id)
+    rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
+    catalog = {site.name: site for site in services.catalog.sites()}
+    # Counted from the rows shown, so the counts and the list always agree within one answer.
+    counts = {state.value: n for state, n in Counter(row.state for row in rows).items()}
+    view = release_view(release, counts=counts)
+    view["sites"] = [_row_view(row, catalog.get(row.site)) for row in sorted(rows, key=lambda r: r.site)]
+    return view
+
+
+def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
+    return {
+        "site": row.site,
+        "ring": site.ring if site is not None else None,
+        "critical": site.critical if site is not None else None,
+        "state": row.state.value,
+        "reason": _value(row.reason),
+        "expected_ready_at": _iso(row.expected_ready_at),
+        "synced_at": _iso(row.synced_at),
+        "verified_at": _iso(row.verified_at),
+        "stale_at": _iso(row.stale_at),
+        "updated_at": _iso(row.updated_at),
+        "evidence_source": _value(row.evidence_source),
+        "next_check_at": _iso(row.next_check_at),
+    }
+
+
+# -- readiness ---------------------------------------------------------------------------------
+
+
+def readiness(
+    services: Services, release_id: str, selection: GateSelection, policy: GatePolicy
+) -> tuple[GateVerdict, dict[str, Any]]:
+    """Evaluate the readiness gate of a release; the verdict (for Retry-After) and its view.
+
+    Raises:
+        ReleaseNotFound: no such release.
+        InvalidInput: ``UNKNOWN_SITE``, ``UNKNOWN_RING``.
+    """
+    release = get_release(services, release_id)
+    rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
+    verdict = evaluate(
+        release, rows, services.catalog.sites(), selection=selection, policy=policy, now=services.clock.now()
+    )
+    return verdict, gate_view(verdict)
+
+
+def gate_view(verdict: GateVerdict) -> dict[str, Any]:
+    selection = verdict.selection
+    return {
+        "state": verdict.state.value,
+        "release_id": verdict.release_id,
+        "selection": {
+            "kind": selection.kind,
+            "sites": list(selection.sites) if selection.sites is not None else None,
+            "ring": selection.ring,
+        },
+        "min_ready": verdict.policy.min_ready,
+        "require_all_critical": verdict.policy.require_all_critical,
+        "ready": verdict.ready,
+        "total": verdict.total,
+        "required": verdict.required,
+        "pending": [_pending_view(entry) for entry in verdict.pending],
+        "blocked": [
+            {"site": e.site, "state": _value(e.state), "reason": e.reason, "critical": e.critical}
+            for e in verdict.blocked
+        ],
+        "reasons": [{"code": failure.code.value, "sites": list(failure.sites)} for failure in verdict.reasons],
+    }
+
+
+def _pending_view(entry: GateSite) -> dict[str, Any]:
+    return {
+        "site": entry.site,
+        "state": _value(entry.state),
+        "reason": entry.reason,
+        "critical": entry.critical,
+        "expected_ready_at": _iso(entry.expected_ready_at),
+        "next_check_at": _iso(entry.next_check_at),
+    }
+
+
+# -- evidence ----------------------------------------------------------------------------------
+
+
+def list_evidence(services: Services, release_id: str, *, site: str | None = None) -> list[Evidence]:
+    """Evidence of a release (optionally one site), oldest observation first.
+
+    Raises:
+        InvalidInput: ``INVALID_SITE_NAME``.
+        ReleaseNotFound: no such release.
+        SiteNotFound: ``site`` has no row in this release and is not a site.
+    """
+    if site is not None:
+        validate_site_name(site)
+    get_release(services, release_id)
+    store = services.store
+    if site is not None:
+        try:
+            store.get_site_sync(release_id, site)
+        except NotFound:
+            try:
+                store.get_site(site)
+            except NotFound as exc:
+                raise SiteNotFound(site) from exc
+    return store.list_evidence(release_id, site=site)
+
+
+def evidence_view(evidence: Evidence) -> dict[str, Any]:
+    return {
+        "id": evidence.evidence_id,
+        "release_id": evidence.release_id,
+        "site": evidence.site,
+        "observed_at": _iso(evidence.observed_at),
+        "recorded_at": _iso(evidence.recorded_at),
+        "source": evidence.source.value,
+        "state_from": _value(evidence.state_from),
+        "state_to": _value(evidence.state_to),
+        "reason": _value(evidence.reason),
+        "observed_digest": evidence.observed_digest,
+        "summary": evidence.summary,
+        "details": dict(evidence.details),
+    }
+
+
+def evidence_csv(records: Sequence[Evidence]) -> str:
+    """RFC 4180 CSV with a header row; ``details`` as compact JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EVIDENCE_CSV_COLUMNS)
+    for record in records:
+        view = evidence_view(record)
+        view["details"] = json.dumps(view["details"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        writer.writerow(["" if view[column] is None else view[column] for column in EVIDENCE_CSV_COLUMNS])
+    return out.getvalue()
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def list_events(services: Services, *, limit: int = 100, after: str | None = None) -> ListPage:
+    """The local outbox in publication order; ``continuation`` is the ``after`` of the next page.
+
+    Raises:
+        OutboxNotAvailable: events go to Event Grid.
+        InvalidInput: ``INVALID_LIMIT``, ``INVALID_CURSOR``.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+        raise InvalidInput("INVALID_LIMIT", f"limit must be a whole number from 1 to {MAX_EVENTS}")
+    outbox = services.outbox
+    if outbox is None:
+        raise OutboxNotAvailable()
+    events = outbox.list_events(limit=limit + 1, after=after)
+    more = len(events) > limit
+    page = events[:limit]
+    return ListPage([event_view(event) for event in page], page[-1].event_id if more else None)
+
+
+def event_view(event: OutboundEvent) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "type": event.type.value,
+        "source": event.source,
+        "subject": event.subject,
+        "time": _iso(event.time),
+        "data": dict(event.data),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _value(value: Any) -> str | None:
+    return value.value if value is not None else None

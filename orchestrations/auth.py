@@ -1,0 +1,156 @@
+"""Who may call the HTTP API.
+
+Two mechanisms, each on when configured, checked in this order:
+
+1. **A local API key** (``ACRSYNC_API_KEY``): every protected route needs it in ``x-functions-key``
+   or ``?code=`` — the names Azure Functions uses for function keys, so one client works against
+   both. In Azure the Functions host checks its own function keys before the app runs.
+2. **App Service Authentication** (Entra ID) puts the caller in ``X-MS-CLIENT-PRINCIPAL`` (base64
+   JSON with ``claims``). When a principal is present its app roles decide: reads need
+   ``Status.Read`` (or ``Sync.Operate``), actions (any method but GET/HEAD/OPTIONS) need
+   ``Sync.Operate``, else 403. ``ACRSYNC_REQUIRE_ROLES=true`` makes the principal mandatory (401
+   without one). A malformed principal is refused with 401.
+
+Protected: every ``/api/`` route except health, the OpenAPI document and the docs page. The Event
+Grid webhook (``/runtime/webhooks/...``) needs the API key when one is configured, never a principal
+(Event Grid cannot present one). Other paths are public. The key is compared in constant time and
+never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastapi import Request
+
+from orchestrations.problems import ApiProblem
+from shared.bootstrap import get_services
+from shared.config import Settings
+
+PUBLIC_PATHS = frozenset({"/api/healthz", "/api/openapi.json", "/api/docs"})
+API_PREFIX = "/api/"
+WEBHOOK_PREFIX = "/runtime/webhooks/"
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
+PRINCIPAL_HEADER = "x-ms-client-principal"
+PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
+ROLE_CLAIM_TYPES = frozenset({"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
+NAME_CLAIM_TYPES = ("name", "preferred_username", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_PRINCIPAL_BYTES = 16 * 1024
+MAX_NAME_LENGTH = 256
+
+
+class Role(StrEnum):
+    STATUS_READ = "Status.Read"
+    SYNC_OPERATE = "Sync.Operate"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller as App Service Authentication describes it (only what acrsync uses)."""
+
+    name: str | None
+    roles: frozenset[str]
+
+    def has(self, role: Role) -> bool:
+        # Operators may read what they operate on.
+        return role in self.roles or (role is Role.STATUS_READ and Role.SYNC_OPERATE in self.roles)
+
+
+def decode_principal(header: str, name_header: str | None = None) -> Principal:
+    """Decode ``X-MS-CLIENT-PRINCIPAL``.
+
+    Raises:
+        ApiProblem: 401 ``UNAUTHENTICATED`` when the header is not base64 JSON with a claims list.
+    """
+    try:
+        if len(header) > MAX_PRINCIPAL_BYTES:
+            raise ValueError("too large")
+        raw = header.strip().encode("ascii")
+        document = json.loads(base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True))
+        if not isinstance(document, dict):
+            raise ValueError("not an object")
+        claims = document.get("claims")
+        if not isinstance(claims, list):
+            raise ValueError("no claims")
+        pairs = [(claim["typ"], claim["val"]) for claim in claims]
+        if not all(isinstance(typ, str) and isinstance(val, str) for typ, val in pairs):
+            raise ValueError("claims are not strings")
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError, RecursionError) as exc:
+        raise ApiProblem(
+            401, "UNAUTHENTICATED", "the X-MS-CLIENT-PRINCIPAL header is malformed", headers=_challenge("Bearer")
+        ) from exc
+    role_types = set(ROLE_CLAIM_TYPES)
+    if isinstance(document.get("role_typ"), str):
+        role_types.add(document["role_typ"])
+    name_types = _name_types(document)
+    roles = frozenset(val for typ, val in pairs if typ in role_types)
+    name = next((val for wanted in name_types for typ, val in pairs if typ == wanted), None) or name_header
+    return Principal(name=name[:MAX_NAME_LENGTH] if name else None, roles=roles)
+
+
+def required_role(method: str, path: str) -> Role | None:
+    """The role a request needs, or ``None`` for a public path (the webhook needs none either)."""
+    if not path.startswith(API_PREFIX) or path in PUBLIC_PATHS or path.startswith("/api/docs/"):
+        return None
+    return Role.STATUS_READ if method.upper() in SAFE_METHODS else Role.SYNC_OPERATE
+
+
+def authorize(request: Request) -> Principal | None:
+    """The app-wide dependency: check the request's credentials; the principal when there is one.
+
+    Raises:
+        ApiProblem: 401 ``UNAUTHENTICATED`` or 403 ``FORBIDDEN``.
+    """
+    path = request.url.path
+    settings = get_services().settings
+    if path.startswith(WEBHOOK_PREFIX):
+        _check_key(request, settings)
+        return None
+    role = required_role(request.method, path)
+    if role is None:
+        return None
+    _check_key(request, settings)
+    header = request.headers.get(PRINCIPAL_HEADER)
+    if header is None:
+        if settings.require_roles:
+            raise ApiProblem(
+                401, "UNAUTHENTICATED", "sign in: this API needs an Entra ID principal", headers=_challenge("Bearer")
+            )
+        return None
+    principal = decode_principal(header, request.headers.get(PRINCIPAL_NAME_HEADER))
+    if not principal.has(role):
+        raise ApiProblem(403, "FORBIDDEN", f"this request needs the {role.value} app role")
+    return principal
+
+
+def _check_key(request: Request, settings: Settings) -> None:
+    expected = settings.api_key
+    if not expected:
+        return
+    offered = request.headers.get(KEY_HEADER) or request.query_params.get(KEY_QUERY)
+    if offered is None or not hmac.compare_digest(
+        offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    ):
+        raise ApiProblem(
+            401,
+            "UNAUTHENTICATED",
+            f"send the API key in the {KEY_HEADER} header",
+            headers=_challenge("ApiKey"),
+        )
+
+
+def _challenge(scheme: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'{scheme} realm="acrsync"'}
+
+
+def _name_types(document: dict[str, Any]) -> tuple[str, ...]:
+    declared = document.get("name_typ")
+    return ((declared,) if isinstance(declared, str) else ()) + NAME_CLAIM_TYPES

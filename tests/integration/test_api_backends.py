@@ -1,0 +1,138 @@
+"""The status API on every store backend (SQLite and Table Storage on Azurite): the reads the CLI
+makes, a release with 1,000 site rows in one call, paging tokens and a retry."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from orchestrations.http_api import asgi_app
+from shared.adapters.sqlite_queue import SqliteJobQueue
+from shared.bootstrap import Services, bootstrap, use_services
+from shared.config import Settings
+from shared.domain.model import Site
+from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.ports import StateStore
+from shared.services.ingest import ingest_delivery
+from shared.services.rows import transition, update_row
+from tests.builders import random_digest, site_names
+from tests.fakes import CountingSink, FakeClock, delivery, load_event
+
+NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
+PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def services(store: StateStore, tmp_path: Path) -> Iterator[Services]:
+    queue = SqliteJobQueue(tmp_path / "queue.db", clock=lambda: NOW)
+    wired = bootstrap(Settings(), store=store, queue=queue, clock=FakeClock(NOW), events=CountingSink())
+    use_services(wired)
+    yield wired
+    use_services(None)
+    queue.close()
+
+
+@pytest.fixture
+def client(services: Services) -> TestClient:
+    return TestClient(asgi_app)
+
+
+def add_sites(services: Services, count: int) -> list[str]:
+    names = site_names(count)
+    services.store.upsert_sites(
+        [
+            Site(name=name, ring="canary" if i < 10 else "prod", critical=i == 0, repositories=("inspection/*",))
+            for i, name in enumerate(names)
+        ]
+    )
+    services.catalog.invalidate()
+    return names
+
+
+def push(services: Services, tag: str = "1.4.2", *, digest: str | None = None, at: datetime = PUSHED) -> str:
+    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
+    event["id"] = str(uuid.uuid4())
+    event["eventTime"] = at.isoformat()
+    event["subject"] = f"inspection/camera:{tag}"
+    event["data"]["target"].update(tag=tag, digest=digest or random_digest())
+    [result] = ingest_delivery(services, delivery(event), "application/json").results
+    assert result.release_id is not None
+    return result.release_id
+
+
+def move(services: Services, release_id: str, site: str, state: SyncState, reason: SyncReason) -> None:
+    def decide(row: Any) -> Any:
+        return transition(row, state, reason, source=EvidenceSource.OCI_PROBE, summary="test", at=NOW)
+
+    update_row(services.store, release_id, site, decide)
+
+
+def test_a_release_with_a_thousand_sites_is_read_in_one_call(client: TestClient, services: Services) -> None:
+    names = add_sites(services, 1000)
+    release_id = push(services)
+    for name in names[:10]:
+        move(services, release_id, name, SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+
+    release = client.get(f"/api/releases/{release_id}")
+    assert release.status_code == 200
+    body = release.json()
+    assert [s["site"] for s in body["sites"]] == names
+    assert body["counts"] == {"PENDING": 990, "VERIFIED": 10}
+    assert body["sites"][0]["critical"] is True and body["sites"][999]["ring"] == "prod"
+    assert (
+        client.get(f"/api/releases/{release_id}", headers={"If-None-Match": release.headers["etag"]}).status_code == 304
+    )
+
+    everyone = client.get(f"/api/releases/{release_id}/readiness")
+    assert everyone.status_code == 202 and int(everyone.headers["retry-after"]) >= 10
+    assert (everyone.json()["ready"], everyone.json()["total"]) == (10, 1000)
+    canary = client.get(f"/api/releases/{release_id}/readiness?ring=canary")
+    assert canary.status_code == 200 and canary.json()["state"] == "ready"
+    picked = client.get(f"/api/releases/{release_id}/readiness?sites={names[0]},{names[500]}&min_ready=0.5")
+    assert picked.json()["state"] == "ready" and picked.json()["total"] == 2
+
+
+def test_release_pages_and_filters(client: TestClient, services: Services) -> None:
+    add_sites(services, 3)
+    ids = [push(services, f"1.{i}.0", at=PUSHED + timedelta(minutes=i)) for i in range(5)]
+    seen: list[str] = []
+    url: str | None = "/api/releases?repository=inspection/camera&top=2"
+    while url is not None:
+        body = client.get(url).json()
+        seen.extend(r["id"] for r in body["value"])
+        url = body.get("nextLink")
+    assert seen == list(reversed(ids))
+    assert [r["id"] for r in client.get("/api/releases?tag=1.3.0").json()["value"]] == [ids[3]]
+    bad = client.get("/api/releases?continuation=eyJmIjoiMCIsInAiOnt9fQ")
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_CONTINUATION"
+
+
+def test_site_history_evidence_and_retry(client: TestClient, services: Services) -> None:
+    [site, other, _] = add_sites(services, 3)
+    older = push(services, "1.0.0", at=PUSHED)
+    newer = push(services, "1.1.0", at=PUSHED + timedelta(hours=1))
+    move(services, older, site, SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    move(services, newer, site, SyncState.FAILED, SyncReason.SYNC_TOKEN_EXPIRED)
+    move(services, newer, other, SyncState.STALE, SyncReason.WINDOW_MISSED)
+
+    [latest] = client.get(f"/api/sites/{site}").json()["repositories_state"]
+    assert (latest["release_id"], latest["state"], latest["tags"]) == (newer, "FAILED", ["1.1.0"])
+
+    evidence = client.get(f"/api/releases/{newer}/evidence").json()["value"]
+    assert {(e["site"], e["state_to"]) for e in evidence} == {(site, "FAILED"), (other, "STALE")}
+    rows = list(csv.reader(io.StringIO(client.get(f"/api/releases/{newer}/evidence?format=csv&site={site}").text)))
+    assert len(rows) == 2 and rows[1][6] == "FAILED"
+
+    retried = client.post(f"/api/releases/{newer}/retry?sites=failed,stale")
+    assert retried.status_code == 202 and sorted(retried.json()["enqueued"]) == sorted([site, other])
+    states = {s["site"]: (s["state"], s["reason"]) for s in client.get(f"/api/releases/{newer}").json()["sites"]}
+    assert states[site] == states[other] == ("PENDING", "OPERATOR_RETRY")
