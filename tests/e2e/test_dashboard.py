@@ -3,6 +3,7 @@ chromedriver, loads the page from a running server and shows a scripted scenario
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
