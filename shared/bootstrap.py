@@ -77,7 +77,9 @@ class Services:
         self.settings = settings
         self._credential = _Lazy(lambda: _build_credential(settings))
         self._store = _Lazy(lambda: store if store is not None else _build_store(settings, self._credential))
-        self._queue = _Lazy(lambda: queue if queue is not None else _build_queue(settings, self._credential))
+        self._queue = _Lazy(
+            lambda: queue if queue is not None else _build_queue(settings, self._credential, self.clock)
+        )
         self.clock: Clock = clock or SystemClock()
         self._catalog = _Lazy(lambda: SiteCatalog(self.store, self.clock))
         self._arm = _Lazy(lambda: arm if arm is not None else _build_arm(settings, self._credential, self.clock))
@@ -200,7 +202,7 @@ def _build_store(settings: Settings, credential: _Lazy) -> StateStore:
     return SqliteStateStore(settings.sqlite_path)
 
 
-def _build_queue(settings: Settings, credential: _Lazy) -> JobQueue:
+def _build_queue(settings: Settings, credential: _Lazy, clock: Clock) -> JobQueue:
     if settings.queue_backend is QueueBackend.SERVICE_BUS:
         from shared.adapters.servicebus import ServiceBusJobQueue
 
@@ -218,7 +220,8 @@ def _build_queue(settings: Settings, credential: _Lazy) -> JobQueue:
     from shared.adapters.sqlite_queue import SqliteJobQueue
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteJobQueue(settings.sqlite_path, queue_name=settings.sync_queue)
+    # The embedded queue keeps the services' time, so scheduled checks follow the same clock.
+    return SqliteJobQueue(settings.sqlite_path, queue_name=settings.sync_queue, clock=clock.now)
 
 
 def _build_arm(settings: Settings, credential: _Lazy, clock: Clock) -> ConnectedRegistryReader:
