@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.adapters.codec import tag_policy_to_doc
 from shared.bootstrap import Services
 from shared.domain.gate import GatePolicy, GateSelection, GateSite, GateVerdict, evaluate
 from shared.domain.model import Evidence, Release, Site, SiteSync
@@ -122,11 +123,7 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "critical": site.critical,
         "owner": site.owner,
         "repositories": list(site.repositories),
-        "tags": {
-            "include": list(site.tag_policy.include),
-            "exclude": list(site.tag_policy.exclude),
-            "semver_only": site.tag_policy.semver_only,
-        },
+        "tags": tag_policy_to_doc(site.tag_policy),
         "schedule": site.schedule,
         "sync_window": format_duration(site.sync_window) if site.sync_window is not None else None,
         "message_ttl": format_duration(site.message_ttl),
