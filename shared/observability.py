@@ -34,9 +34,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from shared.logs import ContextFilter
@@ -227,3 +228,24 @@ def record_lag(site: str, seconds: float, result: str) -> None:
 def set_site_gauges(pending: int, stale: int) -> None:
     """See :meth:`AcrsyncMetrics.set_site_gauges`."""
     acrsync_metrics().set_site_gauges(pending, stale)
+
+
+_tracer_provider: trace.TracerProvider | None = None
+
+
+def use_tracer_provider(provider: trace.TracerProvider | None) -> None:
+    """Send spans to ``provider`` (tests); ``None`` goes back to the global provider."""
+    global _tracer_provider  # noqa: PLW0603  # one switch per process, like use_meter_provider
+    _tracer_provider = provider
+
+
+@contextmanager
+def traced(name: str, **attributes: object) -> Iterator[None]:
+    """A span around one unit of work (an ingest delivery, a site check); a no-op without an SDK.
+
+    Traces may carry release ids and digests (metrics never do): they are per-request, not series.
+    """
+    tracer = (_tracer_provider or trace.get_tracer_provider()).get_tracer(METER_NAME)
+    clean = {key: str(value) for key, value in attributes.items() if value is not None}
+    with tracer.start_as_current_span(name, attributes=clean):
+        yield

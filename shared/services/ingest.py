@@ -31,6 +31,7 @@ from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.states import ALLOWED_TRANSITIONS, READY_STATES, EvidenceSource, SyncReason, SyncState
 from shared.errors import AlreadyExists, InvalidInput, NotFound
 from shared.logs import log_context
+from shared.observability import traced
 from shared.ports import StateStore
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
@@ -80,6 +81,11 @@ def ingest_delivery(services: Services, body: bytes, content_type: str | None) -
         InvalidInput: the delivery or one of its events is malformed (answer 400).
         TransientError: the store or queue failed (answer 5xx so Event Grid retries).
     """
+    with traced("acrsync.ingest.delivery"):
+        return _ingest_delivery(services, body, content_type)
+
+
+def _ingest_delivery(services: Services, body: bytes, content_type: str | None) -> DeliveryReport:
     decoded = [
         decode_event(raw, registry_hint=services.settings.registry) for raw in parse_delivery(body, content_type)
     ]
@@ -108,9 +114,13 @@ def handle_event(services: Services, event: RegistryEvent | ValidationRequest | 
         logger.info("ignored event %s of type %s", event.event_id, kind)
         return IngestResult(event_id=event.event_id, outcome=IngestOutcome.IGNORED_EVENT_TYPE)
     release_id = Release(event.registry, event.repository, event.digest, event.occurred_at).release_id
-    with log_context(
-        event_id=event.event_id, release_id=release_id, digest=event.digest, site=event.connected_registry
-    ):
+    context = {
+        "event_id": event.event_id,
+        "release_id": release_id,
+        "digest": event.digest,
+        "site": event.connected_registry,
+    }
+    with log_context(**context), traced("acrsync.ingest.event", event_type=event.event_type.value, **context):
         if event.is_edge:
             return _record_edge_event(services, event)
         if event.event_type.is_push:

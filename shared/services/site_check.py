@@ -22,7 +22,7 @@ from shared.domain.observations import ProbeOutcome
 from shared.domain.states import READY_STATES, TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
-from shared.observability import record_job, record_lag
+from shared.observability import record_job, record_lag, traced
 from shared.services.announce import announce, events_for_current_state, publish
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import RowChange, RowUpdate, transition, update_row
@@ -51,7 +51,8 @@ def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
     Raises:
         TransientError: ARM, the store, the queue or the event sink is unavailable; redeliver.
     """
-    with log_context(release_id=job.release_id, site=job.site, job_kind=job.kind.value):
+    context = {"release_id": job.release_id, "site": job.site, "job_kind": job.kind.value}
+    with log_context(**context), traced("acrsync.site_check", **context):
         store = services.store
         try:
             versioned = store.get_site_sync(job.release_id, job.site)

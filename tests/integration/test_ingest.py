@@ -348,3 +348,25 @@ def test_fan_out_hands_service_bus_one_session_message_per_site_in_few_batches(
     } == {"release_id": CAMERA_ID, "site": "store-0000", "kind": "FANOUT"}
     scheduled = messages[f"{CAMERA_ID}:plant-02"].scheduled_enqueue_time_utc
     assert scheduled == datetime(2026, 11, 25, 2, 5, tzinfo=UTC)  # the window opens at 02:00, checked 5 min later
+
+
+def test_ingest_is_traced_with_the_ids_a_trace_search_needs(services: Services) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared import observability
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observability.use_tracer_provider(provider)
+    try:
+        deliver(services, load_event("eventgrid-image-pushed"))
+    finally:
+        observability.use_tracer_provider(None)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"acrsync.ingest.delivery", "acrsync.ingest.event"}
+    event = spans["acrsync.ingest.event"]
+    assert event.attributes["release_id"] == CAMERA_ID and event.attributes["digest"] == CAMERA_DIGEST
+    assert event.parent is not None and event.parent.span_id == spans["acrsync.ingest.delivery"].context.span_id
