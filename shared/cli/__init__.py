@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="acrsync", standalone_mode=False)
+        result = command.main(args=argv, prog_name="acrsync", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -66,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return int(ExitCode.USAGE)
         raise
-    return int(ExitCode.OK)
+    # Outside standalone mode typer *returns* the code of a typer.Exit raised by a command.
+    return result if isinstance(result, int) and not isinstance(result, bool) else int(ExitCode.OK)
 
 
 # Command modules register themselves on the apps above.
 from shared.cli import dev as _dev  # noqa: E402,F401
+from shared.cli import status as _status  # noqa: E402,F401
+from shared.cli import wait as _wait  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())
