@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from orchestrations import acr_events, dashboard
+from orchestrations import acr_events, dashboard, governance_api, report_api
 from orchestrations.auth import (
     KEY_HEADER,
     KEY_QUERY,
@@ -37,7 +37,7 @@ from orchestrations.problems import PROBLEM_JSON, install_problem_handlers, prob
 from shared.bootstrap import get_services
 from shared.domain.gate import MAX_RING_LENGTH, GatePolicy, GateSelection, GateState, parse_site_list
 from shared.errors import InvalidInput
-from shared.services import operations, status
+from shared.services import operations, receipts, status
 
 RELEASE_ID_PATTERN = r"^[0-9a-f]{32}$"
 SITE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -168,8 +168,17 @@ class BlockedSiteModel(BaseModel):
 
 
 class GateReasonModel(BaseModel):
-    code: Literal["TOO_MANY_BLOCKED", "CRITICAL_SITE_BLOCKED", "RELEASE_WITHDRAWN", "NO_SITES_SELECTED"]
+    code: Literal[
+        "TOO_MANY_BLOCKED", "CRITICAL_SITE_BLOCKED", "RELEASE_WITHDRAWN", "NO_SITES_SELECTED", "ROLLBACK_NOT_READY"
+    ]
     sites: list[str]
+
+
+class RollbackCheckModel(BaseModel):
+    site: str
+    rollback_ready: bool
+    reason: str = Field(description="PREVIOUS_PRESENT, or why the site could not roll back (see /rollback).")
+    previous_release_id: str | None
 
 
 class ReadinessModel(BaseModel):
@@ -184,6 +193,9 @@ class ReadinessModel(BaseModel):
     pending: list[PendingSiteModel]
     blocked: list[BlockedSiteModel] = Field(description="STALE, FAILED, WITHDRAWN and out-of-scope picks.")
     reasons: list[GateReasonModel] = Field(description="Why the gate failed; empty unless state is failed.")
+    require_rollback: bool
+    rollback_ready: bool = Field(description="Every selected in-scope site could roll back to N-1 (by evidence).")
+    rollback: list[RollbackCheckModel] = Field(description="Per selected in-scope site.")
 
 
 class EvidenceModel(BaseModel):
@@ -204,6 +216,31 @@ class EvidenceModel(BaseModel):
 class EvidenceListModel(BaseModel):
     release_id: str
     value: list[EvidenceModel]
+
+
+class DsseSignatureModel(BaseModel):
+    keyid: str
+    sig: str = Field(description="Base64 Ed25519 signature over the DSSE PAE of payloadType and payload.")
+
+
+class DsseEnvelopeModel(BaseModel):
+    payloadType: str
+    payload: str = Field(description="Base64 of the in-toto Statement v1 (canonical JSON).")
+    signatures: list[DsseSignatureModel]
+
+
+class EvidenceBundleModel(BaseModel):
+    mediaType: str = Field(description="application/vnd.acrsync.evidence-bundle.v1+json")
+    release: dict[str, Any] = Field(description="The release, with its receipt chain head (receipts).")
+    keyid: str | None = Field(description="SHA-256 (hex) of the raw Ed25519 public key; null without a key.")
+    public_key: str | None = Field(description="The Ed25519 public key (PEM); null without a key.")
+    receipts: list[DsseEnvelopeModel] = Field(description="Signed delivery receipts, in sequence order.")
+
+
+class SigningKeyModel(BaseModel):
+    keyid: str
+    algorithm: str
+    public_key: str = Field(description="PEM (SubjectPublicKeyInfo).")
 
 
 class SkippedSiteModel(BaseModel):
@@ -395,6 +432,9 @@ def get_readiness(
         Query(gt=0, le=1, allow_inf_nan=False, description="Fraction of selected sites that must be ready."),
     ] = 1.0,
     require_all_critical: Annotated[bool, Query(description="Every selected critical site must be ready too.")] = True,
+    require_rollback: Annotated[
+        bool, Query(description="Fail (ROLLBACK_NOT_READY) unless every selected site could roll back to N-1.")
+    ] = False,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The readiness gate: 200 `ready`, 202 `pending` (Retry-After, Location) or 200 `failed`.
@@ -404,7 +444,9 @@ def get_readiness(
     no longer be met (too many blocked, a critical site blocked, the release withdrawn, nothing selected).
     """
     selection = GateSelection(sites=parse_site_list(sites) if sites is not None else None, ring=ring)
-    policy = GatePolicy(min_ready=min_ready, require_all_critical=require_all_critical)
+    policy = GatePolicy(
+        min_ready=min_ready, require_all_critical=require_all_critical, require_rollback=require_rollback
+    )
     verdict, body = status.readiness(get_services(), release_id, selection, policy)
     if verdict.state is GateState.PENDING:
         headers = {"Retry-After": str(verdict.retry_after), "Location": _link(request)}
@@ -416,10 +458,11 @@ def get_readiness(
     "/releases/{release_id}/evidence",
     operation_id="listEvidence",
     tags=["releases"],
-    response_model=EvidenceListModel,
+    response_model=EvidenceListModel | EvidenceBundleModel,
     responses={
         200: {
-            "description": "Evidence records, oldest observation first (JSON, or CSV with a header row).",
+            "description": "Evidence records, oldest observation first (JSON, or CSV with a header row), "
+            "or the signed delivery receipts as a bundle (format=bundle).",
             "content": {"text/csv": {"schema": {"type": "string"}}},
         },
         **_CONDITIONAL,
@@ -429,12 +472,18 @@ def get_readiness(
 def list_evidence(
     *,
     release_id: ReleaseId,
-    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv.")] = "json",
+    format: Annotated[
+        Literal["json", "csv", "bundle"], Query(description="json (default), csv or bundle (signed receipts).")
+    ] = "json",
     site: Annotated[str | None, Query(pattern=SITE_PATTERN, max_length=63, description="Only this site.")] = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Every observation recorded about the release (optionally at one site): what changed, why,
     and the values it relied on."""
+    if format == "bundle":
+        if site is not None:
+            raise InvalidInput("CONFLICTING_SELECTION", "format=bundle covers every site of a release: drop site")
+        return _conditional(receipts.evidence_bundle(get_services(), release_id), if_none_match)
     records = status.list_evidence(get_services(), release_id, site=site)
     if format == "csv":
         text = status.evidence_csv(records)
@@ -446,6 +495,18 @@ def list_evidence(
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
     body = {"release_id": release_id, "value": [status.evidence_view(record) for record in records]}
     return _conditional(body, if_none_match)
+
+
+@router.get(
+    "/signing-key",
+    operation_id="getSigningKey",
+    tags=["releases"],
+    response_model=SigningKeyModel,
+    responses={**_CONDITIONAL, **problem_responses(400, 401, 403, 404, 503)},
+)
+def get_signing_key(if_none_match: IfNoneMatch = None) -> Response:
+    """The public key that verifies signed delivery receipts (404 `SIGNING_KEY_NOT_CONFIGURED` without one)."""
+    return _conditional(receipts.signing_key_view(get_services()), if_none_match)
 
 
 @router.post(
@@ -592,7 +653,9 @@ def create_app() -> FastAPI:
     install_problem_handlers(app)
     app.include_router(acr_events.router)
     app.include_router(router)
+    app.include_router(governance_api.router, dependencies=[Depends(reject_unknown_query)])
     app.include_router(dashboard.router)
+    app.include_router(report_api.router, dependencies=[Depends(reject_unknown_query)])
 
     @app.get("/api/healthz", tags=["health"], operation_id="healthz")
     def healthz() -> dict[str, Any]:

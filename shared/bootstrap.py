@@ -8,13 +8,14 @@ once per process (the Service Bus adapter then keeps one sender per thread itsel
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.config import QueueBackend, Settings, StoreBackend
+from shared.config import SIGNING_KEY, QueueBackend, Settings, StoreBackend
 from shared.ports import (
     Clock,
     ConnectedRegistryReader,
@@ -27,7 +28,11 @@ from shared.ports import (
 )
 from shared.services.catalog import SiteCatalog
 
+if TYPE_CHECKING:
+    from shared.domain.receipts import ReceiptSigner
+
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class SystemClock:
@@ -73,6 +78,7 @@ class Services:
         probe: ManifestProbe | None = None,
         credentials: SiteCredentials | None = None,
         events: EventSink | None = None,
+        signer: ReceiptSigner | None = None,
     ) -> None:
         self.settings = settings
         self._credential = _Lazy(lambda: _build_credential(settings))
@@ -86,6 +92,7 @@ class Services:
         self._probe = _Lazy(lambda: probe if probe is not None else _build_probe())
         self._credentials = _Lazy(lambda: credentials if credentials is not None else _build_credentials(settings))
         self._events = _Lazy(lambda: events if events is not None else _build_events(settings, self._credential))
+        self._signer = _Lazy(lambda: signer if signer is not None else _build_signer(settings))
 
     @property
     def store(self) -> StateStore:
@@ -124,6 +131,13 @@ class Services:
         return value
 
     @property
+    def signer(self) -> ReceiptSigner | None:
+        """What signs delivery receipts: ``ACRSYNC_SIGNING_KEY``; locally without it, a key kept in the
+        data dir (created on first use); ``None`` in Azure without it (receipts are then skipped)."""
+        value: ReceiptSigner | None = self._signer.get()
+        return value
+
+    @property
     def outbox(self) -> Outbox | None:
         """The local outbox when events stay local (no Event Grid topic configured)."""
         sink = self.events
@@ -140,7 +154,7 @@ class Services:
 
 def bootstrap(settings: Settings | None = None, **adapters: Any) -> Services:
     """Wire acrsync's services; adapters not given (``store``, ``queue``, ``clock``, ``arm``,
-    ``probe``, ``credentials``, ``events``) are built from ``settings`` on first use.
+    ``probe``, ``credentials``, ``events``, ``signer``) are built from ``settings`` on first use.
 
     Raises:
         ConfigurationError: the environment's settings are missing or contradictory.
@@ -255,3 +269,21 @@ def _build_events(settings: Settings, credential: _Lazy) -> EventSink:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteOutbox(settings.sqlite_path)
+
+
+_unsigned_warned = threading.Event()
+
+
+def _build_signer(settings: Settings) -> ReceiptSigner | None:
+    from shared.domain.receipts import ReceiptSigner, load_private_key
+
+    if settings.signing_key:
+        return ReceiptSigner(load_private_key(settings.signing_key))  # checked when the settings were read
+    if settings.in_azure:
+        if not _unsigned_warned.is_set():
+            _unsigned_warned.set()
+            logger.warning("%s is not set: delivery receipts are not signed or recorded", SIGNING_KEY)
+        return None
+    from shared.adapters.signing_key import KEY_FILE_NAME, load_or_create_key
+
+    return ReceiptSigner(load_or_create_key(settings.data_dir / KEY_FILE_NAME))

@@ -33,11 +33,15 @@ ARM_ENDPOINT = "ACRSYNC_ARM_ENDPOINT"
 SITE_CREDENTIALS = "ACRSYNC_SITE_CREDENTIALS"
 API_KEY = "ACRSYNC_API_KEY"
 REQUIRE_ROLES = "ACRSYNC_REQUIRE_ROLES"
+TOKEN_EXPIRY_HORIZON_DAYS = "ACRSYNC_TOKEN_EXPIRY_HORIZON_DAYS"  # noqa: S105 - a setting's name
+SIGNING_KEY = "ACRSYNC_SIGNING_KEY"
 # Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
 AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
 
 DEFAULT_QUEUE = "site-sync"
 DEFAULT_TABLE_PREFIX = "acrsync"
+DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS = 30
+MAX_TOKEN_EXPIRY_HORIZON_DAYS = 365
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
 _TRUE = {"1", "true", "yes", "on"}
@@ -79,7 +83,12 @@ class Settings:
             ``?code=``); never shown. Unset means the local API is open (Azure checks function keys itself).
         require_roles: whether every protected HTTP route needs an App Service Authentication principal
             (``X-MS-CLIENT-PRINCIPAL``) with the right app role.
+        signing_key: the Ed25519 private key that signs delivery receipts (PEM, or base64 of its 32
+            raw bytes; a Key Vault reference in Azure); never shown. Unset: a key kept in ``data_dir``
+            locally, no receipts in Azure.
         in_azure: whether the process runs on an Azure Functions host.
+        token_expiry_horizon_days: a site's token expiring within this many days is flagged (and
+            announced once as ``acrsync.site.token_expiring``).
     """
 
     data_dir: Path = Path(".acrsync")
@@ -97,7 +106,9 @@ class Settings:
     site_credentials_json: str | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)
     require_roles: bool = False
+    signing_key: str | None = field(default=None, repr=False)
     in_azure: bool = False
+    token_expiry_horizon_days: int = DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS
 
     @property
     def store_backend(self) -> StoreBackend:
@@ -151,7 +162,9 @@ class Settings:
             site_credentials_json=values.get(SITE_CREDENTIALS),
             api_key=_api_key(values),
             require_roles=parse_bool(values, REQUIRE_ROLES, default=False),
+            signing_key=_signing_key(values),
             in_azure=AZURE_HOST_MARKER in values,
+            token_expiry_horizon_days=_horizon_days(values),
         )
         settings._check_consistency()
         return settings
@@ -214,6 +227,37 @@ def _api_key(values: Mapping[str, str]) -> str | None:
     if len(raw) < MIN_API_KEY_LENGTH or not raw.isascii() or not raw.isprintable():
         raise ConfigurationError(f"{API_KEY} must be at least {MIN_API_KEY_LENGTH} printable ASCII characters")
     return raw
+
+
+def _signing_key(values: Mapping[str, str]) -> str | None:
+    raw = values.get(SIGNING_KEY)
+    if raw is None:
+        return None
+    if raw.startswith("@Microsoft.KeyVault("):
+        raise ConfigurationError(
+            f"{SIGNING_KEY} is a Key Vault reference that did not resolve: give the app's identity read access "
+            "to the secret (Key Vault Secrets User) and check that the secret exists"
+        )
+    from shared.domain.receipts import load_private_key  # noqa: PLC0415 - only when set: cryptography is heavy
+
+    try:
+        load_private_key(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{SIGNING_KEY} must be an Ed25519 private key: PEM (PKCS#8), or base64 of its 32 raw bytes"
+        ) from None
+    return raw
+
+
+def _horizon_days(values: Mapping[str, str]) -> int:
+    raw = values.get(TOKEN_EXPIRY_HORIZON_DAYS)
+    if raw is None:
+        return DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOKEN_EXPIRY_HORIZON_DAYS:
+        raise ConfigurationError(
+            f"{TOKEN_EXPIRY_HORIZON_DAYS} must be a whole number of days from 1 to {MAX_TOKEN_EXPIRY_HORIZON_DAYS}"
+        )
+    return int(raw)
 
 
 def _positive_int(values: Mapping[str, str], name: str) -> int | None:

@@ -17,6 +17,7 @@ name                        instrument        dimensions           meaning
 ``acrsync.jobs``            counter           ``outcome``          site-sync jobs handled, by outcome
 ``acrsync.sites.pending``   observable gauge  —                    sites with rows still on their way
 ``acrsync.sites.stale``     observable gauge  —                    sites with a STALE row
+``acrsync.tokens.expiring`` observable gauge  —                    site tokens expired or expiring soon
 =========================== ================= ==================== ==========================================
 
 Dimensions stay low-cardinality: a site name is fine at hundreds of sites; a digest or a release id never
@@ -49,12 +50,14 @@ __all__ = [
     "METER_NAME",
     "SITES_PENDING",
     "SITES_STALE",
+    "TOKENS_EXPIRING",
     "AcrsyncMetrics",
     "acrsync_metrics",
     "configure_observability",
     "record_job",
     "record_lag",
     "set_site_gauges",
+    "set_tokens_expiring",
     "use_meter_provider",
 ]
 
@@ -68,6 +71,7 @@ LAG_SECONDS = "acrsync.sync.lag_seconds"
 JOBS = "acrsync.jobs"
 SITES_PENDING = "acrsync.sites.pending"
 SITES_STALE = "acrsync.sites.stale"
+TOKENS_EXPIRING = "acrsync.tokens.expiring"
 
 _OTHER = "other"
 # A short lower-case word: no digits, so a digest, a release id or a message id can never pass as one.
@@ -138,6 +142,7 @@ class AcrsyncMetrics:
         self._lock = threading.Lock()
         self._pending: int | None = None
         self._stale: int | None = None
+        self._tokens_expiring: int | None = None
         self._lag = meter.create_histogram(
             LAG_SECONDS, unit="s", description="Time from the push to the release reaching a site (synced or verified)"
         )
@@ -153,6 +158,12 @@ class AcrsyncMetrics:
             callbacks=[self._observe_stale],
             unit="{site}",
             description="Sites with at least one STALE release (set by the sweeper)",
+        )
+        meter.create_observable_gauge(
+            TOKENS_EXPIRING,
+            callbacks=[self._observe_tokens_expiring],
+            unit="{token}",
+            description="Site sync and client tokens expired or expiring within the horizon (set by the sweeper)",
         )
 
     def record_job(self, outcome: str) -> None:
@@ -182,6 +193,18 @@ class AcrsyncMetrics:
             raise ValueError("site counts cannot be negative")
         with self._lock:
             self._pending, self._stale = int(pending), int(stale)
+
+    def set_tokens_expiring(self, count: int) -> None:
+        """The sweeper's count of site tokens expired or expiring within the horizon; reported until the next call."""
+        if count < 0:
+            raise ValueError("token counts cannot be negative")
+        with self._lock:
+            self._tokens_expiring = int(count)
+
+    def _observe_tokens_expiring(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            value = self._tokens_expiring
+        return [] if value is None else [Observation(value)]
 
     def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
@@ -249,3 +272,8 @@ def traced(name: str, **attributes: object) -> Iterator[None]:
     clean = {key: str(value) for key, value in attributes.items() if value is not None}
     with tracer.start_as_current_span(name, attributes=clean):
         yield
+
+
+def set_tokens_expiring(count: int) -> None:
+    """See :meth:`AcrsyncMetrics.set_tokens_expiring`."""
+    acrsync_metrics().set_tokens_expiring(count)

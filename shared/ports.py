@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from shared.domain.inventory import RegistryState, TokenState
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.domain.observations import (
     BasicCredentials,
@@ -222,6 +223,34 @@ class ConnectedRegistryReader(Protocol):
 
     def get_sync_scope(self, token_id: str) -> SyncScope:
         """The sync token (status, password expiries) and its scope map's repositories.
+
+        Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
+        """
+
+
+@runtime_checkable
+class RegistryInventory(Protocol):
+    """The parent registry and what hangs off it, for governance: preflight, discovery, token expiry.
+
+    The ARM adapter implements it next to :class:`ConnectedRegistryReader` (the ARM cache forwards
+    ``get_token``); the simulated sites do not, and token checks fall back to
+    :meth:`ConnectedRegistryReader.get_sync_scope` for them.
+    """
+
+    def get_registry(self, registry_id: str) -> RegistryState:
+        """``registries.get``: SKU, dedicated data endpoint, login server, location.
+
+        Raises: NotFound, UpstreamUnavailable, UpstreamRejected (a malformed id).
+        """
+
+    def list_connected_registries(self, registry_id: str) -> list[ConnectedRegistryState]:
+        """Every connected registry of the registry (all pages), in ARM's order.
+
+        Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
+        """
+
+    def get_token(self, token_id: str) -> TokenState:
+        """One token (sync or client): status and password expiries; its scope map is not read.
 
         Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
         """

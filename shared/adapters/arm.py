@@ -42,6 +42,7 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
+from shared.domain.inventory import RegistryState, TokenState
 from shared.domain.observations import (
     ConnectedRegistryState,
     ConnectionState,
@@ -82,6 +83,13 @@ _ID_PATTERN = re.compile(
     r"/(?P<kind>connectedRegistries|tokens|scopeMaps)/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,49})",
     re.IGNORECASE,
 )
+# A registry itself (the parent of connected registries, tokens and scope maps).
+_REGISTRY_ID_PATTERN = re.compile(
+    rf"/subscriptions/(?P<subscription>{_GUID})"
+    r"/resourceGroups/(?P<group>[-\w.()]{0,89}[-\w()])"
+    r"/providers/Microsoft\.ContainerRegistry/registries/(?P<registry>[A-Za-z0-9]{5,50})",
+    re.IGNORECASE,
+)
 _KIND_CONNECTED_REGISTRY = "connectedRegistries"
 _KIND_TOKEN = "tokens"  # noqa: S105 - an ARM resource type, not a secret
 _KIND_SCOPE_MAP = "scopeMaps"
@@ -100,6 +108,17 @@ class _ArmId:
     resource_group: str
     registry: str
     name: str
+
+
+def _parse_registry_id(resource_id: str) -> _ArmId:
+    match = _REGISTRY_ID_PATTERN.fullmatch(resource_id) if isinstance(resource_id, str) else None
+    if match is None:
+        shown = repr(resource_id)[:_MAX_ERROR_TEXT]
+        raise UpstreamRejected(
+            "INVALID_RESOURCE_ID: expected /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}"
+            f"/providers/Microsoft.ContainerRegistry/registries/{{registry}}, got {shown}"
+        )
+    return _ArmId(match["subscription"], match["group"], match["registry"], match["registry"])
 
 
 def _parse_id(resource_id: str, kind: str) -> _ArmId:
@@ -132,7 +151,9 @@ def _utc_now() -> datetime:
 
 
 class ArmConnectedRegistryReader:
-    """Reads connected registries, sync tokens and scope maps through ARM.
+    """Reads connected registries, sync tokens and scope maps through ARM; for governance
+    (:class:`~shared.ports.RegistryInventory`) also the registry itself, its connected registries (every
+    page of the list) and single tokens.
 
     Args:
         credential: any Entra ID token credential (managed identity in Azure); it needs read access
@@ -215,6 +236,53 @@ class ArmConnectedRegistryReader:
             token_enabled=status.lower() == "enabled",
             repository_patterns=patterns,
             passwords=passwords,
+        )
+
+    # -- RegistryInventory (governance: preflight, discovery, token expiry) ---------------------
+    def get_registry(self, registry_id: str) -> RegistryState:
+        arm_id = _parse_registry_id(registry_id)
+        client = self._client(arm_id.subscription_id)
+        with self._errors("registries.get", registry_id):
+            registry = client.registries.get(arm_id.resource_group, arm_id.registry, **self._operation_options())
+        properties = registry.properties
+        return RegistryState(
+            resource_id=_text(registry.id) or registry_id,
+            name=_text(registry.name) or arm_id.registry,
+            sku=_text(_field(_field(registry, "sku"), "name")),
+            # Only what ARM states counts: a dedicated data endpoint is on when it says true.
+            data_endpoint_enabled=_field(properties, "data_endpoint_enabled") is True,
+            login_server=_text(_field(properties, "login_server")) or None,
+            location=_text(_field(registry, "location")) or None,
+        )
+
+    def list_connected_registries(self, registry_id: str) -> list[ConnectedRegistryState]:
+        arm_id = _parse_registry_id(registry_id)
+        client = self._client(arm_id.subscription_id)
+        with self._errors("connected_registries.list", registry_id):
+            # The pager is lazy: every page is fetched (with the same per-operation options) while
+            # iterating, so iterating inside the error translation matters.
+            items = list(
+                client.connected_registries.list(arm_id.resource_group, arm_id.registry, **self._operation_options())
+            )
+        observed_at = self._clock()
+        states = []
+        for item in items:
+            resource_id = _text(item.id) or f"{registry_id}/connectedRegistries/{_text(item.name)}"
+            states.append(_to_state(resource_id, _text(item.name) or "", item, observed_at))
+        return states
+
+    def get_token(self, token_id: str) -> TokenState:
+        arm_id = _parse_id(token_id, _KIND_TOKEN)
+        client = self._client(arm_id.subscription_id)
+        with self._errors("tokens.get", token_id):
+            token = client.tokens.get(arm_id.resource_group, arm_id.registry, arm_id.name, **self._operation_options())
+        properties = token.properties
+        return TokenState(
+            token_id=token_id,
+            name=_text(token.name) or arm_id.name,
+            status=_text(_field(properties, "status")),
+            passwords=_passwords(token_id, _field(_field(properties, "credentials"), "passwords")),
+            scope_map_id=_text(_field(properties, "scope_map_id")) or None,
         )
 
     def close(self) -> None:
@@ -402,6 +470,8 @@ def _to_state(resource_id: str, name: str, registry: Any, observed_at: datetime)
         token_id=_text(_field(sync, "token_id")) or None,
         status_details=details,
         notifications=tuple(str(item) for item in _field(properties, "notifications_list") or ()),
+        client_token_ids=tuple(str(item) for item in _field(properties, "client_token_ids") or ()),
+        parent_id=_text(_field(_field(properties, "parent"), "id")) or None,
     )
 
 

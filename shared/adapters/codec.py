@@ -153,6 +153,8 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "source_event_ids": list(release.source_event_ids),
         "withdrawn_at": _dt(release.withdrawn_at),
         "counts": {state.value: n for state, n in sorted(release.counts.items())},
+        "receipt_sequence": release.receipt_sequence,
+        "receipt_head": release.receipt_head,
     }
 
 
@@ -170,6 +172,8 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         source_event_ids=tuple(doc.get("source_event_ids", ())),
         withdrawn_at=_parse_dt(doc.get("withdrawn_at")),
         counts={SyncState(k): int(v) for k, v in (doc.get("counts") or {}).items()},
+        receipt_sequence=int(doc.get("receipt_sequence", 0)),
+        receipt_head=doc.get("receipt_head"),
     )
 
 

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # Command modules register themselves on the apps above.
 from shared.cli import dev as _dev  # noqa: E402,F401
+from shared.cli import governance as _governance  # noqa: E402,F401
+from shared.cli import receipts as _receipts  # noqa: E402,F401
+from shared.cli import report as _report  # noqa: E402,F401
 from shared.cli import status as _status  # noqa: E402,F401
 from shared.cli import wait as _wait  # noqa: E402,F401
 

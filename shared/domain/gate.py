@@ -10,7 +10,11 @@ and whether every critical site must). It answers one of three states:
   when that comes sooner), clamped to [``MIN_RETRY_AFTER``, ``MAX_RETRY_AFTER``];
 * ``failed`` — it can no longer be met: too many sites are blocked (STALE, FAILED, WITHDRAWN, or
   an explicit pick the release is out of scope for), a critical site is blocked, the release was
-  withdrawn, or the selection is empty.
+  withdrawn, or the selection is empty; or, with ``require_rollback``, a selected in-scope site
+  could not roll back to the previous release of the same repository (``ROLLBACK_NOT_READY``).
+
+Rollback readiness per site is worked out elsewhere (:mod:`shared.services.rollback`, it needs the
+store) and handed in as :class:`RollbackCheck` values; the verdict always carries it when given.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class FailureCode(StrEnum):
     NO_SITES_SELECTED = "NO_SITES_SELECTED"
     CRITICAL_SITE_BLOCKED = "CRITICAL_SITE_BLOCKED"
     TOO_MANY_BLOCKED = "TOO_MANY_BLOCKED"
+    ROLLBACK_NOT_READY = "ROLLBACK_NOT_READY"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class GatePolicy:
 
     min_ready: float = 1.0
     require_all_critical: bool = True
+    require_rollback: bool = False  # every selected in-scope site must be able to roll back to N-1
 
     def __post_init__(self) -> None:
         valid = isinstance(self.min_ready, int | float) and not isinstance(self.min_ready, bool)
@@ -125,6 +131,16 @@ class GateSite:
 
 
 @dataclass(frozen=True)
+class RollbackCheck:
+    """Whether one site could roll back to the previous release of the repository, and why (not)."""
+
+    site: str
+    ready: bool
+    reason: str
+    previous_release_id: str | None = None
+
+
+@dataclass(frozen=True)
 class GateFailure:
     code: FailureCode
     sites: tuple[str, ...] = ()
@@ -144,6 +160,8 @@ class GateVerdict:
     reasons: tuple[GateFailure, ...] = ()
     retry_after: int | None = None  # seconds; set when pending
     next_change_at: datetime | None = None  # the prediction retry_after came from
+    rollback_ready: bool | None = None  # None when no rollback checks were given
+    rollback: tuple[RollbackCheck, ...] = ()  # per selected in-scope site, in selection order
 
 
 def parse_site_list(text: str) -> tuple[str, ...]:
@@ -170,8 +188,12 @@ def evaluate(
     selection: GateSelection,
     policy: GatePolicy,
     now: datetime,
+    rollback: Mapping[str, RollbackCheck] | None = None,
 ) -> GateVerdict:
     """Evaluate the gate for ``release`` with its ``rows`` and the site catalog ``sites``.
+
+    ``rollback`` holds per-site rollback checks; with ``policy.require_rollback`` a selected in-scope
+    site without one counts as unable to roll back.
 
     Raises:
         InvalidInput: ``UNKNOWN_SITE`` for an explicit pick that is neither a site nor has a row,
@@ -195,6 +217,17 @@ def evaluate(
         reasons.append(GateFailure(FailureCode.CRITICAL_SITE_BLOCKED, critical_blocked))
     if total and total - len(blocked) < required:
         reasons.append(GateFailure(FailureCode.TOO_MANY_BLOCKED, tuple(entry.site for entry in blocked)))
+    checks: tuple[RollbackCheck, ...] = ()
+    if rollback is not None or policy.require_rollback:
+        known = rollback or {}
+        checks = tuple(
+            known.get(entry.site) or RollbackCheck(entry.site, False, "ROLLBACK_UNKNOWN")
+            for entry in selected
+            if entry.reason != SITE_OUT_OF_SCOPE
+        )
+    unable = tuple(check.site for check in checks if not check.ready)
+    if policy.require_rollback and unable:
+        reasons.append(GateFailure(FailureCode.ROLLBACK_NOT_READY, unable))
 
     critical_waiting = policy.require_all_critical and any(entry.critical for entry in pending)
     if reasons:
@@ -217,6 +250,8 @@ def evaluate(
         reasons=tuple(reasons),
         retry_after=retry_after,
         next_change_at=next_change_at,
+        rollback_ready=(bool(checks) and not unable) if rollback is not None or policy.require_rollback else None,
+        rollback=checks,
     )
 
 

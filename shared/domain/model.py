@@ -121,6 +121,11 @@ class Release:
     # Release-level counters: rows per state, kept exact by updating them in the same atomic write
     # as the row that changed.
     counts: Mapping[SyncState, int] = field(default_factory=dict)
+    # Head of the release's chain of signed delivery receipts (shared.domain.receipts): how many there
+    # are and the SHA-256 of the last envelope. It moves in the same atomic write as the row that
+    # earned the receipt, so concurrent workers extend the chain without gaps or forks.
+    receipt_sequence: int = 0
+    receipt_head: str | None = None
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)

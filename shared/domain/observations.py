@@ -57,6 +57,10 @@ class ConnectedRegistryState:
     token_id: str | None = None
     status_details: tuple[StatusDetail, ...] = ()
     notifications: tuple[str, ...] = ()
+    # ARM ids of the tokens local clients use (``clientTokenIds``), and of the parent connected
+    # registry (``parent.id``; ``None`` when the parent is the cloud registry).
+    client_token_ids: tuple[str, ...] = ()
+    parent_id: str | None = None
 
     def evidence_details(self) -> dict[str, str]:
         """The ARM values a decision relied on, for the evidence record (no secrets here)."""
@@ -138,6 +142,7 @@ class OutboundEventType(StrEnum):
     SITE_STALE = "acrsync.site.stale"
     RELEASE_READY = "acrsync.release.ready"
     RELEASE_FAILED = "acrsync.release.failed"
+    SITE_TOKEN_EXPIRING = "acrsync.site.token_expiring"  # noqa: S105 - an event type
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ import threading
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from shared.domain.inventory import TokenState
 from shared.domain.observations import ConnectedRegistryState, SyncScope
 from shared.ports import Clock, ConnectedRegistryReader
+from shared.services.governance import read_token
 
 T = TypeVar("T")
 STATE_TTL = timedelta(seconds=30)
@@ -51,6 +53,7 @@ class CachedArmReader:
         self._inner, self._clock = inner, clock
         self._states: _TtlCache[ConnectedRegistryState] = _TtlCache(state_ttl)
         self._scopes: _TtlCache[SyncScope] = _TtlCache(scope_ttl)
+        self._tokens: _TtlCache[TokenState] = _TtlCache(scope_ttl)
 
     def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
         now = self._clock.now()
@@ -66,6 +69,15 @@ class CachedArmReader:
         if cached is None:
             cached = self._inner.get_sync_scope(token_id)
             self._scopes.put(token_id.lower(), now, cached)
+        return cached
+
+    def get_token(self, token_id: str) -> TokenState:
+        """A sync or client token (status, password expiries), cached like sync scopes (token expiry checks)."""
+        now = self._clock.now()
+        cached = self._tokens.get(token_id.lower(), now)
+        if cached is None:
+            cached = read_token(self._inner, token_id)
+            self._tokens.put(token_id.lower(), now, cached)
         return cached
 
     def close(self) -> None:

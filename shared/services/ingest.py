@@ -34,6 +34,7 @@ from shared.logs import log_context
 from shared.observability import traced
 from shared.ports import StateStore
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
+from shared.services.receipts import receipt_hook
 from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
 
 logger = logging.getLogger(__name__)
@@ -295,7 +296,9 @@ def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult
                 [new_row(release, site.name, SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK, now, expected=None)]
             )
             recount(store, release_id)
-        update_row(store, release_id, site.name, _edge_arrival(store, event, now))
+        update_row(
+            store, release_id, site.name, _edge_arrival(store, event, now), on_state_change=receipt_hook(services, site)
+        )
     return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
 
 

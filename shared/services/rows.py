@@ -47,6 +47,11 @@ class RowUpdate:
 
 
 Decision = Callable[[SiteSync], "RowChange | None"]
+# Called by update_row when a row's state changes, inside the attempt that writes it, with the row
+# before, the decided change and the release header with its counters already moved. Returns the
+# header and the evidence to write instead: both go into the same atomic save as the row, and a lost
+# race runs it again on fresh reads (signed delivery receipts chain through the header this way).
+StateChangeHook = Callable[[SiteSync, RowChange, Release], tuple[Release, Sequence[Evidence]]]
 
 
 def update_row(
@@ -57,12 +62,14 @@ def update_row(
     *,
     current: Versioned[SiteSync] | None = None,
     attempts: int = MAX_ATTEMPTS,
+    on_state_change: StateChangeHook | None = None,
 ) -> RowUpdate:
     """Apply ``decide`` to the row until the conditional write succeeds.
 
     ``decide`` sees the freshest row on every attempt (``current``, when the caller has just read
     it, saves the first read) and returns ``None`` to leave the row as it is. When the state
-    changes, the release counters move in the same atomic write; only then is the header read.
+    changes, the release counters move in the same atomic write; only then is the header read, and
+    ``on_state_change`` (when given) may extend the header and the evidence of that write.
 
     Raises:
         NotFound: no such row or release.
@@ -73,12 +80,15 @@ def update_row(
         change = decide(row.value)
         if change is None:
             return RowUpdate(row.value, row.value, None, changed=False)
-        header = None
+        header, evidence = None, change.evidence
         if change.row.state is not row.value.state:
             read = store.get_release(release_id)
-            header = Versioned(read.value.with_count_moved(row.value.state, change.row.state), read.etag)
+            moved = read.value.with_count_moved(row.value.state, change.row.state)
+            if on_state_change is not None:
+                moved, evidence = on_state_change(row.value, change, moved)
+            header = Versioned(moved, read.etag)
         try:
-            store.save_site_sync(change.row, etag=row.etag, evidence=change.evidence, release=header)
+            store.save_site_sync(change.row, etag=row.etag, evidence=evidence, release=header)
         except ConcurrencyConflict:
             # Another worker changed this row or a sibling's counters. Retry at once the first
             # time (the usual race is one sibling's write); back off with jitter after that.

@@ -25,6 +25,7 @@ from shared.logs import log_context
 from shared.observability import record_job, record_lag, traced
 from shared.services.announce import announce, events_for_current_state, publish
 from shared.services.fanout import PlannedJob, send_jobs
+from shared.services.receipts import receipt_hook
 from shared.services.rows import RowChange, RowUpdate, transition, update_row
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,8 @@ def _record(
         return _apply(row, decision, now)
 
     try:
-        update = update_row(services.store, job.release_id, job.site, decide, current=versioned)
+        signs = receipt_hook(services, site)
+        update = update_row(services.store, job.release_id, job.site, decide, current=versioned, on_state_change=signs)
     except NotFound:
         return CheckResult(CheckOutcome.MISSING)
     if not update.changed:

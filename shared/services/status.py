@@ -26,6 +26,7 @@ from shared.domain.names import validate_digest, validate_repository, validate_s
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.windows import format_duration, window_at_or_after
 from shared.errors import AcrSyncError, InvalidInput, NotFound
+from shared.services import governance, rollback
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,13 @@ class ListPage:
 
 
 def list_sites(services: Services) -> list[dict[str, Any]]:
-    """Every site, ordered by name (no ARM calls: ``connection_state`` is null here)."""
+    """Every site, ordered by name (no ARM calls: ``connection_state`` is null here, and ``tokens`` is what
+    the sweeper last found in this process; see :mod:`shared.services.governance`)."""
     now = services.clock.now()
-    return [site_view(site, now) for site in services.store.list_sites()]
+    return [
+        {**site_view(site, now), "tokens": governance.cached_tokens_view(services, site.name)}
+        for site in services.store.list_sites()
+    ]
 
 
 def site_detail(services: Services, name: str) -> dict[str, Any]:
@@ -112,6 +117,7 @@ def site_detail(services: Services, name: str) -> dict[str, Any]:
         raise SiteNotFound(name) from exc
     view = site_view(site, services.clock.now(), connection_state=_connection_state(services, site))
     view["repositories_state"] = _repositories_state(services, site.name)
+    view["tokens"] = governance.live_tokens_view(services, site)  # read now, best effort (null)
     return view
 
 
@@ -290,8 +296,15 @@ def readiness(
     """
     release = get_release(services, release_id)
     rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
+    checks = rollback.gate_checks(services, release, rows)  # by evidence; see shared.services.rollback
     verdict = evaluate(
-        release, rows, services.catalog.sites(), selection=selection, policy=policy, now=services.clock.now()
+        release,
+        rows,
+        services.catalog.sites(),
+        selection=selection,
+        policy=policy,
+        now=services.clock.now(),
+        rollback=checks,
     )
     return verdict, gate_view(verdict)
 
@@ -317,6 +330,17 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
             for e in verdict.blocked
         ],
         "reasons": [{"code": failure.code.value, "sites": list(failure.sites)} for failure in verdict.reasons],
+        "require_rollback": verdict.policy.require_rollback,
+        "rollback_ready": bool(verdict.rollback_ready),
+        "rollback": [
+            {
+                "site": check.site,
+                "rollback_ready": check.ready,
+                "reason": check.reason,
+                "previous_release_id": check.previous_release_id,
+            }
+            for check in verdict.rollback
+        ],
     }
 
 

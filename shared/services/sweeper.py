@@ -5,6 +5,7 @@
   send fails after the row was saved, or when an operator purges a queue).
 * Each site's schedule, window and TTL are refreshed from its connected registry in ARM: they
   can change in Azure, and the window arithmetic must follow.
+* Each site's sync and client tokens are checked for expiry (hourly; :mod:`shared.services.governance`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shared.logs import log_context
 from shared.observability import set_site_gauges
 from shared.services.announce import announce
 from shared.services.fanout import PlannedJob, send_jobs
+from shared.services.governance import check_tokens
 from shared.services.rows import RowChange, transition, update_row
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: time
     """One sweep. Raises only for a store or queue that is unavailable (the timer retries)."""
     now = services.clock.now()
     refreshed = refresh_sites(services)
+    check_tokens(services)  # token expiry: at most hourly; see shared.services.governance
     sites = {site.name: site for site in services.catalog.sites()}
     scanned = stale = recovered = pending_total = stale_total = 0
     for release in _recent_releases(services, now - horizon):

@@ -5,10 +5,11 @@ does: resource ids match case-insensitively, unknown ids get ``404 ResourceNotFo
 ``Authorization`` header gets ``401 AuthenticationFailed``, a missing or unknown ``api-version``
 gets ``400``. Every error body has ARM's shape ``{"error": {"code": ..., "message": ...}}``.
 
-Tests register resources with :meth:`ArmServer.put`, script failures with :meth:`ArmServer.fail`
-(answered before the resource, ``times`` times), :meth:`ArmServer.respond_raw` (any body) or
-:meth:`ArmServer.drop` (close the connection without answering), and read back what the SDK sent
-from :attr:`ArmServer.requests`.
+Tests register resources with :meth:`ArmServer.put` and pages of list operations with
+:meth:`ArmServer.put_page` (``GET <collection>?api-version=...``, later pages by ``$skipToken``),
+script failures with :meth:`ArmServer.fail` (answered before the resource, ``times`` times),
+:meth:`ArmServer.respond_raw` (any body) or :meth:`ArmServer.drop` (close the connection without
+answering), and read back what the SDK sent from :attr:`ArmServer.requests`.
 
 The server binds port 0, so the operating system picks a free port: no race with other servers.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,13 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 def _key(resource_id: str) -> str:
     return unquote(resource_id).rstrip("/").lower()
+
+
+SKIP_TOKEN = "$skipToken"
+
+
+def _page_key(collection: str, skip_token: str | None) -> str:
+    return _key(collection) + (f"?{SKIP_TOKEN.lower()}={skip_token.lower()}" if skip_token else "")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,22 @@ class ArmServer:
         """Serve ``body`` (ARM JSON) for GETs of ``resource_id``."""
         with self._lock:
             self._resources[_key(resource_id)] = json.dumps(body).encode()
+
+    def put_page(self, collection: str, body: Mapping[str, Any], *, skip_token: str | None = None) -> None:
+        """Serve one page of a list operation: ``{"value": [...], "nextLink": ...}``.
+
+        The first page (no ``skip_token``) answers ``GET <collection>``; a later one answers
+        ``GET <collection>?$skipToken=<skip_token>``, as ARM's nextLinks ask. A ``nextLink`` in ``body``
+        (ARM's are absolute https URLs on management.azure.com) is re-pointed at this running server,
+        keeping its path and query.
+        """
+        page = dict(body)
+        next_link = page.get("nextLink")
+        if next_link:
+            parts = urlsplit(str(next_link))
+            page["nextLink"] = urlunsplit(("http", f"127.0.0.1:{self.port}", parts.path, parts.query, ""))
+        with self._lock:
+            self._resources[_page_key(collection, skip_token)] = json.dumps(page).encode()
 
     def remove(self, resource_id: str) -> None:
         with self._lock:
@@ -245,7 +269,8 @@ class ArmServer:
             )
         if method != "GET":
             return error(405, "MethodNotAllowed", f"The test ARM server only answers GET, not {method}.")
-        body = self._resource(key)
+        skip_tokens = query.get(SKIP_TOKEN) or query.get(SKIP_TOKEN.lower())
+        body = self._resource(_page_key(path, skip_tokens[0]) if skip_tokens else key)
         if body is None:
             return error(404, "ResourceNotFound", f"The Resource '{path}' was not found.")
         return _Scripted(200, body, json_headers, 0)

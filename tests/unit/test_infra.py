@@ -358,7 +358,9 @@ LOCAL_ONLY = {
     "SYNC_TABLE_PREFIX",  # Azure uses the default prefix, which names the tables Bicep creates
     "SYNC_QUEUE_MAX_BATCH_BYTES",  # the SDK learns the namespace's limit from the link
     "ACRSYNC_ARM_ENDPOINT",  # sovereign clouds only; public Azure is the default
+    "ACRSYNC_TOKEN_EXPIRY_HORIZON_DAYS",  # optional: the default horizon (30 days) applies unless an operator sets it
     "ACRSYNC_SITE_CREDENTIALS",  # secret: in Azure a Key Vault reference added by the operator (README)
+    "ACRSYNC_SIGNING_KEY",  # secret: in Azure a Key Vault reference added by the operator (README)
     "ACRSYNC_API_KEY",  # the local runtime's API key; Azure uses function keys (AuthLevel.FUNCTION)
     "ACRSYNC_REQUIRE_ROLES",  # local/self-hosted auth switch; not part of this deployment
 }

@@ -186,6 +186,7 @@ def test_sites_are_listed_by_name_with_their_next_window(client: TestClient) -> 
         "stale_after_windows": 2,
         "next_window": {"opens_at": "2026-11-24T22:00:00+00:00", "closes_at": "2026-11-25T01:00:00+00:00"},
         "connection_state": None,
+        "tokens": None,  # what the sweeper last found (shared.services.governance); none swept here
     }
     assert all(s["connection_state"] is None for s in sites)  # the list never asks ARM
 
@@ -695,6 +696,10 @@ PROTECTED = [
     ("GET", "/api/releases/{id}/evidence"),
     ("POST", "/api/releases/{id}/retry?sites=failed"),
     ("GET", "/api/events"),
+    ("GET", "/api/sites/plant-01/rollback"),
+    ("GET", "/api/sites/plant-01/drift"),
+    ("GET", "/api/report"),
+    ("GET", "/api/signing-key"),
 ]
 OPEN_PATHS = {"/api/healthz", "/api/openapi.json", "/api/docs"}
 

@@ -1,0 +1,289 @@
+"""Governance commands: `preflight`, `sites drift` and `sites discover`.
+
+* ``acrsync preflight --registry <ARM id> [--sites FILE]`` reads the parent registry and its connected
+  registries from ARM and prints one line per check (see :mod:`shared.services.preflight`). Sites come from
+  the configured store (SQLite locally, Table Storage in Azure), or from ``--sites FILE``.
+* ``acrsync sites drift [--site S]`` asks the status API (``GET /api/sites/{site}/drift``) how each site's
+  approved repositories compare with its sync token's scope map.
+* ``acrsync sites discover --registry <ARM id> [-o sites.yaml]`` lists the registry's connected registries
+  with their scope maps and drafts a sites file to review (to stdout without ``-o``).
+
+ARM access (preflight, discover) uses ``DefaultAzureCredential`` (``az login``, a managed identity, ...)
+against public Azure, or against ``ACRSYNC_ARM_ENDPOINT`` for a sovereign cloud. The hidden option
+``--arm-endpoint URL`` points at another ARM endpoint; plain ``http`` is allowed only on loopback. **Test
+only:** with a loopback ``--arm-endpoint``, ``ACRSYNC_ARM_STATIC_TOKEN`` is sent as the bearer token instead
+of asking Entra ID (the loopback ARM fixture server of the test suite); it is ignored anywhere else.
+
+Exit codes: 0 no check failed (no drift), 1 a check failed (drift found, or a registry that does not
+exist), 3 usage or configuration error, 4 ARM (or the API) unreachable, unauthorized or refusing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+import typer
+
+from shared.cli import ExitCode, app, sites_app
+from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
+from shared.config import ARM_ENDPOINT, Settings
+from shared.domain.inventory import validate_registry_id
+from shared.domain.names import validate_site_name
+from shared.errors import ConfigurationError, NotFound, UpstreamRejected, UpstreamUnavailable
+
+ARM_STATIC_TOKEN_ENV = "ACRSYNC_ARM_STATIC_TOKEN"  # noqa: S105 - the name of a test-only setting
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_STATIC_TOKEN_EXPIRES = 4_102_444_800  # 2100-01-01: a test token never needs refreshing
+
+RegistryOption = Annotated[
+    str,
+    typer.Option(
+        "--registry",
+        help="ARM id of the parent registry: /subscriptions/<id>/resourceGroups/<rg>/providers/"
+        "Microsoft.ContainerRegistry/registries/<name>.",
+    ),
+]
+ArmEndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--arm-endpoint",
+        hidden=True,
+        help="ARM endpoint (default: ACRSYNC_ARM_ENDPOINT, else public Azure); http only on loopback.",
+    ),
+]
+ApiUrlOption = Annotated[str | None, typer.Option("--api-url", help="The acrsync API (env ACRSYNC_API_URL).")]
+ApiKeyOption = Annotated[str | None, typer.Option("--api-key", help="The API key (env ACRSYNC_API_KEY).")]
+
+
+class StaticTokenCredential:
+    """Test only: a TokenCredential that hands out one fixed bearer token (see the module docs)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, _STATIC_TOKEN_EXPIRES)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@contextmanager
+def arm_reader(arm_endpoint: str | None) -> Iterator[Any]:
+    """The ARM adapter with the CLI's credential, closed afterwards.
+
+    Raises:
+        ConfigurationError: the endpoint is not https (or http on loopback) (exit code 3).
+    """
+    from shared.adapters.arm import ArmConnectedRegistryReader
+
+    endpoint = (arm_endpoint or os.environ.get(ARM_ENDPOINT) or "").strip() or None
+    enforce_https, loopback = True, False
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        loopback = parts.hostname in _LOOPBACK
+        if parts.scheme == "http" and loopback:
+            enforce_https = False
+        elif parts.scheme != "https" or not parts.hostname:
+            raise ConfigurationError("--arm-endpoint must be an https:// URL (http:// only on loopback)")
+    static = os.environ.get(ARM_STATIC_TOKEN_ENV, "").strip()
+    credential: Any
+    if static and loopback:
+        credential = StaticTokenCredential(static)
+    else:
+        if static:
+            error(f"{ARM_STATIC_TOKEN_ENV} is ignored: it is for tests against a loopback --arm-endpoint only")
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    reader = ArmConnectedRegistryReader(credential, base_url=endpoint, enforce_https=enforce_https, retry_total=1)
+    try:
+        yield reader
+    finally:
+        reader.close()
+        credential.close()
+
+
+@contextmanager
+def arm_errors() -> Iterator[None]:
+    """ARM trouble that ends the command: exit code 4 with ARM's reason."""
+    try:
+        yield
+    except (UpstreamUnavailable, UpstreamRejected) as exc:
+        error(f"ARM: {exc}")
+        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+
+
+def _settings() -> Settings:
+    return Settings.from_environ(os.environ)
+
+
+# -- preflight ----------------------------------------------------------------------------------
+
+
+@app.command("preflight")
+def preflight(  # noqa: PLR0917 - typer maps each option to a parameter
+    registry: RegistryOption,
+    sites: Annotated[
+        Path | None,
+        typer.Option("--sites", help="Check the sites of this file instead of the configured store.", dir_okay=False),
+    ] = None,
+    arm_endpoint: ArmEndpointOption = None,
+    output: OutputOption = "table",
+    query: QueryOption = None,
+    only_show_errors: OnlyShowErrorsOption = False,
+) -> None:
+    """Check a parent registry and its sites' connected registries before relying on them.
+
+    One line per check (check, target, result ok|warn|fail, detail). Exit code 0 when nothing failed,
+    1 when a check failed, 3 for usage errors, 4 when ARM is unreachable or refuses access.
+    """
+    from shared.services.preflight import Result, exit_result
+    from shared.services.preflight import preflight as run_preflight
+
+    out = Output.from_options(output, query, only_show_errors)
+    registry_id = validate_registry_id(registry)
+    settings = _settings()
+    site_list = _load_sites(sites) if sites is not None else _stored_sites()
+    with arm_errors(), arm_reader(arm_endpoint) as arm:
+        checks = run_preflight(
+            arm,
+            registry_id,
+            site_list,
+            now=datetime.now(UTC),
+            horizon=timedelta(days=settings.token_expiry_horizon_days),
+        )
+    out.emit([check.view() for check in checks])
+    counts = {result: sum(check.result is result for check in checks) for result in Result}
+    out.note(f"{len(checks)} checks: {counts[Result.OK]} ok, {counts[Result.WARN]} warn, {counts[Result.FAIL]} fail")
+    if exit_result(checks) is Result.FAIL:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _load_sites(path: Path) -> list[Any]:
+    from shared.services.sites_file import SitesFileError, load_sites_file
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return list(load_sites_file(text).sites)
+    except SitesFileError as exc:
+        for line in exc.problems:
+            error(f"{path}: {line}")
+        raise typer.Exit(ExitCode.USAGE) from exc
+
+
+def _stored_sites() -> list[Any]:
+    from shared.bootstrap import bootstrap
+
+    services = bootstrap()
+    try:
+        return list(services.store.list_sites())
+    finally:
+        services.close()
+
+
+# -- sites discover -----------------------------------------------------------------------------
+
+
+@sites_app.command("discover")
+def sites_discover(
+    registry: RegistryOption,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-file", "-o", help="Write the drafted sites file here (default: stdout).", dir_okay=False
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output-file.")] = False,
+    listing: Annotated[str, typer.Option("--format", help="Listing format: table or json.")] = "table",
+    arm_endpoint: ArmEndpointOption = None,
+) -> None:
+    """List the registry's connected registries with their scope maps, and draft a sites file to review.
+
+    Names come from the connected registries, repositories from each sync token's scope map, schedule,
+    window and TTL from its sync properties. The listing goes to stdout (stderr when the draft does).
+    """
+    from shared.cli.output import render
+    from shared.services.discovery import discover, discovery_rows, discovery_yaml
+
+    fmt = listing.strip().lower()
+    if fmt not in {"table", "json"}:
+        raise typer.BadParameter(f"{listing!r} is not one of table, json", param_hint="'--format'")
+    registry_id = validate_registry_id(registry)
+    if out_file is not None and out_file.exists() and not force:
+        raise ConfigurationError(f"{out_file} exists: pass --force to overwrite it")
+    with arm_errors(), arm_reader(arm_endpoint) as arm:
+        try:
+            found = discover(arm, registry_id)
+        except NotFound as exc:
+            error(f"no registry {registry_id} (or no read access to it)")
+            raise typer.Exit(ExitCode.FAILED) from exc
+    text = discovery_yaml(found, registry_id=registry_id, generated_at=datetime.now(UTC))
+    rows = discovery_rows(found)
+    if out_file is None:
+        render(rows, fmt, stream=sys.stderr)
+        sys.stdout.write(text)
+        return
+    render(rows, fmt)
+    out_file.write_text(text)
+    drafted = sum(1 for site in found.sites if site.entry is not None)
+    typer.echo(f"wrote {out_file}: {drafted} of {len(found.sites)} connected registries as sites", err=True)
+
+
+# -- sites drift --------------------------------------------------------------------------------
+
+
+@sites_app.command("drift")
+def sites_drift(  # noqa: PLR0917 - typer maps each option to a parameter
+    site: Annotated[str | None, typer.Option("--site", help="Only this site (default: every site).")] = None,
+    api_url: ApiUrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = "table",
+    query: QueryOption = None,
+    only_show_errors: OnlyShowErrorsOption = False,
+) -> None:
+    """Compare each site's approved repositories with its sync token's scope map (through the API).
+
+    Over-exposed: granted patterns nobody approved for the site. Missing: approved patterns the site can
+    never receive. Exit code 1 when any site drifts.
+    """
+    from shared.cli.status import api_errors, open_client
+
+    out = Output.from_options(output, query, only_show_errors)
+    if site is not None:
+        validate_site_name(site)
+    with api_errors(), open_client(api_url, api_key) as client:
+        names = [site] if site is not None else [s["name"] for s in client.get_json("/api/sites").get("value", [])]
+        views = [client.get_json(f"/api/sites/{quote(name, safe='')}/drift") for name in names]
+    if out.format == "table" and out.query is None:
+        out.emit([_drift_row(view) for view in views])
+    else:
+        out.emit(views)
+    drifting = [view["site"] for view in views if view.get("status") == "drift"]
+    if drifting:
+        out.note(f"drift at {len(drifting)} of {len(views)} sites: {', '.join(drifting)}")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _drift_row(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "site": view.get("site"),
+        "status": view.get("status"),
+        "over_exposed": [gap.get("pattern") for gap in view.get("over_exposed") or []],
+        "missing": [gap.get("pattern") for gap in view.get("missing") or []],
+        "approved": view.get("approved"),
+        "granted": view.get("granted"),
+        "reason": view.get("reason"),
+    }
