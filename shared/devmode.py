@@ -1,8 +1,16 @@
 """`acrsync dev`: the whole product on one machine, on the embedded SQLite default.
 
-Sites come from a sites file; each site's connected registry is simulated (it syncs at its window
-openings and can be taken offline and back) and reports ARM-shaped state through the same port as
-the ARM adapter, so the workers reach the decisions they would reach in Azure.
+Sites come from a sites file. With ``--registries simulated`` (the default) each site's connected
+registry is simulated: it syncs at its window openings, can be taken offline and back, and reports
+ARM-shaped state through the same port as the ARM adapter, so the workers reach the decisions they
+would reach in Azure.
+
+With ``--registries real`` the parent and every site run a real OCI registry on loopback
+(:mod:`shared.devmode_registries`): a push into the parent is the trigger (its notifications reach
+the dev API's bridge as ACR events), each site's registry is filled from the parent in its windows,
+and the worker verifies with its real manifest check against the site's registry. Each site's
+``endpoint`` is its loopback registry, whatever the sites file says; ARM-shaped state comes from the
+sites' syncers.
 """
 
 from __future__ import annotations
@@ -18,6 +26,14 @@ from pathlib import Path
 from shared.adapters.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from shared.bootstrap import Services, SystemClock, bootstrap, use_services
 from shared.config import DATA_DIR, Settings
+from shared.devmode_registries import (
+    LocalConnectedRegistries,
+    LocalRegistries,
+    NotificationTarget,
+    local_resource_id,
+    notification_url,
+)
+from shared.domain.model import Site
 from shared.errors import ConfigurationError
 from shared.runtime import LocalRuntime, RuntimeOptions
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
@@ -43,7 +59,13 @@ class DevOptions:
 
 
 class DevEnvironment:
-    """Services, simulated sites and the local runtime for one `acrsync dev` process."""
+    """Services, sites (simulated or on real loopback registries) and the local runtime for one
+    `acrsync dev` process.
+
+    ``simulation`` is what switches sites online and offline (the dev API's ``/api/dev/sites``):
+    the simulated connected registries, or in real-registry mode :attr:`registries`, which also
+    receives the parent registry's notifications.
+    """
 
     def __init__(self, options: DevOptions, *, environ: dict[str, str] | None = None) -> None:
         self.options = options
@@ -51,22 +73,42 @@ class DevEnvironment:
         self.settings = Settings.from_environ({**env, DATA_DIR: str(options.data_dir)})
         _refuse_open_network_binding(options.host, self.settings)
         clock = SystemClock()
-        self.simulation: SimulatedConnectedRegistries | None = None
+        self.simulation: SimulatedConnectedRegistries | LocalRegistries | None = None
+        self.registries: LocalRegistries | None = None
         adapters: dict[str, object] = {"clock": clock}
+        # late-bound: the services are built just below, and the sites' stand-ins ask them for sites
         if options.registries is RegistryMode.SIMULATED:
-            # late-bound: the services are built just below, and the simulation asks them for sites
             self.simulation = SimulatedConnectedRegistries(lambda: self.services.store.list_sites(), clock.now)  # noqa: PLW0108
             adapters["arm"] = self.simulation
+        else:
+            api_key = self.settings.api_key
+            self.registries = LocalRegistries(
+                options.data_dir / "registries",
+                notifications=NotificationTarget(
+                    notification_url(options.host, options.port), {"x-functions-key": api_key} if api_key else {}
+                ),
+                sites=lambda: self.services.store.list_sites(),  # noqa: PLW0108
+                clock=clock.now,
+                login_server=self.settings.registry,
+            )
+            self.simulation = self.registries
+            adapters["arm"] = LocalConnectedRegistries(
+                self.registries,
+                lambda: self.services.store.list_sites(),  # noqa: PLW0108
+                clock.now,
+            )
         self.services: Services = bootstrap(self.settings, **adapters)
         self.runtime = LocalRuntime(self.services, RuntimeOptions(workers=options.workers, sweep_every=DEV_SWEEP_EVERY))
         self.imported: ImportReport | None = None
 
     def load_sites(self) -> SitesFile | None:
-        """Read and import the sites file (all or nothing); simulated sites get a simulated registry id."""
+        """Read and import the sites file (all or nothing). Simulated sites get a simulated registry id;
+        in real-registry mode every site gets its loopback registry (started here) as its endpoint."""
         if self.options.sites_file is None:
             return None
         simulated = self.options.registries is RegistryMode.SIMULATED
-        parsed = load_sites_file(self.options.sites_file.read_text(), allow_short_windows=simulated)
+        # Short windows are for local runs, simulated or on loopback registries; never for Azure.
+        parsed = load_sites_file(self.options.sites_file.read_text(), allow_short_windows=True)
         if simulated:
             parsed = replace(
                 parsed,
@@ -77,17 +119,63 @@ class DevEnvironment:
                     for site in parsed.sites
                 ],
             )
-        self.imported = import_sites(self.services, parsed)
+            self.imported = import_sites(self.services, parsed)
+            return parsed
+        registries = self._real_registries()
+        try:
+            registries.start_parent()
+            registries.login_server = self.settings.registry or parsed.registry
+            parsed = replace(parsed, sites=[self._on_local_registry(site) for site in parsed.sites])
+            self.imported = import_sites(self.services, parsed)
+        except BaseException:
+            registries.stop()
+            raise
         return parsed
 
-    def start(self) -> None:
+    def start(self, *, runtime: bool = True) -> None:
+        """Install the services, start the registries' syncers (real-registry mode) and, unless
+        ``runtime`` is false (tests that drive :meth:`LocalRuntime.process_available`), the runtime."""
         use_services(self.services)
-        self.runtime.start()
+        if self.registries is not None:
+            try:
+                self.registries.start_parent()
+                self._adopt_stored_sites()
+                self.registries.start()
+            except BaseException:
+                self.registries.stop()
+                raise
+        if runtime:
+            self.runtime.start()
 
     def stop(self) -> None:
-        self.runtime.stop()
-        self.services.close()
-        use_services(None)
+        try:
+            self.runtime.stop()
+        finally:
+            if self.registries is not None:
+                self.registries.stop()
+            self.services.close()
+            use_services(None)
+
+    def _real_registries(self) -> LocalRegistries:
+        assert self.registries is not None  # real-registry mode only
+        return self.registries
+
+    def _on_local_registry(self, site: Site) -> Site:
+        """The site as real-registry mode runs it: its loopback registry is its endpoint."""
+        registries = self._real_registries()
+        return replace(
+            site,
+            endpoint=registries.ensure_site(site.name),
+            connected_registry=site.connected_registry or local_resource_id(registries.login_server, site.name),
+        )
+
+    def _adopt_stored_sites(self) -> None:
+        """Sites already in the store (an earlier run, `acrsync sites import`) get a registry too."""
+        stored = self.services.store.list_sites()
+        changed = [moved for site in stored if (moved := self._on_local_registry(site)) != site]
+        if changed:
+            self.services.store.upsert_sites(changed)
+            self.services.catalog.invalidate()
 
 
 def _refuse_open_network_binding(host: str, settings: Settings) -> None:
