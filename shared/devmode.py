@@ -35,6 +35,7 @@ from shared.devmode_registries import (
 )
 from shared.domain.model import Site
 from shared.errors import ConfigurationError
+from shared.ports import Clock
 from shared.runtime import LocalRuntime, RuntimeOptions
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
 
@@ -67,12 +68,14 @@ class DevEnvironment:
     receives the parent registry's notifications.
     """
 
-    def __init__(self, options: DevOptions, *, environ: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, options: DevOptions, *, environ: dict[str, str] | None = None, clock: Clock | None = None
+    ) -> None:
         self.options = options
         env = dict(os.environ if environ is None else environ)
         self.settings = Settings.from_environ({**env, DATA_DIR: str(options.data_dir)})
         _refuse_open_network_binding(options.host, self.settings)
-        clock = SystemClock()
+        clock = clock or SystemClock()  # the demo passes a faster clock so windows come in seconds
         self.simulation: SimulatedConnectedRegistries | LocalRegistries | None = None
         self.registries: LocalRegistries | None = None
         adapters: dict[str, object] = {"clock": clock}

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Command modules register themselves on the apps above.
+from shared.cli import demo as _demo  # noqa: E402,F401
 from shared.cli import dev as _dev  # noqa: E402,F401
 from shared.cli import governance as _governance  # noqa: E402,F401
 from shared.cli import receipts as _receipts  # noqa: E402,F401
