@@ -3,7 +3,7 @@
 Loading is all-or-nothing: every problem is reported with its line and reason, and a file with
 any problem imports nothing. Only a file that says ``simulation: {allow_short_windows: true}``
 may use windows and TTLs below the connected-registry limits, and only when the caller (the
-simulated dev mode) allows it.
+local dev mode, simulated or on loopback registries) allows it.
 """
 
 from __future__ import annotations
