@@ -10,9 +10,6 @@ import csv
 import io
 import json
 import re
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 import typer
-import uvicorn
 import yaml
 
 from orchestrations.http_api import asgi_app
@@ -44,6 +40,8 @@ from shared.services.ingest import ingest_delivery
 from shared.services.rows import transition, update_row
 from tests.builders import random_digest
 from tests.fakes import FakeClock, delivery, load_event
+from tests.support.azurite import free_port
+from tests.support.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
@@ -66,26 +64,11 @@ SITES = [
 IN_SCOPE = ("plant-01", "plant-02", "plant-03")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The real ASGI app under uvicorn in a thread; each test installs its own services."""
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert web.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(10)
+    with serve(asgi_app) as base_url:
+        yield base_url
 
 
 Wire = Callable[..., Services]
@@ -660,7 +643,7 @@ def test_durations() -> None:
 
 
 def test_a_closed_port_exits_4(acrsync: Callable[..., Run], fake_clock: WaitClock) -> None:
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     for args in (("releases",), ("sites",), ("release", "0" * 32), ("wait", "inspection/camera:1.0")):
         run = acrsync(*args, "--api-url", closed)
         assert run.code == 4, (args, run.err)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +20,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
@@ -48,6 +45,7 @@ from shared.services.sites_file import load_sites_file
 from shared.services.sweeper import sweep
 from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential
 from tests.support.arm_server import ArmServer
+from tests.support.server import serve as serve_app
 
 ARM = FIXTURES / "arm"
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -475,25 +473,10 @@ def test_drift_api_both_directions_with_wildcards(arm: ArmServer, wire: Wire) ->
     assert gone["status"] == "unknown" and "scope_maps.get" in gone["reason"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def api_server() -> Iterator[str]:
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert web.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(10)
+    with serve_app(asgi_app) as base_url:
+        yield base_url
 
 
 @dataclass

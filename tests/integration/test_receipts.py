@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
@@ -46,6 +43,7 @@ from shared.runtime import LocalRuntime
 from shared.services.ingest import ingest_delivery
 from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL, evidence_bundle
 from tests.fakes import FakeClock, delivery, load_event
+from tests.support.server import serve
 
 SUB = "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
 REG = f"{SUB}/providers/Microsoft.ContainerRegistry/registries/contosoacr"
@@ -388,25 +386,10 @@ def test_the_api_bundle_verifies_with_the_cli_and_a_tampered_one_does_not(
     assert cli(capsys, "receipts", "verify", str(good), "--public-key", str(pem))[0] == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert web.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(10)
+    with serve(asgi_app) as base_url:
+        yield base_url
 
 
 def test_the_cli_fetches_the_bundle_and_the_key_then_verifies_offline(
