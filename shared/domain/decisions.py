@@ -56,6 +56,7 @@ class CheckDecision:
     next_check_at: datetime | None
     observed_digest: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+    arrived_at: datetime | None = None  # when the digest reached the site, when an observation says so
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ class _Check:
         expected: datetime | None = None,
         next_check: datetime | None = None,
         digest: str | None = None,
+        arrived: datetime | None = None,
     ) -> CheckDecision:
-        return CheckDecision(state, reason, source, summary, expected, next_check, digest, self.details)
+        return CheckDecision(state, reason, source, summary, expected, next_check, digest, self.details, arrived)
 
     def next_look(self) -> datetime:
         """Soon while the window is open; otherwise a little after the next one opens."""
@@ -188,6 +190,7 @@ def _synced_according_to_arm(check: _Check) -> CheckDecision | None:
         EvidenceSource.ARM_LAST_SYNC,
         "the site synced after the push",
         next_check=_verify_check(check),
+        arrived=arm.last_sync_time,  # "since when": the sync ARM reports, not the moment we looked
     )
 
 

@@ -200,6 +200,8 @@ def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
         "next_check_at": decision.next_check_at,
         "checks": row.checks + 1,
     }
+    if decision.arrived_at is not None and decision.state is SyncState.SYNCED:
+        changes["synced_at"] = decision.arrived_at
     if decision.state is row.state:
         return RowChange(replace(row, reason=decision.reason, updated_at=now, **changes))  # type: ignore[arg-type]
     return transition(

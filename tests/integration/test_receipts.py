@@ -214,7 +214,8 @@ def test_each_arrival_is_signed_with_the_row_and_chained(wire: Wire, signer: Rec
         "repository": "inspection/camera",
         "release_id": release_id,
         "state": "SYNCED",
-        "observed_at": NOW.isoformat().replace("+00:00", "Z"),
+        # when the digest reached the site: the sync ARM reports, not the moment the check looked
+        "observed_at": (PUSHED_AT + timedelta(seconds=10)).isoformat().replace("+00:00", "Z"),
         "evidence_source": "arm-last-sync",
         "window": {"opens": "2026-11-24T09:00:00Z", "closes": "2026-11-24T12:00:00Z"},
         "sequence": 1,
