@@ -290,12 +290,17 @@ def gate_checks(services: Services, release: Release, rows: Sequence[SiteSync]) 
         search.offer(older)
         if search.done:
             break
-    evidence: dict[str, list[Evidence]] = {}
+    # Evidence of each N-1, read once and grouped by site: the gate is polled, and a release has
+    # a record per site and transition.
+    evidence: dict[str, dict[str, list[Evidence]]] = {}
 
     def presence_of(previous: Release, row: SiteSync) -> Presence:
         if previous.release_id not in evidence:
-            evidence[previous.release_id] = store.list_evidence(previous.release_id)
-        return presence_from_evidence(row, evidence[previous.release_id])
+            by_site: dict[str, list[Evidence]] = {}
+            for record in store.list_evidence(previous.release_id):
+                by_site.setdefault(record.site, []).append(record)
+            evidence[previous.release_id] = by_site
+        return presence_from_evidence(row, evidence[previous.release_id].get(row.site, []))
 
     checks = {}
     for site in sites:
