@@ -52,10 +52,11 @@ import yaml
 
 from shared.adapters.oci import MANIFEST_MEDIA_TYPES
 from shared.adapters.registry_mirror import CopyReport, RegistryMirror
+from shared.adapters.simulated import local_registry_state
 from shared.domain.acr_events import AcrEventType
 from shared.domain.model import Site
-from shared.domain.observations import ConnectedRegistryState, ConnectionState, SyncScope
-from shared.domain.windows import CONTINUOUS_SCHEDULE, Window, window_at_or_after
+from shared.domain.observations import ConnectedRegistryState, SyncScope
+from shared.domain.windows import Window, window_at_or_after
 from shared.errors import AcrSyncError, ConfigurationError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -741,27 +742,13 @@ class LocalConnectedRegistries:
         site = self._site_for(resource_id)
         syncer = self._registries.syncer(site.name)
         now = self._clock()
-        offline_since = syncer.offline_since
-        if offline_since is not None:
-            connection = ConnectionState.OFFLINE
-        elif syncer.syncing:
-            connection = ConnectionState.SYNCING
-        else:
-            connection = ConnectionState.ONLINE
-        return ConnectedRegistryState(
-            resource_id=resource_id,
-            name=site.name,
-            connection_state=connection,
-            observed_at=now,
-            active=True,
-            mode="ReadOnly",
-            provisioning_state="Succeeded",
-            last_activity_time=offline_since or now,
-            last_sync_time=syncer.last_sync_at,
-            schedule=site.schedule or CONTINUOUS_SCHEDULE,
-            sync_window=site.sync_window if site.schedule else None,
-            message_ttl=site.message_ttl,
-            token_id=f"{resource_id.rstrip('/').rsplit('/connectedRegistries/', 1)[0]}/tokens/{site.name}",
+        return local_registry_state(
+            site,
+            resource_id,
+            now,
+            offline_since=syncer.offline_since,
+            syncing=syncer.syncing,
+            last_sync=syncer.last_sync_at,
         )
 
     def get_sync_scope(self, token_id: str) -> SyncScope:

@@ -32,6 +32,40 @@ def simulated_resource_id(site: str) -> str:
     )
 
 
+def local_registry_state(
+    site: Site,
+    resource_id: str,
+    now: datetime,
+    *,
+    offline_since: datetime | None,
+    syncing: bool,
+    last_sync: datetime | None,
+) -> ConnectedRegistryState:
+    """What ARM would report for a connected registry that acrsync runs locally (simulated or on a
+    loopback registry): active, read-only, with the site's own schedule and its sync token."""
+    if offline_since is not None:
+        connection = ConnectionState.OFFLINE
+    elif syncing:
+        connection = ConnectionState.SYNCING
+    else:
+        connection = ConnectionState.ONLINE
+    return ConnectedRegistryState(
+        resource_id=resource_id,
+        name=site.name,
+        connection_state=connection,
+        observed_at=now,
+        active=True,
+        mode="ReadOnly",
+        provisioning_state="Succeeded",
+        last_activity_time=offline_since or now,
+        last_sync_time=last_sync,
+        schedule=site.schedule or CONTINUOUS_SCHEDULE,
+        sync_window=site.sync_window if site.schedule else None,
+        message_ttl=site.message_ttl,
+        token_id=f"{resource_id.rstrip('/').rsplit('/connectedRegistries/', 1)[0]}/tokens/{site.name}",
+    )
+
+
 class SimulatedConnectedRegistries:
     """:class:`~shared.ports.ConnectedRegistryReader` over simulated sites."""
 
@@ -59,26 +93,14 @@ class SimulatedConnectedRegistries:
         with self._lock:
             offline_since = self._offline_since.get(site.name)
         window = window_at_or_after(site.schedule, site.sync_window, now)
-        if offline_since is not None:
-            connection = ConnectionState.OFFLINE
-        elif window.contains(now) and site.schedule not in (None, CONTINUOUS_SCHEDULE):
-            connection = ConnectionState.SYNCING
-        else:
-            connection = ConnectionState.ONLINE
-        return ConnectedRegistryState(
-            resource_id=resource_id,
-            name=site.name,
-            connection_state=connection,
-            observed_at=now,
-            active=True,
-            mode="ReadOnly",
-            provisioning_state="Succeeded",
-            last_activity_time=offline_since or now,
-            last_sync_time=self._last_sync(site, now, offline_since),
-            schedule=site.schedule or CONTINUOUS_SCHEDULE,
-            sync_window=site.sync_window,
-            message_ttl=site.message_ttl,
-            token_id=f"{resource_id.rsplit('/connectedRegistries/', 1)[0]}/tokens/{site.name}",
+        syncing = window.contains(now) and site.schedule not in (None, CONTINUOUS_SCHEDULE)
+        return local_registry_state(
+            site,
+            resource_id,
+            now,
+            offline_since=offline_since,
+            syncing=syncing,
+            last_sync=self._last_sync(site, now, offline_since),
         )
 
     def get_sync_scope(self, token_id: str) -> SyncScope:
