@@ -58,6 +58,13 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
     dev_api.install(asgi_app, environment.simulation)
     base = f"http://{host}:{port}"
     site_count = len(parsed.sites) if parsed else len(environment.services.store.list_sites())
+    try_line = (
+        "  try          acrsync push inspection/camera:1.5.0\n"
+        "               acrsync wait contosoacr.azurecr.io/inspection/camera:1.5.0\n"
+    )
+    if environment.registries is not None:
+        parent = environment.registries.start_parent().url
+        try_line = f"  parent       {parent}: push here with any OCI client; sites copy it in their windows\n"
     typer.echo(
         "acrsync local orchestrator\n"
         f"  dashboard    {base}/\n"
@@ -66,8 +73,7 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         f"  data         {environment.settings.sqlite_path}\n"
         f"  sites        {site_count} from {sites_file or 'the store'} ({registries} connected registries)\n"
         f"  workers      {environment.runtime.options.workers} site-check workers, sweeper every minute\n"
-        "  try          acrsync push inspection/camera:1.5.0\n"
-        "               acrsync wait contosoacr.azurecr.io/inspection/camera:1.5.0\n"
+        f"{try_line}"
         "  Ctrl-C stops it (jobs in flight are abandoned, not lost).",
         err=True,
     )
