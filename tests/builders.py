@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
@@ -71,3 +72,51 @@ def make_site(name: str, **kw: object) -> Site:
 
 def site_names(count: int, prefix: str = "plant") -> list[str]:
     return [f"{prefix}-{i:04d}" for i in range(count)]
+
+
+def push_release(
+    services: Any,
+    repository: str = "inspection/camera",
+    tag: str = "1.4.2",
+    *,
+    digest: str | None = None,
+    at: datetime = T0,
+) -> str:
+    """Deliver an ImagePushed event the way Event Grid does (a fresh event id); returns the release id.
+
+    ``digest`` defaults to a new random one.
+    """
+    import copy
+    import uuid
+
+    from shared.services.ingest import ingest_delivery
+    from tests.fakes import delivery, load_event
+
+    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
+    event["id"] = str(uuid.uuid4())
+    event["eventTime"] = at.isoformat()
+    event["subject"] = f"{repository}:{tag}"
+    event["data"]["target"].update(repository=repository, tag=tag, digest=digest or random_digest())
+    [result] = ingest_delivery(services, delivery(event), "application/json").results
+    assert result.release_id is not None
+    return str(result.release_id)
+
+
+def move_row(
+    services: Any,
+    release_id: str,
+    site: str,
+    state: SyncState,
+    reason: SyncReason,
+    *,
+    at: datetime,
+    source: EvidenceSource = EvidenceSource.SCHEDULE,
+    summary: str | None = None,
+) -> None:
+    """Move one row (with its evidence and the release counters) as a check would."""
+    from shared.services.rows import transition, update_row
+
+    def decide(row: SiteSync) -> Any:
+        return transition(row, state, reason, source=source, summary=summary or f"test: {state}", at=at)
+
+    update_row(services.store, release_id, site, decide)

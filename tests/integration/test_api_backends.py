@@ -3,14 +3,11 @@ makes, a release with 1,000 site rows in one call, paging tokens and a retry."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,10 +19,8 @@ from shared.config import Settings
 from shared.domain.model import Site
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.ports import StateStore
-from shared.services.ingest import ingest_delivery
-from shared.services.rows import transition, update_row
-from tests.builders import random_digest, site_names
-from tests.fakes import CountingSink, FakeClock, delivery, load_event
+from tests.builders import move_row, push_release, site_names
+from tests.fakes import CountingSink, FakeClock
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
@@ -59,21 +54,11 @@ def add_sites(services: Services, count: int) -> list[str]:
 
 
 def push(services: Services, tag: str = "1.4.2", *, digest: str | None = None, at: datetime = PUSHED) -> str:
-    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
-    event["id"] = str(uuid.uuid4())
-    event["eventTime"] = at.isoformat()
-    event["subject"] = f"inspection/camera:{tag}"
-    event["data"]["target"].update(tag=tag, digest=digest or random_digest())
-    [result] = ingest_delivery(services, delivery(event), "application/json").results
-    assert result.release_id is not None
-    return result.release_id
+    return push_release(services, tag=tag, digest=digest, at=at)
 
 
 def move(services: Services, release_id: str, site: str, state: SyncState, reason: SyncReason) -> None:
-    def decide(row: Any) -> Any:
-        return transition(row, state, reason, source=EvidenceSource.OCI_PROBE, summary="test", at=NOW)
-
-    update_row(services.store, release_id, site, decide)
+    move_row(services, release_id, site, state, reason, at=NOW, source=EvidenceSource.OCI_PROBE, summary="test")
 
 
 def test_a_release_with_a_thousand_sites_is_read_in_one_call(client: TestClient, services: Services) -> None:

@@ -5,12 +5,10 @@ records the pauses it asks for, so no test sleeps for real."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,11 +33,9 @@ from shared.cli.output import Output
 from shared.cli.status import parse_reference
 from shared.config import Settings
 from shared.domain.model import Site
-from shared.domain.states import EvidenceSource, SyncReason, SyncState
-from shared.services.ingest import ingest_delivery
-from shared.services.rows import transition, update_row
-from tests.builders import random_digest
-from tests.fakes import FakeClock, delivery, load_event
+from shared.domain.states import SyncReason, SyncState
+from tests.builders import move_row, push_release, random_digest
+from tests.fakes import FakeClock
 from tests.support.azurite import free_port
 from tests.support.server import serve
 
@@ -168,21 +164,11 @@ def push(
     at: datetime = PUSHED,
 ) -> str:
     """Push an image the way Event Grid delivers it; returns the release id."""
-    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
-    event["id"] = str(uuid.uuid4())
-    event["eventTime"] = at.isoformat()
-    event["subject"] = f"{repository}:{tag}"
-    event["data"]["target"].update(repository=repository, tag=tag, digest=digest)
-    [result] = ingest_delivery(services, delivery(event), "application/json").results
-    assert result.release_id is not None
-    return result.release_id
+    return push_release(services, repository, tag, digest=digest, at=at)
 
 
 def move(services: Services, release_id: str, site: str, state: SyncState, reason: SyncReason) -> None:
-    def decide(row: Any) -> Any:
-        return transition(row, state, reason, source=EvidenceSource.SCHEDULE, summary=f"test: {state}", at=NOW)
-
-    update_row(services.store, release_id, site, decide)
+    move_row(services, release_id, site, state, reason, at=NOW)
 
 
 def make_ready(services: Services, release_id: str, sites: tuple[str, ...] = IN_SCOPE) -> None:

@@ -33,8 +33,7 @@ from shared.ports import StateStore
 from shared.services.ingest import ingest_delivery
 from shared.services.report import site_report
 from shared.services.rollback import RollbackReason, site_rollback
-from shared.services.rows import transition, update_row
-from tests.builders import random_digest
+from tests.builders import move_row, push_release
 from tests.fakes import CountingSink, FakeClock, delivery, load_event
 from tests.support.azurite import free_port
 from tests.support.registry import RegistryHandle, push_image, start_registry
@@ -88,14 +87,7 @@ def set_sites(services: Services, *sites: Site) -> None:
 
 def push(services: Services, tag: str, *, at: datetime, repository: str = CAMERA, digest: str | None = None) -> str:
     """An ImagePushed event from the parent registry, as Event Grid delivers it; the release id."""
-    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
-    event["id"] = str(uuid.uuid4())
-    event["eventTime"] = at.isoformat()
-    event["subject"] = f"{repository}:{tag}"
-    event["data"]["target"].update(repository=repository, tag=tag, digest=digest or random_digest())
-    [result] = ingest_delivery(services, delivery(event), "application/json").results
-    assert result.release_id is not None
-    return result.release_id
+    return push_release(services, repository, tag, digest=digest, at=at)
 
 
 def delete(services: Services, release_id: str, *, site: str | None = None) -> None:
@@ -129,11 +121,7 @@ def move(
 ) -> None:
     """Move a row ``after`` its release's push (the time stamps the row and its evidence)."""
     at = services.store.get_release(release_id).value.pushed_at + after
-
-    def decide(row: Any) -> Any:
-        return transition(row, state, reason, source=source, summary=f"scripted {state}", at=at)
-
-    update_row(services.store, release_id, site, decide)
+    move_row(services, release_id, site, state, reason, at=at, source=source, summary=f"scripted {state}")
 
 
 def answer_for(services: Services, site: str, *, fresh: bool = False, repository: str = CAMERA) -> Any:

@@ -8,7 +8,6 @@ import copy
 import csv
 import io
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +29,7 @@ from shared.domain.observations import ConnectedRegistryState, ConnectionState, 
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.errors import ConfigurationError, UpstreamUnavailable
 from shared.services.ingest import ingest_delivery
-from shared.services.rows import transition, update_row
-from tests.builders import random_digest
+from tests.builders import move_row, push_release, random_digest
 from tests.fakes import CountingSink, FakeClock, delivery, load_event
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
@@ -126,21 +124,11 @@ def push(
     at: datetime = PUSHED,
 ) -> str:
     """Push an image the way Event Grid delivers it; returns the release id."""
-    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
-    event["id"] = str(uuid.uuid4())
-    event["eventTime"] = at.isoformat()
-    event["subject"] = f"{repository}:{tag}"
-    event["data"]["target"].update(repository=repository, tag=tag, digest=digest)
-    [result] = ingest_delivery(services, delivery(event), "application/json").results
-    assert result.release_id is not None
-    return result.release_id
+    return push_release(services, repository, tag, digest=digest, at=at)
 
 
 def move(services: Services, release_id: str, site: str, state: SyncState, reason: SyncReason) -> None:
-    def decide(row: Any) -> Any:
-        return transition(row, state, reason, source=EvidenceSource.SCHEDULE, summary=f"test: {state}", at=NOW)
-
-    update_row(services.store, release_id, site, decide)
+    move_row(services, release_id, site, state, reason, at=NOW)
 
 
 def row_state(services: Services, release_id: str, site: str) -> SyncState:
