@@ -4,27 +4,23 @@ the bridge from the parent registry's notifications to the event ingress."""
 from __future__ import annotations
 
 import json
-import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from orchestrations.problems import problem
-from shared.bootstrap import Services, get_services
+from shared.bootstrap import get_services
 from shared.devmode_registries import (
     DISTRIBUTION_EVENTS_MEDIA_TYPE,
     NOTIFICATIONS_PATH,
     LocalRegistries,
     acr_events_from_notifications,
+    ingest_notifications,
 )
 from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
-from shared.domain.names import release_id_for
-from shared.errors import InvalidInput, NotFound
-from shared.services.ingest import IngestOutcome, IngestResult, ingest_delivery
-
-logger = logging.getLogger(__name__)
+from shared.errors import NotFound
 
 router = APIRouter(prefix="/api/dev", tags=["dev"])
 _NOTIFICATION_MEDIA_TYPES = {DISTRIBUTION_EVENTS_MEDIA_TYPE, "application/json"}
@@ -100,7 +96,7 @@ async def registry_notifications(request: Request) -> JSONResponse:
     events = acr_events_from_notifications(envelope, login_server=registries.login_server)  # InvalidInput -> 400
     if any(event["eventType"] == AcrEventType.IMAGE_PUSHED for event in events):
         registries.parent_pushed()  # sites in an open window start copying while the release is registered
-    results = await run_in_threadpool(_ingest, get_services(), events)
+    results = await run_in_threadpool(ingest_notifications, get_services(), events)
     return JSONResponse(
         {
             "results": [
@@ -115,33 +111,6 @@ async def registry_notifications(request: Request) -> JSONResponse:
             "ignored": len(envelope.get("events", [])) - len(results),
         }
     )
-
-
-def _ingest(services: Services, events: list[dict[str, Any]]) -> list[IngestResult]:
-    """Ingest each event on its own, so one the ingress refuses does not hold back the others (the
-    registry would resend the whole envelope forever)."""
-    results = []
-    for event in events:
-        if event["eventType"] == AcrEventType.IMAGE_DELETED and not _known_release(services, event):
-            continue  # a blob or an untagged manifest: the registry's delete events do not tell them apart
-        try:
-            report = ingest_delivery(services, json.dumps([event]).encode(), "application/json")
-        except InvalidInput as exc:
-            logger.warning("dropped registry notification %s: %s (%s)", event["id"], exc.code, exc.detail)
-            results.append(IngestResult(event_id=event["id"], outcome=IngestOutcome.REJECTED))
-            continue
-        results.extend(report.results)
-    return results
-
-
-def _known_release(services: Services, event: dict[str, Any]) -> bool:
-    target = event["data"]["target"]
-    registry = services.settings.registry or event["data"]["request"]["host"]
-    try:
-        services.store.get_release(release_id_for(registry, target["repository"], target["digest"]))
-    except NotFound:
-        return False
-    return True
 
 
 def _simulation(request: Request) -> SiteSwitch | None:

@@ -8,14 +8,12 @@ ETag helper.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from orchestrations.conditional import conditional_json
 from orchestrations.problems import problem_responses
 from shared.bootstrap import get_services
 from shared.errors import NotFound
@@ -72,15 +70,4 @@ def get_site_drift(site: SiteName, if_none_match: IfNoneMatch = None) -> Respons
         found = services.store.get_site(site)
     except NotFound as exc:
         raise status.SiteNotFound(site) from exc
-    return _conditional(governance.drift_view(governance.site_drift(services, found)), if_none_match)
-
-
-def _conditional(body: Any, if_none_match: str | None) -> Response:
-    """JSON with a strong ETag of its canonical form; 304 when If-None-Match matches (weak comparison)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    etag = '"' + hashlib.sha256(canonical.encode()).hexdigest()[:40] + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    candidates = [candidate.strip() for candidate in (if_none_match or "").split(",") if candidate.strip()]
-    if any(candidate == "*" or candidate.removeprefix("W/") == etag for candidate in candidates):
-        return Response(status_code=304, headers=headers)
-    return JSONResponse(body, headers=headers)
+    return conditional_json(governance.drift_view(governance.site_drift(services, found)), if_none_match)

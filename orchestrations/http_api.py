@@ -12,8 +12,6 @@ page with ``value``/``nextLink``; a pending readiness gate answers 202 with ``Re
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -33,6 +31,7 @@ from orchestrations.auth import (
     authorize,
     required_role,
 )
+from orchestrations.conditional import conditional_json, etag_matches, etag_of
 from orchestrations.problems import PROBLEM_JSON, install_problem_handlers, problem_responses
 from shared.bootstrap import get_services
 from shared.domain.gate import MAX_RING_LENGTH, GatePolicy, GateSelection, GateState, parse_site_list
@@ -328,7 +327,7 @@ router = APIRouter(prefix="/api", dependencies=[Depends(reject_unknown_query)])
 )
 def list_sites(if_none_match: IfNoneMatch = None) -> Response:
     """Every site, ordered by name, with its next sync window (`connection_state` is null here)."""
-    return _conditional({"value": status.list_sites(get_services())}, if_none_match)
+    return conditional_json({"value": status.list_sites(get_services())}, if_none_match)
 
 
 @router.get(
@@ -341,7 +340,7 @@ def list_sites(if_none_match: IfNoneMatch = None) -> Response:
 def get_site(site: SiteName, if_none_match: IfNoneMatch = None) -> Response:
     """One site: its connected registry's state from ARM (best effort: Unknown when ARM cannot say)
     and the newest release of each repository checked there."""
-    return _conditional(status.site_detail(get_services(), site), if_none_match)
+    return conditional_json(status.site_detail(get_services(), site), if_none_match)
 
 
 # -- releases ---------------------------------------------------------------------------------
@@ -376,7 +375,7 @@ def list_releases(
     body: dict[str, Any] = {"value": page.value}
     if page.continuation is not None:
         body["nextLink"] = _link(request, continuation=page.continuation)
-    return _conditional(body, if_none_match)
+    return conditional_json(body, if_none_match)
 
 
 @router.get(
@@ -388,7 +387,7 @@ def list_releases(
 )
 def get_release(release_id: ReleaseId, if_none_match: IfNoneMatch = None) -> Response:
     """The release with one entry per site (ring and critical from the site catalog)."""
-    return _conditional(status.release_detail(get_services(), release_id), if_none_match)
+    return conditional_json(status.release_detail(get_services(), release_id), if_none_match)
 
 
 @router.get(
@@ -450,8 +449,8 @@ def get_readiness(
     verdict, body = status.readiness(get_services(), release_id, selection, policy)
     if verdict.state is GateState.PENDING:
         headers = {"Retry-After": str(verdict.retry_after), "Location": _link(request)}
-        return _conditional(body, if_none_match, status_code=202, headers=headers)
-    return _conditional(body, if_none_match)
+        return conditional_json(body, if_none_match, status_code=202, headers=headers)
+    return conditional_json(body, if_none_match)
 
 
 @router.get(
@@ -483,18 +482,18 @@ def list_evidence(
     if format == "bundle":
         if site is not None:
             raise InvalidInput("CONFLICTING_SELECTION", "format=bundle covers every site of a release: drop site")
-        return _conditional(receipts.evidence_bundle(get_services(), release_id), if_none_match)
+        return conditional_json(receipts.evidence_bundle(get_services(), release_id), if_none_match)
     records = status.list_evidence(get_services(), release_id, site=site)
     if format == "csv":
         text = status.evidence_csv(records)
         name = f"acrsync-evidence-{release_id}" + (f"-{site}" if site else "") + ".csv"
-        etag = _etag_of(text.encode())
+        etag = etag_of(text.encode())
         headers = {"ETag": etag, "Cache-Control": "no-cache", "Content-Disposition": f'attachment; filename="{name}"'}
-        if _etag_matches(if_none_match, etag):
+        if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
     body = {"release_id": release_id, "value": [status.evidence_view(record) for record in records]}
-    return _conditional(body, if_none_match)
+    return conditional_json(body, if_none_match)
 
 
 @router.get(
@@ -506,7 +505,7 @@ def list_evidence(
 )
 def get_signing_key(if_none_match: IfNoneMatch = None) -> Response:
     """The public key that verifies signed delivery receipts (404 `SIGNING_KEY_NOT_CONFIGURED` without one)."""
-    return _conditional(receipts.signing_key_view(get_services()), if_none_match)
+    return conditional_json(receipts.signing_key_view(get_services()), if_none_match)
 
 
 @router.post(
@@ -593,34 +592,10 @@ def list_events(
     body: dict[str, Any] = {"value": page.value}
     if page.continuation is not None:
         body["nextLink"] = _link(request, after=page.continuation)
-    return _conditional(body, if_none_match)
+    return conditional_json(body, if_none_match)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _conditional(
-    body: Any, if_none_match: str | None, *, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    """JSON with a strong ETag of its canonical form; 304 (no body) when If-None-Match matches."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    etag = _etag_of(canonical.encode())
-    answer_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
-    if _etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=answer_headers)
-    return JSONResponse(body, status_code=status_code, headers=answer_headers)
-
-
-def _etag_of(content: bytes) -> str:
-    return '"' + hashlib.sha256(content).hexdigest()[:40] + '"'
-
-
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    # If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter.
-    if not if_none_match:
-        return False
-    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
-    return any(candidate == "*" or candidate.removeprefix("W/") == etag for candidate in candidates)
 
 
 def _link(request: Request, **replace: str) -> str:

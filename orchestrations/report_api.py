@@ -8,15 +8,13 @@ imports this), hence its own small ETag helper.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from orchestrations.conditional import conditional_json
 from orchestrations.problems import problem_responses
 from shared.bootstrap import get_services
 from shared.services import report, rollback
@@ -119,7 +117,7 @@ def get_site_rollback(
     """Rollback readiness per repository: the current release, the previous approved one (N-1) and
     whether it is still at the site (by evidence, or with `fresh` a manifest check at the site)."""
     answers = rollback.site_rollback(get_services(), site, repository=repository, fresh=fresh)
-    return _conditional(rollback.site_rollback_view(site, answers), if_none_match)
+    return conditional_json(rollback.site_rollback_view(site, answers), if_none_match)
 
 
 @router.get(
@@ -138,15 +136,4 @@ def get_report(
 ) -> Response:
     """Per site over the period: releases received and ready, median and p95 lag from push to
     SYNCED/VERIFIED, windows missed, stale incidents and exposure."""
-    return _conditional(report.site_report(get_services(), since), if_none_match)
-
-
-def _conditional(body: Any, if_none_match: str | None) -> Response:
-    """JSON with a strong ETag of its canonical form; 304 (no body) when If-None-Match matches."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    etag = '"' + hashlib.sha256(canonical.encode()).hexdigest()[:40] + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    candidates = [candidate.strip().removeprefix("W/") for candidate in (if_none_match or "").split(",")]
-    if if_none_match and any(candidate in ("*", etag) for candidate in candidates):
-        return Response(status_code=304, headers=headers)
-    return JSONResponse(body, headers=headers)
+    return conditional_json(report.site_report(get_services(), since), if_none_match)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -53,11 +54,14 @@ import yaml
 from shared.adapters.oci import MANIFEST_MEDIA_TYPES
 from shared.adapters.registry_mirror import CopyReport, RegistryMirror
 from shared.adapters.simulated import local_registry_state
+from shared.bootstrap import Services
 from shared.domain.acr_events import AcrEventType
 from shared.domain.model import Site
+from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectedRegistryState, SyncScope
 from shared.domain.windows import Window, window_at_or_after
 from shared.errors import AcrSyncError, ConfigurationError, InvalidInput, NotFound
+from shared.services.ingest import IngestOutcome, IngestResult, ingest_delivery
 
 log = logging.getLogger(__name__)
 
@@ -769,3 +773,30 @@ class LocalConnectedRegistries:
             if site.name == name:
                 return site
         raise NotFound(f"no local connected registry {resource_id}")
+
+
+def ingest_notifications(services: Services, events: list[dict[str, Any]]) -> list[IngestResult]:
+    """Ingest bridged registry notifications each on its own, so one the ingress refuses does not
+    hold back the others (the registry would resend the whole envelope forever)."""
+    results = []
+    for event in events:
+        if event["eventType"] == AcrEventType.IMAGE_DELETED and not _known_release(services, event):
+            continue  # a blob or an untagged manifest: the registry's delete events do not tell them apart
+        try:
+            report = ingest_delivery(services, json.dumps([event]).encode(), "application/json")
+        except InvalidInput as exc:
+            log.warning("dropped registry notification %s: %s (%s)", event["id"], exc.code, exc.detail)
+            results.append(IngestResult(event_id=event["id"], outcome=IngestOutcome.REJECTED))
+            continue
+        results.extend(report.results)
+    return results
+
+
+def _known_release(services: Services, event: dict[str, Any]) -> bool:
+    target = event["data"]["target"]
+    registry = services.settings.registry or event["data"]["request"]["host"]
+    try:
+        services.store.get_release(release_id_for(registry, target["repository"], target["digest"]))
+    except NotFound:
+        return False
+    return True
