@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
@@ -131,7 +132,7 @@ class Release:
         validate_repository(self.repository)
         validate_digest(self.digest)
 
-    @property
+    @cached_property  # a SHA-256 per access adds up when a gate looks at thousands of rows
     def release_id(self) -> str:
         return release_id_for(self.registry, self.repository, self.digest)
 
