@@ -172,7 +172,7 @@ def get_services() -> Services:
     if _process_services is None:
         with _process_lock:
             if _process_services is None:
-                from shared.observability import configure_observability
+                from shared.adapters.azure_monitor import configure_observability
 
                 configure_observability()  # once per process; nothing without an App Insights connection
                 _process_services = bootstrap()

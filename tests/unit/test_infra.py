@@ -31,6 +31,7 @@ from pycep import BicepParser
 
 import shared.config
 from shared import observability
+from shared.adapters import azure_monitor
 from shared.adapters.azure_tables import _table_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -427,7 +428,7 @@ def test_bicep_sets_every_setting_azure_needs_and_no_local_one() -> None:
     needed = set(code_settings().values()) - LOCAL_ONLY - PLATFORM_PROVIDED
     assert needed <= settings, f"missing in infra/app/function.bicep: {sorted(needed - settings)}"
     assert not (settings & LOCAL_ONLY), f"local-only settings in Azure: {sorted(settings & LOCAL_ONLY)}"
-    assert observability.CONNECTION_STRING_SETTING in settings
+    assert azure_monitor.CONNECTION_STRING_SETTING in settings
 
 
 def test_every_setting_bicep_sets_is_read_by_the_code_or_the_platform() -> None:

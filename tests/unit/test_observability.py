@@ -1,5 +1,6 @@
-"""shared/observability.py: the metrics through the OpenTelemetry SDK's in-memory reader, and when Azure
-Monitor gets configured (never for real here: the distro's configure function is replaced)."""
+"""shared/observability.py: the metrics through the OpenTelemetry SDK's in-memory reader; and
+shared/adapters/azure_monitor.py: when Azure Monitor gets configured (never for real here: the distro's
+configure function is replaced)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared import observability
+from shared.adapters import azure_monitor
 from shared.logs import ContextFilter, log_context
 
 CONNECTION_STRING = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/"
@@ -152,8 +154,8 @@ def distro(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeDistro]:
 
     fake = _FakeDistro()
     monkeypatch.setattr(azure.monitor.opentelemetry, "configure_azure_monitor", fake)
-    monkeypatch.setattr(observability, "_configured", False)
-    monkeypatch.setattr(observability, "_sdk_already_configured", lambda: False)
+    monkeypatch.setattr(azure_monitor, "_configured", False)
+    monkeypatch.setattr(azure_monitor, "_sdk_already_configured", lambda: False)
     azure_level = logging.getLogger("azure").level
     yield fake
     for handler in fake.handlers:
@@ -162,23 +164,23 @@ def distro(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeDistro]:
 
 
 def test_nothing_is_configured_without_a_connection_string(distro: _FakeDistro) -> None:
-    assert observability.configure_observability({}) is False
-    assert observability.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}) is False
+    assert azure_monitor.configure_observability({}) is False
+    assert azure_monitor.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}) is False
     assert distro.calls == []
 
 
 def test_configures_azure_monitor_once_per_process(distro: _FakeDistro) -> None:
     env = {"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING}
-    assert observability.configure_observability(env) is True
-    assert observability.configure_observability(env) is False
+    assert azure_monitor.configure_observability(env) is True
+    assert azure_monitor.configure_observability(env) is False
     assert distro.calls == [{"connection_string": CONNECTION_STRING}]
     assert logging.getLogger("azure").level == logging.WARNING
 
 
 def test_does_not_configure_over_an_existing_sdk(distro: _FakeDistro, monkeypatch: pytest.MonkeyPatch) -> None:
     # e.g. the Functions worker with PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true: twice would double-export
-    monkeypatch.setattr(observability, "_sdk_already_configured", lambda: True)
-    assert observability.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING}) is False
+    monkeypatch.setattr(azure_monitor, "_sdk_already_configured", lambda: True)
+    assert azure_monitor.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING}) is False
     assert distro.calls == []
 
 
@@ -188,13 +190,13 @@ def test_an_installed_sdk_meter_provider_counts_as_configured(monkeypatch: pytes
     provider = MeterProvider()
     monkeypatch.setattr(metrics, "get_meter_provider", lambda: provider)
     try:
-        assert observability._sdk_already_configured() is True
+        assert azure_monitor._sdk_already_configured() is True
     finally:
         provider.shutdown()
 
 
 def test_log_context_fields_reach_the_exported_log_records(distro: _FakeDistro) -> None:
-    observability.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING})
+    azure_monitor.configure_observability({"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING})
     (handler,) = distro.handlers
     assert any(isinstance(f, ContextFilter) for f in handler.filters)
 
