@@ -240,7 +240,7 @@ def _build_queue(settings: Settings, credential: _Lazy, clock: Clock) -> JobQueu
 
 def _build_arm(settings: Settings, credential: _Lazy, clock: Clock) -> ConnectedRegistryReader:
     from shared.adapters.arm import ArmConnectedRegistryReader
-    from shared.services.arm_cache import CachedArmReader
+    from shared.adapters.arm_cache import CachedArmReader
 
     reader = ArmConnectedRegistryReader(credential.get(), base_url=settings.arm_endpoint, clock=clock.now)
     return CachedArmReader(reader, clock)

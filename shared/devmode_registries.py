@@ -56,6 +56,7 @@ from shared.adapters.registry_mirror import CopyReport, RegistryMirror
 from shared.adapters.simulated import local_registry_state
 from shared.bootstrap import Services
 from shared.domain.acr_events import AcrEventType
+from shared.domain.inventory import TokenState
 from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectedRegistryState, SyncScope
@@ -761,6 +762,9 @@ class LocalConnectedRegistries:
         if site is None:
             raise NotFound(f"no local sync token {token_id}")
         return SyncScope(token_id=token_id, token_enabled=True, repository_patterns=site.repositories)
+
+    def get_token(self, token_id: str) -> TokenState:
+        return TokenState.from_sync_scope(self.get_sync_scope(token_id))
 
     def _site_for(self, resource_id: str) -> Site:
         wanted = resource_id.rstrip("/").lower()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from shared.domain.inventory import RegistryState, TokenState
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
@@ -227,14 +227,19 @@ class ConnectedRegistryReader(Protocol):
         Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
         """
 
+    def get_token(self, token_id: str) -> TokenState:
+        """One token (sync or client): status and password expiries; its scope map is not read.
 
-@runtime_checkable
+        Readers without a token read of their own (the local stand-ins) answer from the sync scope.
+
+        Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
+        """
+
+
 class RegistryInventory(Protocol):
-    """The parent registry and what hangs off it, for governance: preflight, discovery, token expiry.
+    """The parent registry and what hangs off it, for governance: preflight and discovery.
 
-    The ARM adapter implements it next to :class:`ConnectedRegistryReader` (the ARM cache forwards
-    ``get_token``); the simulated sites do not, and token checks fall back to
-    :meth:`ConnectedRegistryReader.get_sync_scope` for them.
+    The ARM adapter implements it next to :class:`ConnectedRegistryReader`; the local stand-ins do not.
     """
 
     def get_registry(self, registry_id: str) -> RegistryState:
@@ -249,11 +254,9 @@ class RegistryInventory(Protocol):
         Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
         """
 
-    def get_token(self, token_id: str) -> TokenState:
-        """One token (sync or client): status and password expiries; its scope map is not read.
 
-        Raises: NotFound, UpstreamUnavailable, UpstreamRejected.
-        """
+class ArmInventory(RegistryInventory, ConnectedRegistryReader, Protocol):
+    """What preflight and discovery read: the ARM adapter is one."""
 
 
 class ManifestProbe(Protocol):

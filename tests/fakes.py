@@ -4,12 +4,14 @@ for time and for injecting failures at a port."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.errors import QueueUnavailable
+from shared.domain.inventory import TokenState
+from shared.domain.observations import ConnectedRegistryState, SyncScope
+from shared.errors import QueueUnavailable, UpstreamUnavailable
 from shared.ports import JobQueue, OutgoingMessage, ReceivedMessage, SendReport
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -77,6 +79,40 @@ class StaticTokenCredential:
         from azure.core.credentials import AccessToken
 
         return AccessToken("test-token", 4_102_444_800)  # 2100-01-01
+
+
+class FakeArmReader:
+    """ARM as the services read it, answering from the functions a test gives. Tests of the ARM adapter
+    itself use the real SDK against ``tests/support/arm_server.py``; this stands in where a test needs
+    ARM states of its own.
+
+    Args:
+        state: the connected registry for a resource id.
+        scope: the sync scope for a token id; without it, scope and token reads are unavailable.
+        unavailable: resource ids whose reads fail as if ARM were throttled.
+    """
+
+    def __init__(
+        self,
+        state: Callable[[str], ConnectedRegistryState],
+        *,
+        scope: Callable[[str], SyncScope] | None = None,
+        unavailable: Callable[[str], bool] = lambda resource_id: False,
+    ) -> None:
+        self._state, self._scope, self._unavailable = state, scope, unavailable
+
+    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
+        if self._unavailable(resource_id):
+            raise UpstreamUnavailable("injected: ARM throttled")
+        return self._state(resource_id)
+
+    def get_sync_scope(self, token_id: str) -> SyncScope:
+        if self._scope is None:
+            raise UpstreamUnavailable("injected: no sync scope in this test")
+        return self._scope(token_id)
+
+    def get_token(self, token_id: str) -> TokenState:
+        return TokenState.from_sync_scope(self.get_sync_scope(token_id))
 
 
 class CountingSink:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from cronsim import CronSim
 
+from shared.domain.inventory import TokenState
 from shared.domain.model import Site
 from shared.domain.observations import ConnectedRegistryState, ConnectionState, SyncScope
 from shared.domain.windows import CONTINUOUS_SCHEDULE, window_at_or_after
@@ -106,6 +107,9 @@ class SimulatedConnectedRegistries:
     def get_sync_scope(self, token_id: str) -> SyncScope:
         site = self._site(token_id.rstrip("/").rsplit("/", 1)[-1])
         return SyncScope(token_id=token_id, token_enabled=True, repository_patterns=site.repositories)
+
+    def get_token(self, token_id: str) -> TokenState:
+        return TokenState.from_sync_scope(self.get_sync_scope(token_id))
 
     def _last_sync(self, site: Site, now: datetime, offline_since: datetime | None) -> datetime | None:
         """The end of the last sync: the newest window opening while online, plus the sync's duration."""

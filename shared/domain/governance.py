@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.domain.inventory import TokenState
+from shared.domain.inventory import TokenState, token_name
 from shared.errors import InvalidInput
 
 _META = frozenset("*?[")
@@ -246,10 +246,6 @@ class TokenExpiry:
     @property
     def expiring(self) -> bool:
         return self.state in (ExpiryState.EXPIRING, ExpiryState.EXPIRED)
-
-
-def token_name(token_id: str) -> str:
-    return token_id.rstrip("/").rsplit("/", 1)[-1]
 
 
 def assess_token(token: TokenState, role: TokenRole, now: datetime, horizon: timedelta) -> TokenExpiry:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.domain.observations import TokenPassword
+from shared.domain.observations import SyncScope, TokenPassword
 from shared.errors import InvalidInput
 
 PREMIUM_SKU = "Premium"
@@ -75,3 +75,18 @@ class TokenState:
     @property
     def enabled(self) -> bool:
         return (self.status or "").lower() == "enabled"
+
+    @classmethod
+    def from_sync_scope(cls, scope: SyncScope) -> TokenState:
+        """The token as a sync-scope read describes it (readers that have no ``tokens.get`` of their own)."""
+        return cls(
+            token_id=scope.token_id,
+            name=token_name(scope.token_id),
+            status="enabled" if scope.token_enabled else "disabled",
+            passwords=scope.passwords,
+        )
+
+
+def token_name(token_id: str) -> str:
+    """A token's resource name: the last segment of its ARM id."""
+    return token_id.rstrip("/").rsplit("/", 1)[-1]

@@ -26,7 +26,8 @@ from shared.domain.names import validate_login_server, validate_site_name
 from shared.domain.observations import ConnectedRegistryState
 from shared.domain.windows import CONTINUOUS_SCHEDULE, format_duration, validate_schedule
 from shared.errors import InvalidInput, NotFound, UpstreamRejected
-from shared.services.preflight import ArmInventory, scope_read_problem
+from shared.ports import ArmInventory
+from shared.services.preflight import scope_read_problem
 from shared.services.sites_file import load_sites_file
 
 # What sites files accept as a repository pattern (shared.services.sites_file).

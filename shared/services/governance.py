@@ -35,10 +35,8 @@ from shared.domain.governance import (
     TokenRole,
     assess_token,
     compute_drift,
-    token_name,
     unreadable_token,
 )
-from shared.domain.inventory import TokenState
 from shared.domain.model import Site
 from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.errors import AcrSyncError, NotFound, UpstreamRejected
@@ -101,22 +99,6 @@ def horizon_of(services: Services) -> timedelta:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def read_token(arm: ConnectedRegistryReader, token_id: str) -> TokenState:
-    """A token through ``get_token`` (one ``tokens.get``) when the reader has it (the ARM adapter and its
-    cache), else through the sync-scope read every reader has (the simulated sites)."""
-    get_token = getattr(arm, "get_token", None)
-    if callable(get_token):
-        token: TokenState = get_token(token_id)
-        return token
-    scope = arm.get_sync_scope(token_id)
-    return TokenState(
-        token_id=token_id,
-        name=token_name(token_id),
-        status="enabled" if scope.token_enabled else "disabled",
-        passwords=scope.passwords,
-    )
-
-
 def read_site_tokens(arm: ConnectedRegistryReader, site: Site, now: datetime, horizon: timedelta) -> SiteTokens | None:
     """The site's sync and client tokens, judged; ``None`` for a site without a connected registry.
 
@@ -133,7 +115,7 @@ def read_site_tokens(arm: ConnectedRegistryReader, site: Site, now: datetime, ho
     tokens = []
     for token_id, role in wanted:
         try:
-            tokens.append(assess_token(read_token(arm, token_id), role, now, horizon))
+            tokens.append(assess_token(arm.get_token(token_id), role, now, horizon))
         except NotFound:
             tokens.append(unreadable_token(token_id, role, missing=True))
         except AcrSyncError as exc:

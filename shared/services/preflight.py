@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from shared.domain.governance import (
     Coverage,
@@ -32,14 +32,13 @@ from shared.domain.governance import (
     assess_token,
     compute_drift,
     notification_coverage,
-    token_name,
 )
-from shared.domain.inventory import TokenState, registry_of
+from shared.domain.inventory import TokenState, registry_of, token_name
 from shared.domain.model import MAX_MESSAGE_TTL, MAX_SYNC_WINDOW, MIN_MESSAGE_TTL, MIN_SYNC_WINDOW, Site
 from shared.domain.observations import ConnectedRegistryState
 from shared.domain.windows import CONTINUOUS_SCHEDULE, format_duration, validate_schedule
 from shared.errors import InvalidInput, NotFound, UpstreamRejected
-from shared.ports import ConnectedRegistryReader, RegistryInventory
+from shared.ports import ArmInventory
 
 READ_ONLY, READ_WRITE = "ReadOnly", "ReadWrite"
 # ConnectedRegistryMode also has the legacy aliases Registry (ReadWrite) and Mirror (ReadOnly).
@@ -61,10 +60,6 @@ class Check:
 
     def view(self) -> dict[str, Any]:
         return {"check": self.check, "target": self.target, "result": self.result.value, "detail": self.detail}
-
-
-class ArmInventory(RegistryInventory, ConnectedRegistryReader, Protocol):
-    """What preflight and discovery read: the ARM adapter is one."""
 
 
 def preflight(
@@ -293,13 +288,7 @@ def _token_and_scope_checks(
         problem = scope_read_problem(cr.token_id, exc)
         return [Check("sync-token", target, Result.FAIL, problem), Check("scope", target, Result.FAIL, problem)]
     name = token_name(cr.token_id)
-    token = TokenState(
-        token_id=cr.token_id,
-        name=name,
-        status="enabled" if scope.token_enabled else "disabled",
-        passwords=scope.passwords,
-    )
-    expiry = assess_token(token, TokenRole.SYNC, now, horizon)
+    expiry = assess_token(TokenState.from_sync_scope(scope), TokenRole.SYNC, now, horizon)
     if not scope.token_enabled:
         token_check = Check("sync-token", target, Result.FAIL, f"{name} is disabled: the site cannot sync")
     elif expiry.state is ExpiryState.EXPIRED:

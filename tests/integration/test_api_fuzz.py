@@ -40,10 +40,9 @@ from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectedRegistryState, ConnectionState, OutboundEvent, OutboundEventType
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
-from shared.errors import UpstreamUnavailable
 from shared.services.ingest import ingest_delivery
 from shared.services.rows import transition, update_row
-from tests.fakes import FakeClock, delivery, load_event
+from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 SITES = [
@@ -68,14 +67,10 @@ KNOWN_PATH = {
 }
 
 
-class FakeArm:
-    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
-        return ConnectedRegistryState(
-            resource_id=resource_id, name="cr", connection_state=ConnectionState.SYNCING, observed_at=NOW
-        )
-
-    def get_sync_scope(self, token_id: str) -> Any:
-        raise UpstreamUnavailable("not used here")
+def syncing(resource_id: str) -> ConnectedRegistryState:
+    return ConnectedRegistryState(
+        resource_id=resource_id, name="cr", connection_state=ConnectionState.SYNCING, observed_at=NOW
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -88,7 +83,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         store=store,
         queue=SqliteJobQueue(path),
         clock=FakeClock(NOW),
-        arm=FakeArm(),
+        arm=FakeArmReader(syncing),
         events=SqliteOutbox(path),
     )
     release_ids = []

@@ -28,6 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from orchestrations.http_api import asgi_app
 from shared import observability
 from shared.adapters.arm import ArmConnectedRegistryReader
+from shared.adapters.arm_cache import CachedArmReader
 from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
@@ -38,7 +39,6 @@ from shared.domain.model import Site
 from shared.domain.observations import ConnectionState, OutboundEventType, TokenPassword
 from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.services import governance
-from shared.services.arm_cache import CachedArmReader
 from shared.services.discovery import discover, discovery_yaml
 from shared.services.preflight import Result, preflight
 from shared.services.sites_file import load_sites_file

@@ -42,7 +42,7 @@ from shared.ports import StateStore
 from shared.runtime import LocalRuntime
 from shared.services.ingest import ingest_delivery
 from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL, evidence_bundle
-from tests.fakes import FakeClock, delivery, load_event
+from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 from tests.support.server import serve
 
 SUB = "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
@@ -52,14 +52,11 @@ NOW = PUSHED_AT + timedelta(seconds=30)
 SUBJECT = "contosoacr.azurecr.io/inspection/camera"
 
 
-class FakeArm:
+def synced_arm(out_of_scope: frozenset[str] = frozenset()) -> FakeArmReader:
     """ARM as the site check reads it: every connected registry online and synced after the push;
     the scope map covers ``inspection/*`` unless a site is listed in ``out_of_scope``."""
 
-    def __init__(self, out_of_scope: frozenset[str] = frozenset()) -> None:
-        self.out_of_scope = out_of_scope
-
-    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
+    def state(resource_id: str) -> ConnectedRegistryState:
         name = resource_id.rsplit("/", 1)[-1]
         return ConnectedRegistryState(
             resource_id=resource_id,
@@ -71,10 +68,12 @@ class FakeArm:
             token_id=f"{REG}/tokens/{name}",
         )
 
-    def get_sync_scope(self, token_id: str) -> SyncScope:
+    def scope(token_id: str) -> SyncScope:
         name = token_id.rsplit("/", 1)[-1]
-        patterns = ("retail/*",) if name in self.out_of_scope else ("inspection/*",)
+        patterns = ("retail/*",) if name in out_of_scope else ("inspection/*",)
         return SyncScope(token_id=token_id, token_enabled=True, repository_patterns=patterns)
+
+    return FakeArmReader(state, scope=scope)
 
 
 class FakeProbe:
@@ -120,7 +119,7 @@ def wire(store: StateStore, tmp_path: Path, signer: ReceiptSigner) -> Iterator[W
             store=store,
             queue=SqliteJobQueue(tmp_path / "queue.db", clock=clock.now),
             clock=clock,
-            arm=FakeArm(out_of_scope),
+            arm=synced_arm(out_of_scope),
             probe=FakeProbe(present or set()),
             credentials=StaticSiteCredentials({}),
             events=SqliteOutbox(tmp_path / "outbox.db"),

@@ -19,12 +19,12 @@ from shared.domain.gate import FailureCode, GatePolicy, GateSelection, GateState
 from shared.domain.model import Site
 from shared.domain.observations import ConnectedRegistryState, ConnectionState, SyncScope
 from shared.domain.states import EvidenceSource, SyncState
-from shared.errors import InvalidInput, UpstreamUnavailable
+from shared.errors import InvalidInput
 from shared.services import rollback
 from shared.services.report import median, parse_since, percentile, site_report
 from shared.services.rollback import RollbackReason, presence_from_evidence, site_rollback
 from tests.builders import make_evidence, make_release, make_row
-from tests.fakes import FakeClock
+from tests.fakes import FakeArmReader, FakeClock
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 RELEASE = make_release()
@@ -155,22 +155,21 @@ def test_the_cli_formats_lags_and_csv() -> None:
     assert out.getvalue().endswith("\r\n")
 
 
-class FakeArm:
+def granting_arm() -> FakeArmReader:
     """ARM for two connected registries: one whose sync token also grants retail/*, one throttled."""
-
-    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
-        if resource_id.endswith("/throttled"):
-            raise UpstreamUnavailable("injected: ARM throttled")
-        return ConnectedRegistryState(
+    return FakeArmReader(
+        lambda resource_id: ConnectedRegistryState(
             resource_id=resource_id,
             name="granted",
             connection_state=ConnectionState.ONLINE,
             observed_at=NOW,
             token_id=f"{resource_id}/tokens/sync",
-        )
-
-    def get_sync_scope(self, token_id: str) -> SyncScope:
-        return SyncScope(token_id=token_id, token_enabled=True, repository_patterns=("inspection/*", "retail/*"))
+        ),
+        scope=lambda token_id: SyncScope(
+            token_id=token_id, token_enabled=True, repository_patterns=("inspection/*", "retail/*")
+        ),
+        unavailable=lambda resource_id: resource_id.endswith("/throttled"),
+    )
 
 
 def test_the_reports_exposure_comes_from_the_scope_drift(tmp_path: Path) -> None:
@@ -182,7 +181,7 @@ def test_the_reports_exposure_comes_from_the_scope_drift(tmp_path: Path) -> None
             Site(name="plant-03", repositories=("inspection/*", "ml/*")),
         ]
     )
-    services = bootstrap(Settings(), store=store, clock=FakeClock(NOW), arm=FakeArm())
+    services = bootstrap(Settings(), store=store, clock=FakeClock(NOW), arm=granting_arm())
     exposures = [entry["exposure"] for entry in site_report(services, "7d")["value"]]
     assert exposures == [
         {"repositories_approved": 1, "drift": True, "over_exposed": 1, "missing": 0},

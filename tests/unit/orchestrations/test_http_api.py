@@ -27,10 +27,10 @@ from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Site
 from shared.domain.observations import ConnectedRegistryState, ConnectionState, OutboundEvent, OutboundEventType
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
-from shared.errors import ConfigurationError, UpstreamUnavailable
+from shared.errors import ConfigurationError
 from shared.services.ingest import ingest_delivery
 from tests.builders import move_row, push_release, random_digest
-from tests.fakes import CountingSink, FakeClock, delivery, load_event
+from tests.fakes import CountingSink, FakeArmReader, FakeClock, delivery, load_event
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
@@ -53,21 +53,11 @@ SITES = [
 ]
 
 
-class FakeArm:
-    """ARM as the sites read it: one connected registry online, anything else unavailable."""
-
-    def __init__(self, *, fail: bool = False) -> None:
-        self.fail = fail
-
-    def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
-        if self.fail:
-            raise UpstreamUnavailable("injected: ARM throttled")
-        return ConnectedRegistryState(
-            resource_id=resource_id, name="plant02", connection_state=ConnectionState.ONLINE, observed_at=NOW
-        )
-
-    def get_sync_scope(self, token_id: str) -> Any:
-        raise UpstreamUnavailable("not used here")
+def online(resource_id: str) -> ConnectedRegistryState:
+    """ARM as the sites read it: every connected registry online (sync scopes unavailable)."""
+    return ConnectedRegistryState(
+        resource_id=resource_id, name="plant02", connection_state=ConnectionState.ONLINE, observed_at=NOW
+    )
 
 
 Wire = Callable[..., Services]
@@ -87,7 +77,7 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
             store=store,
             queue=SqliteJobQueue(tmp_path / "s.db", clock=lambda: NOW),
             clock=FakeClock(NOW),
-            arm=arm or FakeArm(),
+            arm=arm or FakeArmReader(online),
             events=events if events is not None else SqliteOutbox(tmp_path / "s.db"),
         )
         use_services(services)
@@ -202,7 +192,7 @@ def test_a_site_without_a_connected_registry_has_no_connection_state(client: Tes
 
 
 def test_arm_trouble_makes_the_connection_state_unknown_not_an_error(wire: Wire) -> None:
-    wire(arm=FakeArm(fail=True))
+    wire(arm=FakeArmReader(online, unavailable=lambda resource_id: True))
     response = TestClient(asgi_app).get("/api/sites/plant-02")
     assert response.status_code == 200 and response.json()["connection_state"] == "Unknown"
 

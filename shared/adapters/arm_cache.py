@@ -1,4 +1,4 @@
-"""A short per-process cache in front of ARM reads.
+"""A short per-process cache in front of ARM reads: a decorator of any :class:`ConnectedRegistryReader`.
 
 Every check of every release at a site asks ARM about the same connected registry; ARM throttles
 reads per subscription. A connected registry's state is cached briefly (its lastSyncTime moves on
@@ -14,7 +14,6 @@ from typing import Generic, TypeVar
 from shared.domain.inventory import TokenState
 from shared.domain.observations import ConnectedRegistryState, SyncScope
 from shared.ports import Clock, ConnectedRegistryReader
-from shared.services.governance import read_token
 
 T = TypeVar("T")
 STATE_TTL = timedelta(seconds=30)
@@ -76,7 +75,7 @@ class CachedArmReader:
         now = self._clock.now()
         cached = self._tokens.get(token_id.lower(), now)
         if cached is None:
-            cached = read_token(self._inner, token_id)
+            cached = self._inner.get_token(token_id)
             self._tokens.put(token_id.lower(), now, cached)
         return cached
 
