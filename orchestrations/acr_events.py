@@ -13,9 +13,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from orchestrations.problems import problem
 from shared.bootstrap import get_services
 from shared.domain.acr_events import MAX_DELIVERY_BYTES, event_from_function_binding
+from shared.errors import InvalidInput, UnknownFunction
 from shared.services.ingest import ingest_delivery, ingest_trigger_event
 
 FUNCTION_NAME = "on_acr_event"
@@ -59,9 +59,7 @@ def _raw_event(event: Any) -> dict[str, Any]:
 def _options(origin: str | None = Header(None, alias="WebHook-Request-Origin")) -> Response:
     """CloudEvents abuse-protection handshake: allow the origin that asked."""
     if not origin:
-        return problem(
-            400, "MISSING_ORIGIN", "Missing WebHook-Request-Origin", "the handshake needs WebHook-Request-Origin"
-        )
+        raise InvalidInput("MISSING_ORIGIN", "the handshake needs WebHook-Request-Origin")
     return Response(
         status_code=200,
         headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"},
@@ -71,12 +69,10 @@ def _options(origin: str | None = Header(None, alias="WebHook-Request-Origin")) 
 async def _deliver(request: Request, function_name: str = Query(FUNCTION_NAME, alias="functionName")) -> Response:
     """Event Grid-schema arrays or CloudEvents (single or batch) from Event Grid or `acrsync push`."""
     if function_name != FUNCTION_NAME:
-        return problem(
-            404, "UNKNOWN_FUNCTION", "Unknown function", f"no Event Grid function named {function_name[:64]!r}"
-        )
+        raise UnknownFunction(function_name)
     declared = request.headers.get("content-length", "0")
     if declared.isdigit() and int(declared) > MAX_DELIVERY_BYTES:
-        return problem(400, "BATCH_TOO_LARGE", "Delivery too large", f"the limit is {MAX_DELIVERY_BYTES} bytes")
+        raise InvalidInput("BATCH_TOO_LARGE", f"the limit is {MAX_DELIVERY_BYTES} bytes")
     body = await request.body()
     report = await run_in_threadpool(ingest_delivery, get_services(), body, request.headers.get("content-type"))
     if report.validation_code is not None:

@@ -29,9 +29,9 @@ from typing import Any
 
 from fastapi import Request
 
-from orchestrations.problems import ApiProblem
 from shared.bootstrap import get_services
 from shared.config import Settings
+from shared.errors import Forbidden, Unauthenticated
 
 PUBLIC_PATHS = frozenset({"/api/healthz", "/api/openapi.json", "/api/docs"})
 API_PREFIX = "/api/"
@@ -68,7 +68,7 @@ def decode_principal(header: str, name_header: str | None = None) -> Principal:
     """Decode ``X-MS-CLIENT-PRINCIPAL``.
 
     Raises:
-        ApiProblem: 401 ``UNAUTHENTICATED`` when the header is not base64 JSON with a claims list.
+        Unauthenticated: the header is not base64 JSON with a claims list.
     """
     try:
         if len(header) > MAX_PRINCIPAL_BYTES:
@@ -84,9 +84,7 @@ def decode_principal(header: str, name_header: str | None = None) -> Principal:
         if not all(isinstance(typ, str) and isinstance(val, str) for typ, val in pairs):
             raise ValueError("claims are not strings")
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError, RecursionError) as exc:
-        raise ApiProblem(
-            401, "UNAUTHENTICATED", "the X-MS-CLIENT-PRINCIPAL header is malformed", headers=_challenge("Bearer")
-        ) from exc
+        raise Unauthenticated("the X-MS-CLIENT-PRINCIPAL header is malformed", scheme="Bearer") from exc
     role_types = set(ROLE_CLAIM_TYPES)
     if isinstance(document.get("role_typ"), str):
         role_types.add(document["role_typ"])
@@ -107,7 +105,8 @@ def authorize(request: Request) -> Principal | None:
     """The app-wide dependency: check the request's credentials; the principal when there is one.
 
     Raises:
-        ApiProblem: 401 ``UNAUTHENTICATED`` or 403 ``FORBIDDEN``.
+        Unauthenticated: no or wrong credentials (401).
+        Forbidden: the principal lacks the route's app role (403).
     """
     path = request.url.path
     settings = get_services().settings
@@ -121,13 +120,11 @@ def authorize(request: Request) -> Principal | None:
     header = request.headers.get(PRINCIPAL_HEADER)
     if header is None:
         if settings.require_roles:
-            raise ApiProblem(
-                401, "UNAUTHENTICATED", "sign in: this API needs an Entra ID principal", headers=_challenge("Bearer")
-            )
+            raise Unauthenticated("sign in: this API needs an Entra ID principal", scheme="Bearer")
         return None
     principal = decode_principal(header, request.headers.get(PRINCIPAL_NAME_HEADER))
     if not principal.has(role):
-        raise ApiProblem(403, "FORBIDDEN", f"this request needs the {role.value} app role")
+        raise Forbidden(f"this request needs the {role.value} app role")
     return principal
 
 
@@ -139,16 +136,7 @@ def _check_key(request: Request, settings: Settings) -> None:
     if offered is None or not hmac.compare_digest(
         offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     ):
-        raise ApiProblem(
-            401,
-            "UNAUTHENTICATED",
-            f"send the API key in the {KEY_HEADER} header",
-            headers=_challenge("ApiKey"),
-        )
-
-
-def _challenge(scheme: str) -> dict[str, str]:
-    return {"WWW-Authenticate": f'{scheme} realm="acrsync"'}
+        raise Unauthenticated(f"send the API key in the {KEY_HEADER} header", scheme="ApiKey")
 
 
 def _name_types(document: dict[str, Any]) -> tuple[str, ...]:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from orchestrations.conditional import conditional_json
 from orchestrations.problems import problem_responses
 from shared.bootstrap import get_services
-from shared.errors import NotFound
-from shared.services import governance, status
+from shared.errors import NotFound, SiteNotFound
+from shared.services import governance
 
 SITE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -69,5 +69,5 @@ def get_site_drift(site: SiteName, if_none_match: IfNoneMatch = None) -> Respons
     try:
         found = services.store.get_site(site)
     except NotFound as exc:
-        raise status.SiteNotFound(site) from exc
+        raise SiteNotFound(site) from exc
     return conditional_json(governance.drift_view(governance.site_drift(services, found)), if_none_match)

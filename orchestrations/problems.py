@@ -6,7 +6,6 @@ Codes are part of the API contract: clients (the CLI, pipelines) branch on them,
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import ConfigurationError, InvalidInput, NotFound, TransientError
+from shared.errors import AcrSyncError, ConfigurationError, TransientError, Unauthenticated, http_answer
 
 logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -36,14 +35,7 @@ PARAMETER_CODES = {
     "limit": "INVALID_LIMIT",
     "after": "INVALID_CURSOR",
 }
-_TITLES = {
-    400: "Invalid request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    503: "Service unavailable",
-}
+RETRY_AFTER_SECONDS = 10  # what a 503 tells clients to wait before trying again
 
 
 class Problem(BaseModel):
@@ -55,20 +47,6 @@ class Problem(BaseModel):
     detail: str
     code: str = Field(description="Stable machine-readable code, e.g. RELEASE_NOT_FOUND.")
     instance: str | None = Field(default=None, description="The request path.")
-
-
-class ApiProblem(Exception):
-    """Raised by the HTTP layer (auth, request checks) to answer with a problem."""
-
-    def __init__(
-        self, status: int, code: str, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.title = title or _TITLES.get(status, "Error")
-        self.headers = dict(headers or {})
 
 
 def problem(
@@ -109,19 +87,22 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Map the exception tree to problem+json; no input may produce a 5xx, and no 5xx leaks a detail."""
 
-    @app.exception_handler(ApiProblem)
-    async def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, headers=exc.headers)
-
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
-        return problem(400, exc.code, "Invalid input", exc.detail, instance=request.url.path)
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        code = getattr(exc, "code", "NOT_FOUND")
-        detail = getattr(exc, "detail", "the resource does not exist")
-        return problem(404, code, "Not found", detail, instance=request.url.path)
+    @app.exception_handler(AcrSyncError)
+    async def acrsync_error(request: Request, exc: AcrSyncError) -> JSONResponse:
+        answer = http_answer(exc)
+        path = request.url.path
+        if not answer.expected:
+            logger.error("unexpected failure on %s", path, exc_info=exc)
+            return _internal_error(path)
+        headers: dict[str, str] = {}
+        if isinstance(exc, TransientError):
+            logger.warning("transient failure on %s: %s", path, type(exc).__name__)
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        elif isinstance(exc, ConfigurationError):
+            logger.error("configuration error: %s", exc)
+        elif isinstance(exc, Unauthenticated):
+            headers["WWW-Authenticate"] = f'{exc.scheme} realm="acrsync"'
+        return problem(answer.status, exc.code, answer.title, exc.detail, instance=path, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,32 +131,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),
         )
 
-    @app.exception_handler(TransientError)
-    async def transient(request: Request, exc: TransientError) -> JSONResponse:
-        logger.warning("transient failure on %s: %s", request.url.path, type(exc).__name__)
-        return problem(
-            503,
-            "BACKEND_UNAVAILABLE",
-            "Backend unavailable",
-            "a backend is unavailable; retry later",
-            instance=request.url.path,
-            headers={"Retry-After": "10"},
-        )
-
-    @app.exception_handler(ConfigurationError)
-    async def misconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
-        logger.error("configuration error: %s", exc)
-        return problem(
-            503,
-            "MISCONFIGURED",
-            "Service misconfigured",
-            "the service is not configured correctly",
-            instance=request.url.path,
-        )
-
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unexpected failure on %s", request.url.path, exc_info=exc)
-        return problem(
-            500, "INTERNAL_ERROR", "Internal error", "an unexpected error occurred", instance=request.url.path
-        )
+        return _internal_error(request.url.path)
+
+
+def _internal_error(path: str) -> JSONResponse:
+    return problem(500, AcrSyncError.code, "Internal error", AcrSyncError.detail, instance=path)

@@ -32,20 +32,13 @@ from shared.domain.receipts import (
 )
 from shared.domain.states import READY_STATES, EvidenceSource
 from shared.domain.windows import Window, window_at_or_after
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, SigningKeyNotConfigured
 from shared.services import status
 from shared.services.rows import RowChange, StateChangeHook
 
 RECEIPT_DETAIL = "dsse"
 SEQUENCE_DETAIL = "receipt_sequence"
 RECEIPT_SUMMARY = "delivery receipt"
-
-
-class SigningKeyNotConfigured(status.ApiNotFound):
-    code = "SIGNING_KEY_NOT_CONFIGURED"
-
-    def __init__(self) -> None:
-        super().__init__("delivery receipts are not signed here: ACRSYNC_SIGNING_KEY is not set")
 
 
 def receipt_hook(services: Services, site: Site | None) -> StateChangeHook:

@@ -43,7 +43,7 @@ from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_repository, validate_site_name
 from shared.domain.observations import ProbeOutcome
 from shared.domain.states import READY_STATES, EvidenceSource, SyncState
-from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.errors import NotFound, SiteNotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import StateStore
 
 MAX_OLDER_RELEASES = 100
@@ -60,16 +60,6 @@ class RollbackReason(StrEnum):
     PREVIOUS_WITHDRAWN = "PREVIOUS_WITHDRAWN"
     PREVIOUS_NOT_PRESENT = "PREVIOUS_NOT_PRESENT"
     PREVIOUS_PRESENCE_UNKNOWN = "PREVIOUS_PRESENCE_UNKNOWN"
-
-
-class SiteNotFound(NotFound):
-    """No such site (the API's ``404 SITE_NOT_FOUND``)."""
-
-    code = "SITE_NOT_FOUND"
-
-    def __init__(self, site: str) -> None:
-        super().__init__(f"site {site} does not exist")
-        self.detail = f"site {site} does not exist"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.windows import format_duration, window_at_or_after
-from shared.errors import AcrSyncError, InvalidInput, NotFound
+from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, ReleaseNotFound, SiteNotFound
 from shared.services import governance, rollback
 
 logger = logging.getLogger(__name__)
@@ -49,37 +49,6 @@ EVIDENCE_CSV_COLUMNS = (
     "summary",
     "details",
 )
-
-
-class ApiNotFound(NotFound):
-    """A missing resource with a stable code for the API's problem responses."""
-
-    code = "NOT_FOUND"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class ReleaseNotFound(ApiNotFound):
-    code = "RELEASE_NOT_FOUND"
-
-    def __init__(self, release_id: str) -> None:
-        super().__init__(f"release {release_id} does not exist")
-
-
-class SiteNotFound(ApiNotFound):
-    code = "SITE_NOT_FOUND"
-
-    def __init__(self, site: str) -> None:
-        super().__init__(f"site {site} does not exist")
-
-
-class OutboxNotAvailable(ApiNotFound):
-    code = "OUTBOX_NOT_AVAILABLE"
-
-    def __init__(self) -> None:
-        super().__init__("events are published to Event Grid; subscribe to the topic instead")
 
 
 @dataclass(frozen=True)
