@@ -27,6 +27,7 @@ from shared.ports import (
     StateStore,
 )
 from shared.services.catalog import SiteCatalog
+from shared.services.token_findings import TokenFindings
 
 if TYPE_CHECKING:
     from shared.domain.receipts import ReceiptSigner
@@ -65,7 +66,8 @@ class _Lazy:
 
 
 class Services:
-    """The adapters one process uses, built lazily from one :class:`Settings`."""
+    """The adapters one process uses, built lazily from one :class:`Settings`; it satisfies the
+    :class:`~shared.services.dependencies.Dependencies` every use case takes."""
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class Services:
         self._credentials = _Lazy(lambda: credentials if credentials is not None else _build_credentials(settings))
         self._events = _Lazy(lambda: events if events is not None else _build_events(settings, self._credential))
         self._signer = _Lazy(lambda: signer if signer is not None else _build_signer(settings))
+        self.token_findings = TokenFindings()
 
     @property
     def store(self) -> StateStore:

@@ -96,10 +96,6 @@ def _parse_td(value: float | None) -> timedelta | None:
     return timedelta(seconds=value) if value is not None else None
 
 
-def tag_policy_to_doc(policy: TagPolicy) -> dict[str, Any]:
-    return {"include": list(policy.include), "exclude": list(policy.exclude), "semver_only": policy.semver_only}
-
-
 def site_to_doc(site: Site) -> dict[str, Any]:
     return {
         "name": site.name,
@@ -107,7 +103,7 @@ def site_to_doc(site: Site) -> dict[str, Any]:
         "critical": site.critical,
         "owner": site.owner,
         "repositories": list(site.repositories),
-        "tags": tag_policy_to_doc(site.tag_policy),
+        "tags": site.tag_policy.as_dict(),
         "connected_registry": site.connected_registry,
         "schedule": site.schedule,
         "sync_window_s": _td(site.sync_window),

@@ -282,3 +282,17 @@ def unreadable_token(token_id: str, role: TokenRole, *, missing: bool) -> TokenE
         role=role,
         state=ExpiryState.MISSING if missing else ExpiryState.UNKNOWN,
     )
+
+
+@dataclass(frozen=True)
+class SiteTokens:
+    """A site's tokens as judged at ``checked_at``."""
+
+    site: str
+    connected_registry: str
+    checked_at: datetime
+    tokens: tuple[TokenExpiry, ...]
+
+    @property
+    def flagged(self) -> list[TokenExpiry]:
+        return [token for token in self.tokens if token.expiring]

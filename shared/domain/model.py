@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
 from shared.domain.states import EvidenceSource, SyncReason, SyncState, check_transition
@@ -61,6 +61,10 @@ class TagPolicy:
     @property
     def is_open(self) -> bool:
         return not (self.include or self.exclude or self.semver_only)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The one representation of a tag policy, in store documents and API views alike."""
+        return {"include": list(self.include), "exclude": list(self.exclude), "semver_only": self.semver_only}
 
 
 @dataclass(frozen=True)

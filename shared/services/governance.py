@@ -7,10 +7,11 @@ it, ``expired`` when every password with an expiry has expired.
 
 Where the answers live (keeping ``GET /api/sites`` cheap): the sweeper calls :func:`check_tokens`, at most
 once per :data:`TOKEN_CHECK_INTERVAL`, through the services' (cached) ARM reader. It keeps the per-site
-result in memory for those services (no new table), publishes ``acrsync.site.token_expiring`` for each
-flagged token and sets the ``acrsync.tokens.expiring`` gauge. ``GET /api/sites`` shows that memory (``null``
-until this process has swept once); ``GET /api/sites/{site}`` reads ARM live (best effort). A process that
-never sweeps (an HTTP-only instance) shows ``null`` in the list until it does.
+result in the process's :class:`~shared.services.token_findings.TokenFindings` (no new table), publishes
+``acrsync.site.token_expiring`` for each flagged token and sets the ``acrsync.tokens.expiring`` gauge.
+``GET /api/sites`` shows those findings (``null`` until this process has swept once); ``GET /api/sites/{site}``
+reads ARM live (best effort). A process that never sweeps (an HTTP-only instance) shows ``null`` in the list
+until it does.
 
 Event ids are ``<site>:token:<token name>:expiring:<expiry date>``: a token is announced once per expiry
 date, whether it was first seen expiring or already expired; renewing it (a new expiry) is news again.
@@ -22,15 +23,13 @@ map (see :func:`shared.domain.governance.compute_drift`).
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.bootstrap import Services
 from shared.domain.governance import (
     ScopeDrift,
+    SiteTokens,
     TokenExpiry,
     TokenRole,
     assess_token,
@@ -43,24 +42,11 @@ from shared.errors import AcrSyncError, NotFound, UpstreamRejected
 from shared.observability import set_tokens_expiring
 from shared.ports import ConnectedRegistryReader
 from shared.services.announce import publish
+from shared.services.dependencies import Dependencies
 
 logger = logging.getLogger(__name__)
 
 TOKEN_CHECK_INTERVAL = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class SiteTokens:
-    """A site's tokens as judged at ``checked_at``."""
-
-    site: str
-    connected_registry: str
-    checked_at: datetime
-    tokens: tuple[TokenExpiry, ...]
-
-    @property
-    def flagged(self) -> list[TokenExpiry]:
-        return [token for token in self.tokens if token.expiring]
 
 
 @dataclass(frozen=True)
@@ -71,28 +57,7 @@ class TokenCheckReport:
     events: int
 
 
-@dataclass
-class _Memory:
-    """What the sweeper last found, per site, for one :class:`Services`."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    sites: dict[str, SiteTokens] = field(default_factory=dict)
-    checked_at: datetime | None = None
-
-
-_memories: weakref.WeakKeyDictionary[Services, _Memory] = weakref.WeakKeyDictionary()
-_memories_lock = threading.Lock()
-
-
-def _memory(services: Services) -> _Memory:
-    with _memories_lock:
-        memory = _memories.get(services)
-        if memory is None:
-            memory = _memories[services] = _Memory()
-        return memory
-
-
-def horizon_of(services: Services) -> timedelta:
+def horizon_of(services: Dependencies) -> timedelta:
     return timedelta(days=services.settings.token_expiry_horizon_days)
 
 
@@ -127,7 +92,7 @@ def read_site_tokens(arm: ConnectedRegistryReader, site: Site, now: datetime, ho
 # -- the sweeper's check ---------------------------------------------------------------------------
 
 
-def check_tokens(services: Services, *, force: bool = False) -> TokenCheckReport | None:
+def check_tokens(services: Dependencies, *, force: bool = False) -> TokenCheckReport | None:
     """Judge every site's tokens, remember the answers, announce flagged tokens, set the gauge.
 
     Runs at most once per :data:`TOKEN_CHECK_INTERVAL` (``None`` when skipped) unless ``force``. ARM
@@ -135,10 +100,9 @@ def check_tokens(services: Services, *, force: bool = False) -> TokenCheckReport
     due again at the next sweep. Raises only when the store is unavailable.
     """
     now = services.clock.now()
-    memory = _memory(services)
-    with memory.lock:
-        if not force and memory.checked_at is not None and now - memory.checked_at < TOKEN_CHECK_INTERVAL:
-            return None
+    findings = services.token_findings
+    if not force and not findings.due(now, TOKEN_CHECK_INTERVAL):
+        return None
     horizon = horizon_of(services)
     found: dict[str, SiteTokens] = {}
     failed: list[str] = []
@@ -152,10 +116,7 @@ def check_tokens(services: Services, *, force: bool = False) -> TokenCheckReport
             continue
         if report is not None:
             found[site.name] = report
-    with memory.lock:
-        kept = {name: memory.sites[name] for name in failed if name in memory.sites}
-        memory.sites = {**kept, **found}
-        current = list(memory.sites.values())
+    current = findings.record(found, failed)
     flagged = sum(len(report.flagged) for report in current)
     set_tokens_expiring(flagged)
     events = [event for report in found.values() for event in token_events(report, horizon)]
@@ -165,8 +126,7 @@ def check_tokens(services: Services, *, force: bool = False) -> TokenCheckReport
     except AcrSyncError as exc:
         logger.warning("token expiry events not published (%s); the next sweep tries again", type(exc).__name__)
         published = False
-    with memory.lock:
-        memory.checked_at = now if published else None
+    findings.mark_checked(now if published else None)
     if events:
         logger.warning("%s site tokens expired or expiring within %s days", len(events), horizon.days)
     return TokenCheckReport(len(found), len(failed), flagged, len(events) if published else 0)
@@ -220,15 +180,12 @@ def tokens_view(report: SiteTokens | None, *, with_checked_at: bool = True) -> d
     return {token.name: {**token_view(token), **extra} for token in report.tokens}
 
 
-def cached_tokens_view(services: Services, site: str) -> dict[str, Any] | None:
+def cached_tokens_view(services: Dependencies, site: str) -> dict[str, Any] | None:
     """What the sweeper last found for ``site`` in this process (no ARM call); ``None`` when nothing."""
-    memory = _memory(services)
-    with memory.lock:
-        report = memory.sites.get(site)
-    return tokens_view(report)
+    return tokens_view(services.token_findings.get(site))
 
 
-def live_tokens_view(services: Services, site: Site) -> dict[str, Any] | None:
+def live_tokens_view(services: Dependencies, site: Site) -> dict[str, Any] | None:
     """The site's tokens read now (best effort: ``None`` when ARM cannot say)."""
     try:
         report = read_site_tokens(services.arm, site, services.clock.now(), horizon_of(services))
@@ -254,7 +211,7 @@ class SiteDrift:
     reason: str | None = None
 
 
-def site_drift(services: Services, site: Site) -> SiteDrift:
+def site_drift(services: Dependencies, site: Site) -> SiteDrift:
     """Compare the site's approved repositories with its sync token's scope map, read now.
 
     Raises:

@@ -18,7 +18,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.bootstrap import Services
 from shared.domain.acr_events import (
     OtherEvent,
     RegistryEvent,
@@ -33,6 +32,7 @@ from shared.errors import AlreadyExists, InvalidInput, NotFound
 from shared.logs import log_context
 from shared.observability import traced
 from shared.ports import StateStore
+from shared.services.dependencies import Dependencies
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.receipts import receipt_hook
 from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
@@ -74,7 +74,7 @@ class DeliveryReport:
     validation_code: str | None = None
 
 
-def ingest_delivery(services: Services, body: bytes, content_type: str | None) -> DeliveryReport:
+def ingest_delivery(services: Dependencies, body: bytes, content_type: str | None) -> DeliveryReport:
     """Handle one webhook delivery. Every event is decoded before anything is written, so a bad
     event rejects the whole delivery and changes nothing.
 
@@ -86,7 +86,7 @@ def ingest_delivery(services: Services, body: bytes, content_type: str | None) -
         return _ingest_delivery(services, body, content_type)
 
 
-def _ingest_delivery(services: Services, body: bytes, content_type: str | None) -> DeliveryReport:
+def _ingest_delivery(services: Dependencies, body: bytes, content_type: str | None) -> DeliveryReport:
     decoded = [
         decode_event(raw, registry_hint=services.settings.registry) for raw in parse_delivery(body, content_type)
     ]
@@ -97,7 +97,7 @@ def _ingest_delivery(services: Services, body: bytes, content_type: str | None) 
     return DeliveryReport(results=[handle_event(services, event) for event in decoded])
 
 
-def ingest_trigger_event(services: Services, raw: Mapping[str, Any]) -> IngestResult:
+def ingest_trigger_event(services: Dependencies, raw: Mapping[str, Any]) -> IngestResult:
     """Handle one event from the Functions Event Grid trigger. A poison event is logged and dropped
     (returning normally completes it); transient errors propagate so Event Grid redelivers."""
     event_id = str(raw.get("id", "?"))
@@ -109,7 +109,7 @@ def ingest_trigger_event(services: Services, raw: Mapping[str, Any]) -> IngestRe
     return handle_event(services, event)
 
 
-def handle_event(services: Services, event: RegistryEvent | ValidationRequest | OtherEvent) -> IngestResult:
+def handle_event(services: Dependencies, event: RegistryEvent | ValidationRequest | OtherEvent) -> IngestResult:
     if isinstance(event, OtherEvent | ValidationRequest):
         kind = event.event_type if isinstance(event, OtherEvent) else "validation"
         logger.info("ignored event %s of type %s", event.event_id, kind)
@@ -129,7 +129,7 @@ def handle_event(services: Services, event: RegistryEvent | ValidationRequest | 
         return _withdraw(services, event)
 
 
-def backfill_site(services: Services, site_name: str) -> list[IngestResult]:
+def backfill_site(services: Dependencies, site_name: str) -> list[IngestResult]:
     """Enqueue, for a new site or one whose approved repositories grew, the current release of
     every repository it should hold (the newest published, not withdrawn release its policy admits).
 
@@ -179,7 +179,7 @@ def _candidate(event: RegistryEvent) -> Release:
     )
 
 
-def _register_push(services: Services, event: RegistryEvent) -> IngestResult:
+def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, queue, now = services.store, services.queue, services.clock.now()
     candidate = _candidate(event)
     if event.tag is None:
@@ -197,7 +197,7 @@ def _register_push(services: Services, event: RegistryEvent) -> IngestResult:
     )
 
 
-def _register_known_push(services: Services, event: RegistryEvent, sites: Sequence[Site]) -> IngestResult:
+def _register_known_push(services: Dependencies, event: RegistryEvent, sites: Sequence[Site]) -> IngestResult:
     store, queue, now = services.store, services.queue, services.clock.now()
     release_id = _candidate(event).release_id
     before = store.get_release(release_id).value
@@ -225,7 +225,7 @@ def _register_known_push(services: Services, event: RegistryEvent, sites: Sequen
     return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
 
 
-def _withdraw(services: Services, event: RegistryEvent) -> IngestResult:
+def _withdraw(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, now = services.store, services.clock.now()
     candidate = _candidate(event)
     release_id = candidate.release_id
@@ -274,7 +274,7 @@ def _withdrawal_decision(event: RegistryEvent, now: datetime) -> Decision:
     return decide
 
 
-def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult:
+def _record_edge_event(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, now = services.store, services.clock.now()
     site = _site_for(services.catalog.sites(), event.connected_registry or "")
     release_id = _candidate(event).release_id
@@ -302,7 +302,7 @@ def _record_edge_event(services: Services, event: RegistryEvent) -> IngestResult
     return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
 
 
-def _record_edge_deletion(services: Services, event: RegistryEvent, site: Site) -> IngestResult:
+def _record_edge_deletion(services: Dependencies, event: RegistryEvent, site: Site) -> IngestResult:
     release_id = _candidate(event).release_id
     try:
         row = services.store.get_site_sync(release_id, site.name).value

@@ -13,13 +13,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.bootstrap import Services
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import SiteSync
 from shared.domain.names import validate_site_name
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.domain.windows import predicted_ready_at
 from shared.errors import InvalidInput
+from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.rows import Decision, RowChange, transition, update_row
 from shared.services.status import get_release
@@ -76,7 +76,7 @@ class RetryResult:
 
 
 def retry_sites(
-    services: Services,
+    services: Dependencies,
     release_id: str,
     request: RetryRequest,
     *,

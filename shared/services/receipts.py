@@ -21,7 +21,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from shared.bootstrap import Services
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.receipts import (
     BUNDLE_MEDIA_TYPE,
@@ -34,6 +33,7 @@ from shared.domain.states import READY_STATES, EvidenceSource
 from shared.domain.windows import Window, window_at_or_after
 from shared.errors import InvalidInput, SigningKeyNotConfigured
 from shared.services import status
+from shared.services.dependencies import Dependencies
 from shared.services.rows import RowChange, StateChangeHook
 
 RECEIPT_DETAIL = "dsse"
@@ -41,7 +41,7 @@ SEQUENCE_DETAIL = "receipt_sequence"
 RECEIPT_SUMMARY = "delivery receipt"
 
 
-def receipt_hook(services: Services, site: Site | None) -> StateChangeHook:
+def receipt_hook(services: Dependencies, site: Site | None) -> StateChangeHook:
     """The :data:`~shared.services.rows.StateChangeHook` that signs a row's arrival at ``site``.
 
     Every path that can move a row to SYNCED or VERIFIED passes it to ``update_row``. Other moves,
@@ -107,7 +107,7 @@ def _with_receipt(
     return records
 
 
-def evidence_bundle(services: Services, release_id: str) -> dict[str, Any]:
+def evidence_bundle(services: Dependencies, release_id: str) -> dict[str, Any]:
     """The release, the public key and every receipt of the release in sequence order.
 
     The header is read first: the receipts up to its chain head are all stored by then (they were
@@ -138,7 +138,7 @@ def evidence_bundle(services: Services, release_id: str) -> dict[str, Any]:
     }
 
 
-def signing_key_view(services: Services) -> dict[str, str]:
+def signing_key_view(services: Dependencies) -> dict[str, str]:
     """The public half of the receipt-signing key.
 
     Raises:

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.bootstrap import Services
 from shared.domain.model import Release, Site
 from shared.domain.states import READY_STATES, SyncReason, SyncState
 from shared.errors import AcrSyncError, InvalidInput
 from shared.ports import StateStore
 from shared.services import governance
+from shared.services.dependencies import Dependencies
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _Tally:
     stale_incidents: int = 0
 
 
-def site_report(services: Services, since: str = DEFAULT_SINCE) -> dict[str, Any]:
+def site_report(services: Dependencies, since: str = DEFAULT_SINCE) -> dict[str, Any]:
     """``{"since", "until", "value": [one entry per site, by name]}``.
 
     Raises:
@@ -151,7 +151,7 @@ def _count(store: StateStore, release: Release, tallies: dict[str, _Tally]) -> N
         tallies[site].windows_missed += 1
 
 
-def _exposure(services: Services, site: Site) -> dict[str, Any]:
+def _exposure(services: Dependencies, site: Site) -> dict[str, Any]:
     exposure: dict[str, Any] = {
         "repositories_approved": len(site.repositories),
         "drift": None,

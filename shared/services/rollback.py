@@ -36,7 +36,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.bootstrap import Services
 from shared.domain.acr_events import AcrEventType
 from shared.domain.gate import RollbackCheck
 from shared.domain.model import Evidence, Release, Site, SiteSync
@@ -45,6 +44,7 @@ from shared.domain.observations import ProbeOutcome
 from shared.domain.states import READY_STATES, EvidenceSource, SyncState
 from shared.errors import NotFound, SiteNotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import StateStore
+from shared.services.dependencies import Dependencies
 
 MAX_OLDER_RELEASES = 100
 RELEASES_PAGE_SIZE = 50
@@ -149,7 +149,7 @@ def presence_from_evidence(row: SiteSync, records: Sequence[Evidence]) -> Presen
     return Presence(not deleted_at_site, latest.source.value, latest.observed_at)
 
 
-def probe_presence(services: Services, site: Site, release: Release) -> Presence:
+def probe_presence(services: Dependencies, site: Site, release: Release) -> Presence:
     """Ask the site's registry now (the site must have an ``endpoint``)."""
     assert site.endpoint is not None
     source = EvidenceSource.OCI_PROBE.value
@@ -186,7 +186,7 @@ def _conclude(
 
 
 def site_rollback(
-    services: Services, site_name: str, *, repository: str | None = None, fresh: bool = False
+    services: Dependencies, site_name: str, *, repository: str | None = None, fresh: bool = False
 ) -> list[RepositoryRollback]:
     """Per repository of the site (or only ``repository``): current, N-1, presence, readiness.
 
@@ -206,7 +206,7 @@ def site_rollback(
     return [_repository_rollback(services, site, name, fresh=fresh) for name in repositories]
 
 
-def _repository_rollback(services: Services, site: Site, repository: str, *, fresh: bool) -> RepositoryRollback:
+def _repository_rollback(services: Dependencies, site: Site, repository: str, *, fresh: bool) -> RepositoryRollback:
     store = services.store
     current: Release | None = None
     search = _Search(store, [site])
@@ -260,7 +260,7 @@ def _releases(store: StateStore, repository: str) -> Iterator[Release]:
 # -- the readiness gate -------------------------------------------------------------------------
 
 
-def gate_checks(services: Services, release: Release, rows: Sequence[SiteSync]) -> dict[str, RollbackCheck]:
+def gate_checks(services: Dependencies, release: Release, rows: Sequence[SiteSync]) -> dict[str, RollbackCheck]:
     """For every in-scope site of ``release`` (a row not SKIPPED, a site in the catalog): could it go
     back to N-1 of the same repository, by evidence? No fresh checks: the gate is polled."""
     catalog = {site.name: site for site in services.catalog.sites()}

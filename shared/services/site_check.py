@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from shared.bootstrap import Services
 from shared.domain.decisions import CheckDecision, Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Site, SiteSync, Versioned
@@ -24,6 +23,7 @@ from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRej
 from shared.logs import log_context
 from shared.observability import record_job, record_lag, traced
 from shared.services.announce import announce, events_for_current_state, publish
+from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.receipts import receipt_hook
 from shared.services.rows import RowChange, RowUpdate, transition, update_row
@@ -46,7 +46,7 @@ class CheckResult:
     next_check_at: datetime | None = None
 
 
-def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
+def check_site(services: Dependencies, job: SiteSyncJob) -> CheckResult:
     """Run one site check.
 
     Raises:
@@ -74,7 +74,7 @@ def check_site(services: Services, job: SiteSyncJob) -> CheckResult:
         return _record(services, job, versioned, site, seen)
 
 
-def _registered_site(services: Services, name: str) -> Site | None:
+def _registered_site(services: Dependencies, name: str) -> Site | None:
     """The site from the (briefly cached) catalog; a miss is confirmed with the store before the
     row is failed for it."""
     cached = next((site for site in services.catalog.sites() if site.name == name), None)
@@ -86,7 +86,7 @@ def _registered_site(services: Services, name: str) -> Site | None:
         return None
 
 
-def record_dead_letter(services: Services, body: bytes, reason: str, description: str) -> CheckResult:
+def record_dead_letter(services: Dependencies, body: bytes, reason: str, description: str) -> CheckResult:
     """A job the queue gave up on: the row becomes FAILED with the queue's reason as evidence."""
     try:
         job = SiteSyncJob.decode(body)
@@ -123,7 +123,7 @@ def record_dead_letter(services: Services, body: bytes, reason: str, description
         return CheckResult(CheckOutcome.CHECKED, update.after.state, update.after.reason)
 
 
-def observe(services: Services, site: Site, row: SiteSync) -> Observations:
+def observe(services: Dependencies, site: Site, row: SiteSync) -> Observations:
     """Ask what can be asked: the site's registry first (proof makes ARM unnecessary), then ARM."""
     now = services.clock.now()
     probe, probe_error = None, None
@@ -151,7 +151,7 @@ def observe(services: Services, site: Site, row: SiteSync) -> Observations:
 
 
 def _record(
-    services: Services,
+    services: Dependencies,
     job: SiteSyncJob,
     versioned: Versioned[SiteSync],
     site: Site | None,
@@ -237,7 +237,7 @@ def _site_gone(*, registered: bool) -> CheckDecision:
     )
 
 
-def _already_done(services: Services, job: SiteSyncJob, row: SiteSync) -> CheckResult:
+def _already_done(services: Dependencies, job: SiteSyncJob, row: SiteSync) -> CheckResult:
     """A redelivered or superseded job: make sure the follow-up and the announcements exist."""
     if row.state not in TERMINAL_STATES and row.next_check_at is not None and job.check < row.checks:
         _send_recheck(services, row)  # same message id as before: the queue drops it if it was sent
@@ -247,7 +247,7 @@ def _already_done(services: Services, job: SiteSyncJob, row: SiteSync) -> CheckR
     return CheckResult(outcome, row.state, row.reason, row.next_check_at)
 
 
-def _send_recheck(services: Services, row: SiteSync) -> None:
+def _send_recheck(services: Dependencies, row: SiteSync) -> None:
     job = SiteSyncJob(row.release_id, row.site, JobKind.RECHECK, check=row.checks)
     now = services.clock.now()
     due = row.next_check_at if row.next_check_at and row.next_check_at > now else None

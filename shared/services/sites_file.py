@@ -17,11 +17,11 @@ from urllib.parse import urlparse
 
 import yaml
 
-from shared.bootstrap import Services
 from shared.domain.model import DEFAULT_MESSAGE_TTL, DEFAULT_STALE_AFTER_WINDOWS, Site, TagPolicy
 from shared.domain.names import validate_login_server, validate_site_name
 from shared.domain.windows import check_limits, parse_duration, validate_schedule
 from shared.errors import InvalidInput
+from shared.services.dependencies import Dependencies
 from shared.services.ingest import backfill_site
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def load_sites_file(text: str, *, allow_short_windows: bool = False) -> SitesFil
     return SitesFile(registry=registry, sites=sites, allow_short_windows=short and allow_short_windows)
 
 
-def import_sites(services: Services, sites_file: SitesFile) -> ImportReport:
+def import_sites(services: Dependencies, sites_file: SitesFile) -> ImportReport:
     """Upsert the file's sites, then backfill the sites that are new or whose scope changed."""
     existing = {site.name: site for site in services.store.list_sites()}
     added = [s.name for s in sites_file.sites if s.name not in existing]

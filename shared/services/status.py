@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.codec import tag_policy_to_doc
-from shared.bootstrap import Services
 from shared.domain.gate import GatePolicy, GateSelection, GateSite, GateVerdict, evaluate
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
@@ -27,6 +25,7 @@ from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.windows import format_duration, window_at_or_after
 from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, ReleaseNotFound, SiteNotFound
 from shared.services import governance, rollback
+from shared.services.dependencies import Dependencies
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class ListPage:
 # -- sites -------------------------------------------------------------------------------------
 
 
-def list_sites(services: Services) -> list[dict[str, Any]]:
+def list_sites(services: Dependencies) -> list[dict[str, Any]]:
     """Every site, ordered by name (no ARM calls: ``connection_state`` is null here, and ``tokens`` is what
     the sweeper last found in this process; see :mod:`shared.services.governance`)."""
     now = services.clock.now()
@@ -72,7 +71,7 @@ def list_sites(services: Services) -> list[dict[str, Any]]:
     ]
 
 
-def site_detail(services: Services, name: str) -> dict[str, Any]:
+def site_detail(services: Dependencies, name: str) -> dict[str, Any]:
     """One site with its connected registry's state (best effort) and its latest release per repository.
 
     Raises:
@@ -98,7 +97,7 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "critical": site.critical,
         "owner": site.owner,
         "repositories": list(site.repositories),
-        "tags": tag_policy_to_doc(site.tag_policy),
+        "tags": site.tag_policy.as_dict(),
         "schedule": site.schedule,
         "sync_window": format_duration(site.sync_window) if site.sync_window is not None else None,
         "message_ttl": format_duration(site.message_ttl),
@@ -110,7 +109,7 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
     }
 
 
-def _connection_state(services: Services, site: Site) -> str | None:
+def _connection_state(services: Dependencies, site: Site) -> str | None:
     if not site.connected_registry:
         return None
     try:
@@ -120,7 +119,7 @@ def _connection_state(services: Services, site: Site) -> str | None:
         return ConnectionState.UNKNOWN.value
 
 
-def _repositories_state(services: Services, site: str) -> list[dict[str, Any]]:
+def _repositories_state(services: Dependencies, site: str) -> list[dict[str, Any]]:
     store = services.store
     latest: dict[str, SiteSync] = {}
     continuation: str | None = None
@@ -159,7 +158,7 @@ def _repositories_state(services: Services, site: str) -> list[dict[str, Any]]:
 
 
 def list_releases(
-    services: Services,
+    services: Dependencies,
     *,
     repository: str | None = None,
     tag: str | None = None,
@@ -210,7 +209,7 @@ def release_view(release: Release, *, counts: dict[str, int] | None = None) -> d
     }
 
 
-def get_release(services: Services, release_id: str) -> Release:
+def get_release(services: Dependencies, release_id: str) -> Release:
     """Raises: ReleaseNotFound."""
     try:
         return services.store.get_release(release_id).value
@@ -218,7 +217,7 @@ def get_release(services: Services, release_id: str) -> Release:
         raise ReleaseNotFound(release_id) from exc
 
 
-def release_detail(services: Services, release_id: str) -> dict[str, Any]:
+def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
     """The release with one entry per site row (ring and critical from the site catalog).
 
     Raises:
@@ -255,7 +254,7 @@ def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
 
 
 def readiness(
-    services: Services, release_id: str, selection: GateSelection, policy: GatePolicy
+    services: Dependencies, release_id: str, selection: GateSelection, policy: GatePolicy
 ) -> tuple[GateVerdict, dict[str, Any]]:
     """Evaluate the readiness gate of a release; the verdict (for Retry-After) and its view.
 
@@ -327,7 +326,7 @@ def _pending_view(entry: GateSite) -> dict[str, Any]:
 # -- evidence ----------------------------------------------------------------------------------
 
 
-def list_evidence(services: Services, release_id: str, *, site: str | None = None) -> list[Evidence]:
+def list_evidence(services: Dependencies, release_id: str, *, site: str | None = None) -> list[Evidence]:
     """Evidence of a release (optionally one site), oldest observation first.
 
     Raises:
@@ -382,7 +381,7 @@ def evidence_csv(records: Sequence[Evidence]) -> str:
 # -- events ------------------------------------------------------------------------------------
 
 
-def list_events(services: Services, *, limit: int = 100, after: str | None = None) -> ListPage:
+def list_events(services: Dependencies, *, limit: int = 100, after: str | None = None) -> ListPage:
     """The local outbox in publication order; ``continuation`` is the ``after`` of the next page.
 
     Raises:

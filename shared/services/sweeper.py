@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from shared.bootstrap import Services
 from shared.domain.decisions import Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Release, Site, SiteSync
@@ -25,6 +24,7 @@ from shared.errors import AcrSyncError, InvalidInput
 from shared.logs import log_context
 from shared.observability import set_site_gauges
 from shared.services.announce import announce
+from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.governance import check_tokens
 from shared.services.rows import RowChange, transition, update_row
@@ -46,7 +46,9 @@ class SweepReport:
     sites_stale: int = 0
 
 
-def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: timedelta = LOST_JOB_GRACE) -> SweepReport:
+def sweep(
+    services: Dependencies, *, horizon: timedelta = SWEEP_HORIZON, grace: timedelta = LOST_JOB_GRACE
+) -> SweepReport:
     """One sweep. Raises only for a store or queue that is unavailable (the timer retries)."""
     now = services.clock.now()
     refreshed = refresh_sites(services)
@@ -74,7 +76,7 @@ def sweep(services: Services, *, horizon: timedelta = SWEEP_HORIZON, grace: time
     return report
 
 
-def _recent_releases(services: Services, since: datetime) -> Iterator[Release]:
+def _recent_releases(services: Dependencies, since: datetime) -> Iterator[Release]:
     """Published, not withdrawn releases pushed since ``since``, newest first."""
     token: str | None = None
     while True:
@@ -89,7 +91,7 @@ def _recent_releases(services: Services, since: datetime) -> Iterator[Release]:
             return
 
 
-def refresh_sites(services: Services) -> int:
+def refresh_sites(services: Dependencies) -> int:
     """Copy schedule, window and TTL from each site's connected registry when they changed in Azure."""
     changed: list[Site] = []
     for site in services.store.list_sites():
@@ -126,7 +128,7 @@ def refresh_sites(services: Services) -> int:
 
 
 def _sweep_release(
-    services: Services, release: Release, sites: dict[str, Site], now: datetime, grace: timedelta
+    services: Dependencies, release: Release, sites: dict[str, Site], now: datetime, grace: timedelta
 ) -> tuple[int, int]:
     stale, lost_jobs = 0, []
     with log_context(release_id=release.release_id):
@@ -145,7 +147,7 @@ def _sweep_release(
     return stale, len(lost_jobs)
 
 
-def _now_stale(services: Services, row: SiteSync, site: Site, now: datetime) -> bool:
+def _now_stale(services: Dependencies, row: SiteSync, site: Site, now: datetime) -> bool:
     if row.state is SyncState.STALE:
         return False
     decision = decide_check(row, site, Observations(now=now))

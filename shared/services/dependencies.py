@@ -1,0 +1,81 @@
+"""What the use cases depend on, as one :class:`typing.Protocol`.
+
+Every service function takes a :class:`Dependencies` as its first argument (named ``services``) and reaches
+the ports through it. The composition root's :class:`shared.bootstrap.Services` satisfies it; services never
+import the composition root, so the layers point one way: entry points build the root, the root builds the
+adapters, the services see only this.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shared.domain.receipts import ReceiptSigner
+from shared.ports import (
+    Clock,
+    ConnectedRegistryReader,
+    EventSink,
+    JobQueue,
+    ManifestProbe,
+    Outbox,
+    SiteCredentials,
+    StateStore,
+)
+from shared.services.catalog import SiteCatalog
+from shared.services.token_findings import TokenFindings
+
+
+class ServiceSettings(Protocol):
+    """The settings the use cases read (:class:`shared.config.Settings` has them)."""
+
+    @property
+    def registry(self) -> str | None:
+        """The parent registry's login server when events should not be trusted to name it."""
+
+    @property
+    def token_expiry_horizon_days(self) -> int:
+        """A site token expiring within this many days is flagged."""
+
+
+class Dependencies(Protocol):
+    """The ports and per-process components a use case may use; each is built on first use."""
+
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+    @property
+    def store(self) -> StateStore: ...
+
+    @property
+    def queue(self) -> JobQueue: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def catalog(self) -> SiteCatalog:
+        """Sites as ingest sees them (cached briefly)."""
+
+    @property
+    def arm(self) -> ConnectedRegistryReader: ...
+
+    @property
+    def probe(self) -> ManifestProbe: ...
+
+    @property
+    def credentials(self) -> SiteCredentials: ...
+
+    @property
+    def events(self) -> EventSink: ...
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The local outbox when events stay local; ``None`` when they go to Event Grid."""
+
+    @property
+    def signer(self) -> ReceiptSigner | None:
+        """What signs delivery receipts; ``None`` where receipts are not recorded."""
+
+    @property
+    def token_findings(self) -> TokenFindings:
+        """What the last token check of this process found."""
