@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from orchestrations.conditional import conditional_json
 from orchestrations.problems import problem_responses
 from shared.bootstrap import get_services
-from shared.errors import NotFound, SiteNotFound
 from shared.services import governance
+from shared.services.lookup import require_site
 
 SITE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -66,8 +66,5 @@ def get_site_drift(site: SiteName, if_none_match: IfNoneMatch = None) -> Respons
     """The site's approved repositories against its sync token's scope map, read from ARM now:
     over-exposed grants (the site receives what nobody approved) and missing ones (it never will)."""
     services = get_services()
-    try:
-        found = services.store.get_site(site)
-    except NotFound as exc:
-        raise SiteNotFound(site) from exc
+    found = require_site(services.store, site)
     return conditional_json(governance.drift_view(governance.site_drift(services, found)), if_none_match)

@@ -36,7 +36,7 @@ from orchestrations.problems import PROBLEM_JSON, install_problem_handlers, prob
 from shared.bootstrap import get_services
 from shared.domain.gate import MAX_RING_LENGTH, GatePolicy, GateSelection, GateState, parse_site_list
 from shared.errors import InvalidInput
-from shared.services import operations, receipts, status
+from shared.services import bundles, operations, status
 
 RELEASE_ID_PATTERN = r"^[0-9a-f]{32}$"
 SITE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -482,7 +482,7 @@ def list_evidence(
     if format == "bundle":
         if site is not None:
             raise InvalidInput("CONFLICTING_SELECTION", "format=bundle covers every site of a release: drop site")
-        return conditional_json(receipts.evidence_bundle(get_services(), release_id), if_none_match)
+        return conditional_json(bundles.evidence_bundle(get_services(), release_id), if_none_match)
     records = status.list_evidence(get_services(), release_id, site=site)
     if format == "csv":
         text = status.evidence_csv(records)
@@ -505,7 +505,7 @@ def list_evidence(
 )
 def get_signing_key(if_none_match: IfNoneMatch = None) -> Response:
     """The public key that verifies signed delivery receipts (404 `SIGNING_KEY_NOT_CONFIGURED` without one)."""
-    return conditional_json(receipts.signing_key_view(get_services()), if_none_match)
+    return conditional_json(bundles.signing_key_view(get_services()), if_none_match)
 
 
 @router.post(

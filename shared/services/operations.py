@@ -21,8 +21,8 @@ from shared.domain.windows import predicted_ready_at
 from shared.errors import InvalidInput
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
+from shared.services.lookup import require_release
 from shared.services.rows import Decision, RowChange, transition, update_row
-from shared.services.status import get_release
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def retry_sites(
         TransientError: the store or the queue is unavailable (rows already moved stay PENDING and
             the sweeper sends their overdue check).
     """
-    get_release(services, release_id)
+    require_release(services.store, release_id)
     store = services.store
     rows = {versioned.value.site: versioned for versioned in store.list_site_syncs(release_id)}
     catalog = {site.name: site for site in services.catalog.sites()}

@@ -1,6 +1,6 @@
-"""Signed delivery receipts in the services: every arrival (a row reaching SYNCED or VERIFIED) is
-signed in the same atomic write as the row, its evidence and the release counters, and the
-release's receipts come back as one verifiable bundle.
+"""Signed delivery receipts on the write path: every arrival (a row reaching SYNCED or VERIFIED) is
+signed in the same atomic write as the row, its evidence and the release counters. Reading them back
+as one verifiable bundle is :mod:`shared.services.bundles`'s job.
 
 The chain head (how many receipts, and the SHA-256 of the last envelope) lives in the release
 header. :func:`receipt_hook` runs inside :func:`shared.services.rows.update_row`'s attempt: it reads
@@ -15,15 +15,12 @@ with ``details["receipt_sequence"]``), so it round-trips through every store ada
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.receipts import (
-    BUNDLE_MEDIA_TYPE,
     arrival_time,
     canonical_json,
     delivery_statement,
@@ -31,8 +28,7 @@ from shared.domain.receipts import (
 )
 from shared.domain.states import READY_STATES, EvidenceSource
 from shared.domain.windows import Window, window_at_or_after
-from shared.errors import InvalidInput, SigningKeyNotConfigured
-from shared.services import status
+from shared.errors import InvalidInput
 from shared.services.dependencies import Dependencies
 from shared.services.rows import RowChange, StateChangeHook
 
@@ -105,46 +101,3 @@ def _with_receipt(
         )
     )
     return records
-
-
-def evidence_bundle(services: Dependencies, release_id: str) -> dict[str, Any]:
-    """The release, the public key and every receipt of the release in sequence order.
-
-    The header is read first: the receipts up to its chain head are all stored by then (they were
-    written with it), and any written since are left out, so the bundle is a consistent snapshot.
-
-    Raises:
-        ReleaseNotFound: no such release.
-    """
-    release = status.get_release(services, release_id)
-    found: dict[int, Any] = {}
-    for record in services.store.list_evidence(release_id):
-        text, number = record.details.get(RECEIPT_DETAIL), record.details.get(SEQUENCE_DETAIL, "")
-        if text is None or not number.isdigit() or not 0 < int(number) <= release.receipt_sequence:
-            continue
-        try:
-            found[int(number)] = json.loads(text)
-        except ValueError:
-            found[int(number)] = text  # kept as stored: verification names it
-    signer = services.signer
-    view = status.release_view(release)
-    view["receipts"] = {"sequence": release.receipt_sequence, "head": release.receipt_head}
-    return {
-        "mediaType": BUNDLE_MEDIA_TYPE,
-        "release": view,
-        "keyid": signer.keyid if signer else None,
-        "public_key": signer.public_key_pem if signer else None,
-        "receipts": [found[number] for number in sorted(found)],
-    }
-
-
-def signing_key_view(services: Dependencies) -> dict[str, str]:
-    """The public half of the receipt-signing key.
-
-    Raises:
-        SigningKeyNotConfigured: no key (Azure without ``ACRSYNC_SIGNING_KEY``).
-    """
-    signer = services.signer
-    if signer is None:
-        raise SigningKeyNotConfigured()
-    return {"keyid": signer.keyid, "algorithm": "ed25519", "public_key": signer.public_key_pem}

@@ -42,9 +42,10 @@ from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_repository, validate_site_name
 from shared.domain.observations import ProbeOutcome
 from shared.domain.states import READY_STATES, EvidenceSource, SyncState
-from shared.errors import NotFound, SiteNotFound, UpstreamRejected, UpstreamUnavailable
+from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import StateStore
 from shared.services.dependencies import Dependencies
+from shared.services.lookup import require_site
 
 MAX_OLDER_RELEASES = 100
 RELEASES_PAGE_SIZE = 50
@@ -198,10 +199,7 @@ def site_rollback(
     if repository is not None:
         validate_repository(repository)
     store = services.store
-    try:
-        site = store.get_site(site_name)
-    except NotFound as exc:
-        raise SiteNotFound(site_name) from exc
+    site = require_site(store, site_name)
     repositories = [repository] if repository is not None else _site_repositories(store, site)
     return [_repository_rollback(services, site, name, fresh=fresh) for name in repositories]
 

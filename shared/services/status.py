@@ -23,9 +23,10 @@ from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.windows import format_duration, window_at_or_after
-from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, ReleaseNotFound, SiteNotFound
+from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, SiteNotFound
 from shared.services import governance, rollback
 from shared.services.dependencies import Dependencies
+from shared.services.lookup import require_release, require_site
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,7 @@ def site_detail(services: Dependencies, name: str) -> dict[str, Any]:
         SiteNotFound: no such site.
     """
     validate_site_name(name)
-    try:
-        site = services.store.get_site(name)
-    except NotFound as exc:
-        raise SiteNotFound(name) from exc
+    site = require_site(services.store, name)
     view = site_view(site, services.clock.now(), connection_state=_connection_state(services, site))
     view["repositories_state"] = _repositories_state(services, site.name)
     view["tokens"] = governance.live_tokens_view(services, site)  # read now, best effort (null)
@@ -211,10 +209,7 @@ def release_view(release: Release, *, counts: dict[str, int] | None = None) -> d
 
 def get_release(services: Dependencies, release_id: str) -> Release:
     """Raises: ReleaseNotFound."""
-    try:
-        return services.store.get_release(release_id).value
-    except NotFound as exc:
-        raise ReleaseNotFound(release_id) from exc
+    return require_release(services.store, release_id)
 
 
 def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:

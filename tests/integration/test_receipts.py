@@ -40,8 +40,9 @@ from shared.domain.states import READY_STATES, SyncState
 from shared.errors import UpstreamUnavailable
 from shared.ports import StateStore
 from shared.runtime import LocalRuntime
+from shared.services.bundles import evidence_bundle
 from shared.services.ingest import ingest_delivery
-from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL, evidence_bundle
+from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL
 from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 from tests.support.server import serve
 
