@@ -46,7 +46,7 @@ from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
 from shared.config import Settings
 from shared.domain.acr_events import decode_event
-from shared.domain.decisions import Observations, decide_check
+from shared.domain.decisions import Observations, apply_decision, decide_check
 from shared.domain.model import Site
 from shared.domain.observations import (
     BasicCredentials,
@@ -62,7 +62,6 @@ from shared.errors import ConcurrencyConflict
 from shared.runtime import LocalRuntime
 from shared.services.fanout import plan_fanout
 from shared.services.ingest import _candidate, ingest_delivery
-from shared.services.site_check import _apply
 from tests.support.azurite import start_azurite
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)  # 48 s after the fixture's push
@@ -382,7 +381,7 @@ def raw_documents(count: int) -> tuple[str, list[tuple[str, str, str, str, str]]
     seen = Observations(now=NOW, arm=connected_registry_state())
     docs = []
     for site, row in zip(all_sites, plan.rows, strict=True):
-        change = _apply(row, decide_check(row, site, seen), NOW)
+        change = apply_decision(row, decide_check(row, site, seen), NOW)
         evidence = change.evidence[0]
         docs.append(
             (

@@ -114,7 +114,8 @@ def move_row(
     summary: str | None = None,
 ) -> None:
     """Move one row (with its evidence and the release counters) as a check would."""
-    from shared.services.rows import transition, update_row
+    from shared.domain.changes import transition
+    from shared.services.rows import update_row
 
     def decide(row: SiteSync) -> Any:
         return transition(row, state, reason, source=source, summary=summary or f"test: {state}", at=at)

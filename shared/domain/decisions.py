@@ -7,10 +7,11 @@ proof at the site, then permanent blockers, then ARM's inference, then window ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
 
+from shared.domain.changes import RowChange, transition
 from shared.domain.model import Site, SiteSync
 from shared.domain.observations import (
     ConnectedRegistryState,
@@ -106,6 +107,78 @@ class _Check:
 def check_margin(window: Window) -> timedelta:
     """How long after a window opens to look: time for the site to pull the sync message."""
     return min(MAX_CHECK_MARGIN, (window.closes_at - window.opens_at) / 4)
+
+
+@dataclass(frozen=True)
+class FirstCheck:
+    """Where a fresh row starts and when its first check runs (``check_at`` ``None``: at once)."""
+
+    state: SyncState
+    reason: SyncReason
+    expected_ready_at: datetime
+    check_at: datetime | None
+
+
+def first_check(site: Site, now: datetime) -> FirstCheck:
+    """A fresh row inside an open window is checked at once; otherwise it waits for the next opening
+    (plus the check margin), and either way it is expected ready when that window closes."""
+    window = window_at_or_after(site.schedule, site.sync_window, now)
+    if window.contains(now):
+        return FirstCheck(SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK, window.closes_at, None)
+    return FirstCheck(
+        SyncState.WAITING_FOR_WINDOW, SyncReason.WINDOW_CLOSED, window.closes_at, window.opens_at + check_margin(window)
+    )
+
+
+def decide_vanished_site(*, registered: bool) -> CheckDecision:
+    """A check whose site is gone fails for good: ``registered`` when acrsync still knows the site but
+    its connected registry no longer exists in Azure, else the site itself was removed from acrsync."""
+    if registered:
+        return CheckDecision(
+            SyncState.FAILED,
+            SyncReason.SITE_NOT_FOUND,
+            EvidenceSource.ARM_LAST_SYNC,
+            "the site's connected registry no longer exists in Azure",
+            None,
+            None,
+        )
+    return CheckDecision(
+        SyncState.FAILED,
+        SyncReason.SITE_NOT_FOUND,
+        EvidenceSource.OPERATOR,
+        "the site is no longer registered with acrsync",
+        None,
+        None,
+    )
+
+
+def apply_decision(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
+    """The row change a check's decision makes: the check counted, the next check and prediction set,
+    and a transition with its evidence when the state moves (a row that stays only updates in place).
+
+    Raises:
+        IllegalTransition: the decision's state is not reachable from the row's.
+    """
+    changes: dict[str, object] = {
+        "expected_ready_at": decision.expected_ready_at,
+        "next_check_at": decision.next_check_at,
+        "checks": row.checks + 1,
+    }
+    if decision.arrived_at is not None and decision.state is SyncState.SYNCED:
+        changes["synced_at"] = decision.arrived_at
+    if decision.state is row.state:
+        return RowChange(replace(row, reason=decision.reason, updated_at=now, **changes))  # type: ignore[arg-type]
+    return transition(
+        row,
+        decision.state,
+        decision.reason,
+        source=decision.source,
+        summary=decision.summary,
+        at=now,
+        details=decision.details,
+        observed_digest=decision.observed_digest,
+        **changes,
+    )
 
 
 def decide_check(row: SiteSync, site: Site, seen: Observations) -> CheckDecision:

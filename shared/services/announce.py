@@ -1,58 +1,15 @@
-"""Events out: what acrsync tells subscribers when a site or a whole release changes.
-
-Ids are deterministic, so a re-announcement after a crash or a redelivery is dropped by the
-outbox and by subscribers that dedupe on the CloudEvents id.
-"""
+"""Events out: publishing what a row change means to subscribers (the events themselves are
+:mod:`shared.domain.announcements`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from shared.domain.model import Release, SiteSync
-from shared.domain.observations import OutboundEvent, OutboundEventType
-from shared.domain.states import READY_STATES, SyncState
+from shared.domain.announcements import events_for_change
+from shared.domain.observations import OutboundEvent
 from shared.ports import EventSink
 from shared.services.rows import RowUpdate
-
-
-def release_is_ready(release: Release) -> bool:
-    """Every in-scope site (all but SKIPPED) holds the release, and there is at least one."""
-    counts = release.counts
-    in_scope = sum(n for state, n in counts.items() if state is not SyncState.SKIPPED)
-    ready = sum(counts.get(state, 0) for state in READY_STATES)
-    return in_scope > 0 and ready == in_scope
-
-
-def events_for_change(before: SiteSync, after: SiteSync, release: Release, now: datetime) -> list[OutboundEvent]:
-    """The events one row change raises; release-level ones only when the change crossed the line."""
-    events: list[OutboundEvent] = []
-    if after.state in READY_STATES and before.state not in READY_STATES:
-        events.append(_site_event(OutboundEventType.SITE_SYNCED, after, release, now, key="synced"))
-    if after.state is SyncState.STALE and before.state is not SyncState.STALE:
-        events.append(_stale_event(after, release, now))
-    if before.state is not after.state:
-        previous = release.with_count_moved(after.state, before.state) if release.counts.get(after.state) else release
-        if release_is_ready(release) and not release_is_ready(previous):
-            events.append(_release_event(OutboundEventType.RELEASE_READY, release, now))
-        if after.state is SyncState.FAILED and not previous.counts.get(SyncState.FAILED):
-            events.append(_release_event(OutboundEventType.RELEASE_FAILED, release, now))
-    return events
-
-
-def events_for_current_state(row: SiteSync, release: Release, now: datetime) -> list[OutboundEvent]:
-    """Re-announce what the row and release already are (after a crash between save and publish)."""
-    events: list[OutboundEvent] = []
-    if row.state in READY_STATES:
-        events.append(_site_event(OutboundEventType.SITE_SYNCED, row, release, now, key="synced"))
-    if row.state is SyncState.STALE:
-        events.append(_stale_event(row, release, now))
-    if release_is_ready(release):
-        events.append(_release_event(OutboundEventType.RELEASE_READY, release, now))
-    if release.counts.get(SyncState.FAILED):
-        events.append(_release_event(OutboundEventType.RELEASE_FAILED, release, now))
-    return events
 
 
 def publish(sink: EventSink, events: Sequence[OutboundEvent]) -> None:
@@ -64,57 +21,3 @@ def announce(sink: EventSink, update: RowUpdate, now: datetime) -> None:
     """Publish what a row update means to subscribers (nothing when its state did not move)."""
     if update.release is not None and update.state_changed:
         publish(sink, events_for_change(update.before, update.after, update.release, now))
-
-
-def _site_event(kind: OutboundEventType, row: SiteSync, release: Release, now: datetime, *, key: str) -> OutboundEvent:
-    data: dict[str, Any] = {
-        "release_id": row.release_id,
-        "site": row.site,
-        "state": row.state.value,
-        "reason": row.reason.value if row.reason else None,
-        "registry": release.registry,
-        "repository": row.repository,
-        "digest": row.digest,
-        "tags": sorted(release.tags),
-        "synced_at": _iso(row.synced_at),
-        "verified_at": _iso(row.verified_at),
-        "expected_ready_at": _iso(row.expected_ready_at),
-        "evidence_source": row.evidence_source.value if row.evidence_source else None,
-    }
-    return OutboundEvent(
-        event_id=f"{row.release_id}:{row.site}:{key}",
-        type=kind,
-        source=f"/acrsync/{release.registry}/{release.repository}",
-        subject=f"sites/{row.site}",
-        time=now,
-        data=data,
-    )
-
-
-def _stale_event(row: SiteSync, release: Release, now: datetime) -> OutboundEvent:
-    # One event per stale episode: a row that recovers and goes stale again is news again.
-    stale_since = (row.stale_at or row.updated_at).isoformat()
-    return _site_event(OutboundEventType.SITE_STALE, row, release, now, key=f"stale:{stale_since}")
-
-
-def _release_event(kind: OutboundEventType, release: Release, now: datetime) -> OutboundEvent:
-    suffix = "ready" if kind is OutboundEventType.RELEASE_READY else "failed"
-    return OutboundEvent(
-        event_id=f"{release.release_id}:{suffix}",
-        type=kind,
-        source=f"/acrsync/{release.registry}/{release.repository}",
-        subject=f"releases/{release.release_id}",
-        time=now,
-        data={
-            "release_id": release.release_id,
-            "registry": release.registry,
-            "repository": release.repository,
-            "digest": release.digest,
-            "tags": sorted(release.tags),
-            "counts": {state.value: n for state, n in sorted(release.counts.items())},
-        },
-    )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -13,17 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared.domain.changes import RowChange
+from shared.domain.decisions import FirstCheck, first_check
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Release, Site, SiteSync
 from shared.domain.states import READY_STATES, TERMINAL_STATES, SyncReason, SyncState
-from shared.domain.windows import window_at_or_after
 from shared.ports import JobQueue, OutgoingMessage, StateStore
-from shared.services.rows import Decision, RowChange, recount, update_row
+from shared.services.rows import Decision, recount, update_row
 
 logger = logging.getLogger(__name__)
-
-_MAX_CHECK_MARGIN = timedelta(minutes=5)
-
 
 @dataclass(frozen=True)
 class PlannedJob:
@@ -53,20 +51,6 @@ class FanoutResult:
     send_batches: int
 
 
-def check_margin(window_length: timedelta) -> timedelta:
-    """How long after a window opens the first check runs: time for the site to pull the sync message."""
-    return min(_MAX_CHECK_MARGIN, window_length / 4)
-
-
-def first_check(site: Site, now: datetime) -> tuple[SyncState, SyncReason, datetime, datetime | None]:
-    """Where a fresh row starts: (state, reason, predicted ready time, when to run the first check)."""
-    window = window_at_or_after(site.schedule, site.sync_window, now)
-    if window.contains(now):
-        return SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK, window.closes_at, None
-    opening_check = window.opens_at + check_margin(window.closes_at - window.opens_at)
-    return SyncState.WAITING_FOR_WINDOW, SyncReason.WINDOW_CLOSED, window.closes_at, opening_check
-
-
 def plan_fanout(
     release: Release, sites: Iterable[Site], now: datetime, *, kind: JobKind = JobKind.FANOUT
 ) -> FanoutPlan:
@@ -74,7 +58,7 @@ def plan_fanout(
     rows: list[SiteSync] = []
     jobs: list[PlannedJob] = []
     # Thousands of sites share a handful of schedules: work out each schedule's window once.
-    windows: dict[tuple[str | None, timedelta | None], tuple[SyncState, SyncReason, datetime, datetime | None]] = {}
+    windows: dict[tuple[str | None, timedelta | None], FirstCheck] = {}
     for site in sorted(sites, key=lambda s: s.name):
         refusal = site.admits(release.repository, release.tags)
         if refusal is not None:
@@ -83,11 +67,10 @@ def plan_fanout(
         key = (site.schedule, site.sync_window)
         if key not in windows:
             windows[key] = first_check(site, now)
-        state, reason, expected, check_at = windows[key]
-        rows.append(
-            replace(new_row(release, site.name, state, reason, now, expected=expected), next_check_at=check_at or now)
-        )
-        jobs.append(PlannedJob(SiteSyncJob(release.release_id, site.name, kind), check_at))
+        start = windows[key]
+        row = new_row(release, site.name, start.state, start.reason, now, expected=start.expected_ready_at)
+        rows.append(replace(row, next_check_at=start.check_at or now))
+        jobs.append(PlannedJob(SiteSyncJob(release.release_id, site.name, kind), start.check_at))
     return FanoutPlan(rows=rows, jobs=jobs)
 
 

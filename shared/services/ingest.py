@@ -25,6 +25,7 @@ from shared.domain.acr_events import (
     decode_event,
     parse_delivery,
 )
+from shared.domain.changes import RowChange
 from shared.domain.messages import JobKind
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.states import ALLOWED_TRANSITIONS, READY_STATES, EvidenceSource, SyncReason, SyncState
@@ -35,7 +36,7 @@ from shared.ports import StateStore
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.receipts import receipt_hook
-from shared.services.rows import Decision, RowChange, modify_release, recount, update_row
+from shared.services.rows import Decision, modify_release, recount, update_row
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.domain.changes import RowChange, transition
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import SiteSync
 from shared.domain.names import validate_site_name
@@ -22,7 +23,7 @@ from shared.errors import InvalidInput
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.lookup import require_release
-from shared.services.rows import Decision, RowChange, transition, update_row
+from shared.services.rows import Decision, update_row
 
 logger = logging.getLogger(__name__)
 

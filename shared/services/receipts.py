@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from shared.domain.changes import RowChange
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.receipts import (
     arrival_time,
@@ -30,7 +31,7 @@ from shared.domain.states import READY_STATES, EvidenceSource
 from shared.domain.windows import Window, window_at_or_after
 from shared.errors import InvalidInput
 from shared.services.dependencies import Dependencies
-from shared.services.rows import RowChange, StateChangeHook
+from shared.services.rows import StateChangeHook
 
 RECEIPT_DETAIL = "dsse"
 SEQUENCE_DETAIL = "receipt_sequence"

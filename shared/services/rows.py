@@ -10,25 +10,17 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
+from shared.domain.changes import RowChange
 from shared.domain.model import Evidence, Release, SiteSync, Versioned
-from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.domain.states import SyncState
 from shared.errors import ConcurrencyConflict
 from shared.ports import StateStore
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 25
-
-
-@dataclass(frozen=True)
-class RowChange:
-    """What a decision wants written: the new row and the evidence that justifies it."""
-
-    row: SiteSync
-    evidence: Sequence[Evidence] = ()
 
 
 @dataclass(frozen=True)
@@ -97,40 +89,6 @@ def update_row(
             continue
         return RowUpdate(row.value, change.row, header.value if header else None, changed=True)
     raise ConcurrencyConflict(f"site-sync row {release_id}/{site} kept changing under {attempts} attempts")
-
-
-def transition(
-    row: SiteSync,
-    target: SyncState,
-    reason: SyncReason,
-    *,
-    source: EvidenceSource,
-    summary: str,
-    at: datetime,
-    details: Mapping[str, str] | None = None,
-    observed_digest: str | None = None,
-    **changes: object,
-) -> RowChange:
-    """Move ``row`` to ``target`` and write the evidence record that every state change carries.
-
-    Raises:
-        IllegalTransition: the move is not in the transitions table.
-    """
-    moved = row.moved_to(target, reason, at, evidence_source=source, **changes)
-    evidence = Evidence(
-        release_id=row.release_id,
-        site=row.site,
-        source=source,
-        observed_at=at,
-        recorded_at=at,
-        summary=summary,
-        state_from=row.state,
-        state_to=target,
-        reason=reason,
-        observed_digest=observed_digest,
-        details=dict(details or {}),
-    )
-    return RowChange(moved, [evidence])
 
 
 def tally(rows: Sequence[SiteSync]) -> dict[SyncState, int]:

@@ -10,11 +10,13 @@ become FAILED rows and the message completes. No poison loops.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from shared.domain.decisions import CheckDecision, Observations, decide_check
+from shared.domain.announcements import events_for_current_state
+from shared.domain.changes import RowChange, transition
+from shared.domain.decisions import Observations, apply_decision, decide_check, decide_vanished_site
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Site, SiteSync, Versioned
 from shared.domain.observations import ProbeOutcome
@@ -22,11 +24,11 @@ from shared.domain.states import READY_STATES, TERMINAL_STATES, EvidenceSource, 
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
 from shared.observability import record_job, record_lag, traced
-from shared.services.announce import announce, events_for_current_state, publish
+from shared.services.announce import announce, publish
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.receipts import receipt_hook
-from shared.services.rows import RowChange, RowUpdate, transition, update_row
+from shared.services.rows import RowUpdate, update_row
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +167,10 @@ def _record(
         if row.state in TERMINAL_STATES or row.checks != current.checks:
             return None  # another writer (an edge event, an operator) moved the row meanwhile
         if site_gone or site is None:
-            decision = _site_gone(registered=site is not None)
+            decision = decide_vanished_site(registered=site is not None)
         else:
             decision = decide_check(row, site, seen)
-        return _apply(row, decision, now)
+        return apply_decision(row, decision, now)
 
     try:
         signs = receipt_hook(services, site)
@@ -192,49 +194,6 @@ def _measure(update: RowUpdate) -> None:
     arrived = after.verified_at or after.synced_at
     if update.state_changed and after.state in READY_STATES and update.before.state not in READY_STATES and arrived:
         record_lag(after.site, (arrived - after.pushed_at).total_seconds(), after.state.value.lower())
-
-
-def _apply(row: SiteSync, decision: CheckDecision, now: datetime) -> RowChange:
-    changes = {
-        "expected_ready_at": decision.expected_ready_at,
-        "next_check_at": decision.next_check_at,
-        "checks": row.checks + 1,
-    }
-    if decision.arrived_at is not None and decision.state is SyncState.SYNCED:
-        changes["synced_at"] = decision.arrived_at
-    if decision.state is row.state:
-        return RowChange(replace(row, reason=decision.reason, updated_at=now, **changes))  # type: ignore[arg-type]
-    return transition(
-        row,
-        decision.state,
-        decision.reason,
-        source=decision.source,
-        summary=decision.summary,
-        at=now,
-        details=decision.details,
-        observed_digest=decision.observed_digest,
-        **changes,
-    )
-
-
-def _site_gone(*, registered: bool) -> CheckDecision:
-    if registered:
-        return CheckDecision(
-            SyncState.FAILED,
-            SyncReason.SITE_NOT_FOUND,
-            EvidenceSource.ARM_LAST_SYNC,
-            "the site's connected registry no longer exists in Azure",
-            None,
-            None,
-        )
-    return CheckDecision(
-        SyncState.FAILED,
-        SyncReason.SITE_NOT_FOUND,
-        EvidenceSource.OPERATOR,
-        "the site is no longer registered with acrsync",
-        None,
-        None,
-    )
 
 
 def _already_done(services: Dependencies, job: SiteSyncJob, row: SiteSync) -> CheckResult:

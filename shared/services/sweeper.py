@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared.domain.changes import RowChange, transition
 from shared.domain.decisions import Observations, decide_check
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Release, Site, SiteSync
@@ -27,7 +28,7 @@ from shared.services.announce import announce
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.governance import check_tokens
-from shared.services.rows import RowChange, transition, update_row
+from shared.services.rows import update_row
 
 logger = logging.getLogger(__name__)
 

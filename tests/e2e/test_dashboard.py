@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.devmode import DevEnvironment
+from shared.domain.changes import transition
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.services.ingest import ingest_delivery
-from shared.services.rows import transition, update_row
+from shared.services.rows import update_row
 from tests.e2e.conftest import needs_browser, wait_ready
 from tests.fakes import delivery, load_event
 

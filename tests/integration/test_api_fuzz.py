@@ -36,12 +36,13 @@ from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap, use_services
 from shared.config import Settings
+from shared.domain.changes import transition
 from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectedRegistryState, ConnectionState, OutboundEvent, OutboundEventType
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.services.ingest import ingest_delivery
-from shared.services.rows import transition, update_row
+from shared.services.rows import update_row
 from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
