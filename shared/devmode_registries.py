@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -55,14 +54,14 @@ from shared.adapters.oci import MANIFEST_MEDIA_TYPES
 from shared.adapters.registry_mirror import CopyReport, RegistryMirror
 from shared.adapters.simulated import local_registry_state
 from shared.bootstrap import Services
-from shared.domain.acr_events import AcrEventType
+from shared.domain.acr_events import AcrEventType, image_deleted_event, image_pushed_event
 from shared.domain.inventory import TokenState
 from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectedRegistryState, SyncScope
 from shared.domain.windows import Window, window_at_or_after
 from shared.errors import AcrSyncError, ConfigurationError, InvalidInput, NotFound
-from shared.services.ingest import IngestOutcome, IngestResult, ingest_delivery
+from shared.services.ingest import IngestResult, ingest_event
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,6 @@ SETTLE_RETRY_S = 0.2
 MAX_SETTLE_RETRIES = 10
 # Wake a little after a window opens, so the clock is certainly inside it.
 OPENING_SLACK_S = 0.05
-_NAMESPACE = uuid.UUID("3d4f7a52-2b1e-4f1c-9f0e-6a1c2b7d9e10")
 
 
 # -- names Azure would give -----------------------------------------------------------------------
@@ -162,60 +160,37 @@ def _acr_event(raw: Mapping[str, Any], login_server: str, clock: Callable[[], da
     repository, digest, tag = target.get("repository"), target.get("digest"), target.get("tag")
     if not isinstance(repository, str) or not repository or not isinstance(digest, str) or not digest:
         return None
-    action = raw.get("action")
-    if action == "push" and isinstance(tag, str) and tag and target.get("mediaType") in MANIFEST_MEDIA_TYPES:
-        event_type, subject = AcrEventType.IMAGE_PUSHED, f"{repository}:{tag}"
-        acr_target: dict[str, Any] = {"mediaType": target["mediaType"], "digest": digest, "repository": repository}
-        size = target.get("size", target.get("length"))
-        if isinstance(size, int) and not isinstance(size, bool):
-            acr_target.update(size=size, length=size)
-        acr_target["tag"] = tag
-    elif action == "delete" and not tag:
-        event_type, subject = AcrEventType.IMAGE_DELETED, repository
-        acr_target = {"digest": digest, "repository": repository}
-        if isinstance(target.get("mediaType"), str):
-            acr_target["mediaType"] = target["mediaType"]
-    else:
-        return None
     raw_id = raw.get("id")
-    event_id = raw_id if isinstance(raw_id, str) and raw_id else str(uuid.uuid4())
-    timestamp = _timestamp(raw.get("timestamp"), clock)
-    data: dict[str, Any] = {
-        "id": str(uuid.uuid5(_NAMESPACE, event_id)),
-        "timestamp": timestamp,
-        "action": "push" if event_type.is_push else "delete",
-        "target": acr_target,
-        "request": {
-            "id": str(request.get("id") or uuid.uuid5(_NAMESPACE, event_id + "/request")),
-            "host": login_server,
-            "method": str(request.get("method") or ("PUT" if event_type.is_push else "DELETE")),
-            "useragent": str(request.get("useragent") or ""),
-        },
-    }
     actor = raw.get("actor")
-    if isinstance(actor, dict) and isinstance(actor.get("name"), str) and actor["name"]:
-        data["actor"] = {"name": actor["name"]}
-    return {
-        "id": event_id,
+    common: dict[str, Any] = {
+        "event_id": raw_id if isinstance(raw_id, str) and raw_id else str(uuid.uuid4()),
         "topic": registry_topic(login_server),
-        "subject": subject,
-        "eventType": event_type.value,
-        "eventTime": timestamp,
-        "data": data,
-        "dataVersion": "1.0",
-        "metadataVersion": "1",
+        "registry": login_server,
+        "repository": repository,
+        "digest": digest,
+        "at": _timestamp(raw.get("timestamp"), clock),
+        "actor": actor["name"] if isinstance(actor, dict) and isinstance(actor.get("name"), str) else None,
+        "user_agent": str(request.get("useragent") or ""),
     }
+    action, media_type = raw.get("action"), target.get("mediaType")
+    if action == "push" and isinstance(tag, str) and tag and media_type in MANIFEST_MEDIA_TYPES:
+        size = target.get("size", target.get("length"))
+        size = size if isinstance(size, int) and not isinstance(size, bool) else None
+        return image_pushed_event(tag=tag, media_type=media_type, size=size, **common)
+    if action == "delete" and not tag:
+        return image_deleted_event(media_type=media_type if isinstance(media_type, str) else None, **common)
+    return None
 
 
-def _timestamp(value: Any, clock: Callable[[], datetime]) -> str:
-    """The registry's RFC 3339 time (nanoseconds) as ACR writes it; the current time when missing."""
+def _timestamp(value: Any, clock: Callable[[], datetime]) -> datetime:
+    """The registry's RFC 3339 time; the current time when missing."""
     parsed: datetime | None = None
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             parsed = datetime.fromisoformat(value)
     if parsed is None or parsed.tzinfo is None:
         parsed = clock()
-    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return parsed
 
 
 # -- one registry process -------------------------------------------------------------------------
@@ -786,13 +761,7 @@ def ingest_notifications(services: Services, events: list[dict[str, Any]]) -> li
     for event in events:
         if event["eventType"] == AcrEventType.IMAGE_DELETED and not _known_release(services, event):
             continue  # a blob or an untagged manifest: the registry's delete events do not tell them apart
-        try:
-            report = ingest_delivery(services, json.dumps([event]).encode(), "application/json")
-        except InvalidInput as exc:
-            log.warning("dropped registry notification %s: %s (%s)", event["id"], exc.code, exc.detail)
-            results.append(IngestResult(event_id=event["id"], outcome=IngestOutcome.REJECTED))
-            continue
-        results.extend(report.results)
+        results.append(ingest_event(services, event))  # a poison event is logged, dropped and reported
     return results
 
 

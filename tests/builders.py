@@ -12,6 +12,10 @@ from shared.domain.states import EvidenceSource, SyncReason, SyncState
 
 T0 = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
 REGISTRY = "contosoacr.azurecr.io"
+REGISTRY_TOPIC = (  # the registry of ../shared/samples (tests/fixtures/events)
+    "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
+    "/providers/Microsoft.ContainerRegistry/registries/contosoacr"
+)
 
 
 def random_digest() -> str:
@@ -86,18 +90,22 @@ def push_release(
 
     ``digest`` defaults to a new random one.
     """
-    import copy
     import uuid
 
-    from shared.services.ingest import ingest_delivery
-    from tests.fakes import delivery, load_event
+    from shared.domain.acr_events import image_pushed_event
+    from shared.services.ingest import ingest_event
 
-    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
-    event["id"] = str(uuid.uuid4())
-    event["eventTime"] = at.isoformat()
-    event["subject"] = f"{repository}:{tag}"
-    event["data"]["target"].update(repository=repository, tag=tag, digest=digest or random_digest())
-    [result] = ingest_delivery(services, delivery(event), "application/json").results
+    event = image_pushed_event(
+        event_id=str(uuid.uuid4()),
+        topic=REGISTRY_TOPIC,
+        registry=REGISTRY,
+        repository=repository,
+        tag=tag,
+        digest=digest or random_digest(),
+        at=at,
+        size=1574,
+    )
+    result = ingest_event(services, event)
     assert result.release_id is not None
     return str(result.release_id)
 

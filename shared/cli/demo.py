@@ -9,7 +9,6 @@ recovers.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import tempfile
 import time
@@ -22,10 +21,14 @@ import typer
 
 from shared.cli import ExitCode, app
 from shared.devmode import DevEnvironment, DevOptions
+from shared.devmode_registries import registry_topic
+from shared.domain.acr_events import image_pushed_event
 from shared.domain.gate import GatePolicy, GateSelection, GateState
 from shared.domain.states import SyncState
-from shared.services.ingest import ingest_delivery
+from shared.services.ingest import ingest_event
 from shared.services.status import readiness
+
+DEMO_REGISTRY = "contosoacr.azurecr.io"
 
 
 class AcceleratedClock:
@@ -94,29 +97,17 @@ class Story:
     def push(self, repository: str, tag: str) -> str:
         now = self.clock.now()
         digest = "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-        event = {
-            "id": secrets.token_hex(16),
-            "eventType": "Microsoft.ContainerRegistry.ImagePushed",
-            "topic": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/acrsync-demo/providers/"
-            "Microsoft.ContainerRegistry/registries/contosoacr",
-            "subject": f"{repository}:{tag}",
-            "eventTime": now.isoformat(),
-            "dataVersion": "1.0",
-            "data": {
-                "id": secrets.token_hex(8),
-                "timestamp": now.isoformat(),
-                "action": "push",
-                "target": {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "size": 1574,
-                    "digest": digest,
-                    "repository": repository,
-                    "tag": tag,
-                },
-                "request": {"id": secrets.token_hex(8), "host": "contosoacr.azurecr.io", "method": "PUT"},
-            },
-        }
-        [result] = ingest_delivery(self.env.services, json.dumps([event]).encode(), "application/json").results
+        event = image_pushed_event(
+            event_id=secrets.token_hex(16),
+            topic=registry_topic(DEMO_REGISTRY),
+            registry=DEMO_REGISTRY,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            at=now,
+            size=1574,
+        )
+        result = ingest_event(self.env.services, event)
         rows = self.env.services.store.list_site_syncs(result.release_id or "")
         skipped = [
             f"{r.value.site} ({r.value.reason.value if r.value.reason else ''})"

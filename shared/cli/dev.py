@@ -119,7 +119,20 @@ def push(
         raise typer.BadParameter("use repository:tag", param_hint="IMAGE")
     login_server = (registry or os.environ.get("ACRSYNC_REGISTRY") or "contosoacr.azurecr.io").lower()
     digest = digest or "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    event = _image_pushed(login_server, repository, tag, digest)
+    from shared.devmode_registries import registry_topic
+    from shared.domain.acr_events import image_pushed_event
+
+    event = image_pushed_event(
+        event_id=str(uuid.uuid4()),
+        topic=registry_topic(login_server),
+        registry=login_server,
+        repository=repository,
+        tag=tag,
+        digest=digest,
+        at=datetime.now(UTC),
+        size=1574,
+        user_agent="acrsync-push",
+    )
     with ApiClient(api_url, api_key) as client:
         response = client.request(
             "POST",
@@ -177,32 +190,3 @@ def sites_import(
             indent=2,
         )
     )
-
-
-def _image_pushed(registry: str, repository: str, tag: str, digest: str) -> dict[str, object]:
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    name = registry.split(".", 1)[0].split(":", 1)[0]
-    return {
-        "id": str(uuid.uuid4()),
-        "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/acrsync-local/providers/"
-        f"Microsoft.ContainerRegistry/registries/{name}",
-        "subject": f"{repository}:{tag}",
-        "eventType": "Microsoft.ContainerRegistry.ImagePushed",
-        "eventTime": now,
-        "data": {
-            "id": str(uuid.uuid4()),
-            "timestamp": now,
-            "action": "push",
-            "target": {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "size": 1574,
-                "digest": digest,
-                "length": 1574,
-                "repository": repository,
-                "tag": tag,
-            },
-            "request": {"id": str(uuid.uuid4()), "host": registry, "method": "PUT", "useragent": "acrsync-push"},
-        },
-        "dataVersion": "1.0",
-        "metadataVersion": "1",
-    }

@@ -1,4 +1,5 @@
-"""Decoding ACR events as Event Grid delivers them (Event Grid schema or CloudEvents 1.0).
+"""ACR events as Event Grid delivers them (Event Grid schema or CloudEvents 1.0): decoding, and the one
+encoder of the events acrsync itself raises locally (``acrsync push``, the demo, the real-registry bridge).
 
 Pure functions: a raw delivery in, typed events out, or :class:`InvalidInput` with a stable code
 naming the problem. Fields per the ACR event schema; ``actor``, ``source``, ``request.addr``,
@@ -9,14 +10,21 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from shared.domain.model import ArtifactKind
-from shared.domain.names import validate_digest, validate_login_server, validate_repository, validate_tag
+from shared.domain.names import (
+    release_id_for,
+    validate_digest,
+    validate_login_server,
+    validate_repository,
+    validate_tag,
+)
 from shared.errors import InvalidInput
 
 VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -66,6 +74,11 @@ class RegistryEvent:
     @property
     def is_edge(self) -> bool:
         return self.connected_registry is not None
+
+    @property
+    def release_id(self) -> str:
+        """The release this event is about: (registry, repository, digest)."""
+        return release_id_for(self.registry, self.repository, self.digest)
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,122 @@ def event_from_function_binding(
         "eventTime": event_time.isoformat() if event_time else None,
         "data": data,
         "dataVersion": data_version,
+    }
+
+
+# -- encoding ---------------------------------------------------------------------------------------
+
+OCI_IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# data.id and request.id follow from the event id, so encoding the same event twice gives the same event.
+_DERIVED_IDS = uuid.UUID("3d4f7a52-2b1e-4f1c-9f0e-6a1c2b7d9e10")
+
+
+def image_pushed_event(
+    *,
+    event_id: str,
+    topic: str,
+    registry: str,
+    repository: str,
+    tag: str,
+    digest: str,
+    at: datetime,
+    media_type: str = OCI_IMAGE_MANIFEST,
+    size: int | None = None,
+    actor: str | None = None,
+    user_agent: str = "",
+) -> dict[str, Any]:
+    """An ``ImagePushed`` event in the Event Grid schema, as ACR raises it for a push by tag.
+
+    Args:
+        event_id: the event's id (a redelivery keeps it).
+        topic: the parent registry's ARM id.
+        registry: its login server (``data.request.host``).
+    """
+    target: dict[str, Any] = {"mediaType": media_type, "digest": digest, "repository": repository}
+    if size is not None:
+        target.update(size=size, length=size)
+    target["tag"] = tag
+    return _event(
+        AcrEventType.IMAGE_PUSHED,
+        event_id,
+        topic=topic,
+        subject=f"{repository}:{tag}",
+        registry=registry,
+        target=target,
+        at=at,
+        actor=actor,
+        method="PUT",
+        user_agent=user_agent,
+    )
+
+
+def image_deleted_event(
+    *,
+    event_id: str,
+    topic: str,
+    registry: str,
+    repository: str,
+    digest: str,
+    at: datetime,
+    media_type: str | None = None,
+    actor: str | None = None,
+    user_agent: str = "",
+) -> dict[str, Any]:
+    """An ``ImageDeleted`` event in the Event Grid schema: a manifest deleted by digest (no tag, no size)."""
+    target: dict[str, Any] = {"digest": digest, "repository": repository}
+    if media_type is not None:
+        target["mediaType"] = media_type
+    return _event(
+        AcrEventType.IMAGE_DELETED,
+        event_id,
+        topic=topic,
+        subject=repository,
+        registry=registry,
+        target=target,
+        at=at,
+        actor=actor,
+        method="DELETE",
+        user_agent=user_agent,
+    )
+
+
+def _event(
+    event_type: AcrEventType,
+    event_id: str,
+    *,
+    topic: str,
+    subject: str,
+    registry: str,
+    target: dict[str, Any],
+    at: datetime,
+    actor: str | None,
+    method: str,
+    user_agent: str,
+) -> dict[str, Any]:
+    timestamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    data: dict[str, Any] = {
+        "id": str(uuid.uuid5(_DERIVED_IDS, event_id)),
+        "timestamp": timestamp,
+        "action": "push" if event_type.is_push else "delete",
+        "target": target,
+        "request": {
+            "id": str(uuid.uuid5(_DERIVED_IDS, event_id + "/request")),
+            "host": registry,
+            "method": method,
+            "useragent": user_agent,
+        },
+    }
+    if actor:
+        data["actor"] = {"name": actor}
+    return {
+        "id": event_id,
+        "topic": topic,
+        "subject": subject,
+        "eventType": event_type.value,
+        "eventTime": timestamp,
+        "data": data,
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
     }
 
 

@@ -88,9 +88,18 @@ def ingest_delivery(services: Dependencies, body: bytes, content_type: str | Non
 
 
 def _ingest_delivery(services: Dependencies, body: bytes, content_type: str | None) -> DeliveryReport:
-    decoded = [
-        decode_event(raw, registry_hint=services.settings.registry) for raw in parse_delivery(body, content_type)
-    ]
+    return ingest_events(services, parse_delivery(body, content_type))
+
+
+def ingest_events(services: Dependencies, raw_events: Sequence[Mapping[str, Any]]) -> DeliveryReport:
+    """Handle the events of one delivery, already parsed. Every event is decoded before anything is
+    written, so a bad event rejects the whole delivery and changes nothing.
+
+    Raises:
+        InvalidInput: one of the events is malformed.
+        TransientError: the store or queue failed.
+    """
+    decoded = [decode_event(raw, registry_hint=services.settings.registry) for raw in raw_events]
     validation = next((event for event in decoded if isinstance(event, ValidationRequest)), None)
     if validation is not None:
         logger.info("answered Event Grid subscription validation %s", validation.event_id)
@@ -98,9 +107,10 @@ def _ingest_delivery(services: Dependencies, body: bytes, content_type: str | No
     return DeliveryReport(results=[handle_event(services, event) for event in decoded])
 
 
-def ingest_trigger_event(services: Dependencies, raw: Mapping[str, Any]) -> IngestResult:
-    """Handle one event from the Functions Event Grid trigger. A poison event is logged and dropped
-    (returning normally completes it); transient errors propagate so Event Grid redelivers."""
+def ingest_event(services: Dependencies, raw: Mapping[str, Any]) -> IngestResult:
+    """Handle one event on its own, as the Functions Event Grid trigger hands them over. A poison event is
+    logged and dropped (returning normally completes it); transient errors propagate so Event Grid
+    redelivers."""
     event_id = str(raw.get("id", "?"))
     try:
         event = decode_event(raw, registry_hint=services.settings.registry)
@@ -115,7 +125,7 @@ def handle_event(services: Dependencies, event: RegistryEvent | ValidationReques
         kind = event.event_type if isinstance(event, OtherEvent) else "validation"
         logger.info("ignored event %s of type %s", event.event_id, kind)
         return IngestResult(event_id=event.event_id, outcome=IngestOutcome.IGNORED_EVENT_TYPE)
-    release_id = Release(event.registry, event.repository, event.digest, event.occurred_at).release_id
+    release_id = event.release_id
     context = {
         "event_id": event.event_id,
         "release_id": release_id,
@@ -182,10 +192,10 @@ def _candidate(event: RegistryEvent) -> Release:
 
 def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, queue, now = services.store, services.queue, services.clock.now()
-    candidate = _candidate(event)
     if event.tag is None:
         logger.info("ignored untagged push of %s@%s", event.repository, event.digest)
-        return IngestResult(event.event_id, IngestOutcome.IGNORED_UNTAGGED, candidate.release_id)
+        return IngestResult(event.event_id, IngestOutcome.IGNORED_UNTAGGED, event.release_id)
+    candidate = _candidate(event)
     sites = services.catalog.sites()
     plan = plan_fanout(candidate, sites, now)
     try:
@@ -200,7 +210,7 @@ def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult
 
 def _register_known_push(services: Dependencies, event: RegistryEvent, sites: Sequence[Site]) -> IngestResult:
     store, queue, now = services.store, services.queue, services.clock.now()
-    release_id = _candidate(event).release_id
+    release_id = event.release_id
     before = store.get_release(release_id).value
     published = store.is_release_published(release_id)
 
@@ -228,10 +238,9 @@ def _register_known_push(services: Dependencies, event: RegistryEvent, sites: Se
 
 def _withdraw(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, now = services.store, services.clock.now()
-    candidate = _candidate(event)
-    release_id = candidate.release_id
+    release_id = event.release_id
     try:
-        store.create_release(replace(candidate, withdrawn_at=event.occurred_at))
+        store.create_release(replace(_candidate(event), withdrawn_at=event.occurred_at))
         # Deleted before its push arrived (events are unordered): keep a visible tombstone.
         store.publish_release(store.get_release(release_id).value)
         return IngestResult(event.event_id, IngestOutcome.WITHDRAWN, release_id)
@@ -278,7 +287,7 @@ def _withdrawal_decision(event: RegistryEvent, now: datetime) -> Decision:
 def _record_edge_event(services: Dependencies, event: RegistryEvent) -> IngestResult:
     store, now = services.store, services.clock.now()
     site = _site_for(services.catalog.sites(), event.connected_registry or "")
-    release_id = _candidate(event).release_id
+    release_id = event.release_id
     if site is None:
         logger.info("ignored edge event from unknown connected registry %s", event.connected_registry)
         return IngestResult(event.event_id, IngestOutcome.IGNORED_UNKNOWN_SITE, release_id)
@@ -304,7 +313,7 @@ def _record_edge_event(services: Dependencies, event: RegistryEvent) -> IngestRe
 
 
 def _record_edge_deletion(services: Dependencies, event: RegistryEvent, site: Site) -> IngestResult:
-    release_id = _candidate(event).release_id
+    release_id = event.release_id
     try:
         row = services.store.get_site_sync(release_id, site.name).value
     except NotFound:

@@ -19,7 +19,7 @@ from shared.domain.names import release_id_for
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.errors import QueueUnavailable
 from shared.ports import ReceivedMessage, StateStore
-from shared.services.ingest import IngestOutcome, backfill_site, ingest_delivery, ingest_trigger_event
+from shared.services.ingest import IngestOutcome, backfill_site, ingest_delivery, ingest_event
 from tests.fakes import FailingSends, FakeClock, delivery, load_event
 
 REGISTRY = "contosoacr.azurecr.io"
@@ -291,7 +291,7 @@ def test_a_poison_event_from_the_trigger_is_dropped_with_a_warning(
 ) -> None:
     poison = load_event("eventgrid-image-pushed")
     poison["data"]["target"]["digest"] = "sha256:not-hex"
-    result = ingest_trigger_event(services, poison)
+    result = ingest_event(services, poison)
     assert result.outcome is IngestOutcome.REJECTED
     assert any(r.levelname == "WARNING" and "INVALID_DIGEST" in r.getMessage() for r in caplog.records)
     assert services.store.list_releases().items == []
