@@ -44,8 +44,8 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         return
     import uvicorn
 
-    from orchestrations import dev_api
-    from orchestrations.http_api import asgi_app
+    from orchestrations.api import create_app
+    from orchestrations.api.dev import DevTools
     from shared.devmode import DevEnvironment, DevOptions, RegistryMode
 
     if registries not in {mode.value for mode in RegistryMode}:
@@ -55,7 +55,7 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         DevOptions(host=host, port=port, data_dir=data_dir, sites_file=sites_file, registries=RegistryMode(registries))
     )
     parsed = environment.load_sites()
-    dev_api.install(asgi_app, environment.simulation)
+    asgi_app = create_app(dev_tools=DevTools(sites=environment.simulation, parent=environment.registries))
     base = f"http://{host}:{port}"
     site_count = len(parsed.sites) if parsed else len(environment.services.store.list_sites())
     try_line = (

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from orchestrations import dev_api
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
+from orchestrations.api.dev import DevTools
 from shared.devmode import DevEnvironment, DevOptions
 from tests.support.server import serve
 
@@ -32,10 +32,10 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         DevOptions(data_dir=tmp_path_factory.mktemp("dev"), sites_file=ROOT / "sites.yaml"), environ={}
     )
     environment.load_sites()
-    dev_api.install(asgi_app, environment.simulation)
+    app = create_app(dev_tools=DevTools(sites=environment.simulation, parent=environment.registries))
     environment.start(runtime=False)
     try:
-        with serve(asgi_app) as base_url:
+        with serve(app) as base_url:
             yield base_url, environment
     finally:
         environment.stop()

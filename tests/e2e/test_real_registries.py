@@ -24,8 +24,8 @@ import httpx
 import pytest
 import uvicorn
 
-from orchestrations import dev_api
-from orchestrations.http_api import create_app
+from orchestrations.api import create_app
+from orchestrations.api.dev import DevTools
 from shared.devmode import DevEnvironment, DevOptions, RegistryMode
 from shared.devmode_registries import (
     DISTRIBUTION_EVENTS_MEDIA_TYPE,
@@ -199,8 +199,7 @@ def start_dev(data_dir: Path) -> Dev:
     )
     try:
         environment.load_sites()
-        app = create_app()
-        dev_api.install(app, environment.simulation)
+        app = create_app(dev_tools=DevTools(sites=environment.simulation, parent=environment.registries))
         environment.start(runtime=False)  # the test runs the workers' loop itself
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name="uvicorn-e2e", daemon=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.bootstrap import Services, bootstrap, use_services
 from shared.config import Settings
@@ -21,6 +21,8 @@ from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.ports import StateStore
 from tests.builders import move_row, push_release, site_names
 from tests.fakes import CountingSink, FakeClock
+
+asgi_app = create_app()
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)

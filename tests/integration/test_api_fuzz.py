@@ -30,7 +30,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from orchestrations.http_api import create_app
+from orchestrations.api import create_app
 from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore

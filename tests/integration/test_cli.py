@@ -20,7 +20,7 @@ import pytest
 import typer
 import yaml
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
@@ -38,6 +38,8 @@ from tests.builders import move_row, push_release, random_digest
 from tests.fakes import FakeClock
 from tests.support.azurite import free_port
 from tests.support.server import serve
+
+asgi_app = create_app()
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared import observability
 from shared.adapters.arm import ArmConnectedRegistryReader
 from shared.adapters.arm_cache import CachedArmReader
@@ -46,6 +46,8 @@ from shared.services.sweeper import sweep
 from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential
 from tests.support.arm_server import ArmServer
 from tests.support.server import serve as serve_app
+
+asgi_app = create_app()
 
 ARM = FIXTURES / "arm"
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.oci import StaticSiteCredentials
 from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
@@ -45,6 +45,8 @@ from shared.services.ingest import ingest_delivery
 from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL
 from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 from tests.support.server import serve
+
+asgi_app = create_app()
 
 SUB = "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
 REG = f"{SUB}/providers/Microsoft.ContainerRegistry/registries/contosoacr"

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.oci import HttpManifestProbe, StaticSiteCredentials
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.bootstrap import Services, bootstrap, use_services
@@ -37,6 +37,8 @@ from tests.builders import move_row, push_release
 from tests.fakes import CountingSink, FakeClock, delivery, load_event
 from tests.support.azurite import free_port
 from tests.support.registry import RegistryHandle, push_image, start_registry
+
+asgi_app = create_app()
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 T0 = NOW - timedelta(days=10)

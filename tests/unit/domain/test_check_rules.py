@@ -42,9 +42,7 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
         (timedelta(minutes=1), timedelta(seconds=15)),
     ],
 )
-def test_the_check_margin_is_a_quarter_of_the_window_at_most_five_minutes(
-    length: timedelta, margin: timedelta
-) -> None:
+def test_the_check_margin_is_a_quarter_of_the_window_at_most_five_minutes(length: timedelta, margin: timedelta) -> None:
     opens = at(25, 2)
     assert check_margin(Window(opens, opens + length)) == margin
 

@@ -16,13 +16,15 @@ from azure.functions.meta import Datum
 from fastapi.testclient import TestClient
 
 from orchestrations.acr_events import on_acr_event
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import Services, bootstrap, use_services
 from shared.config import Settings
 from shared.domain.model import Site
 from tests.fakes import FakeClock, delivery, load_event
+
+asgi_app = create_app()
 
 URL = "/runtime/webhooks/eventgrid?functionName=on_acr_event"
 NOW = datetime.datetime(2026, 11, 24, 9, 42, tzinfo=datetime.UTC)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrations.http_api import asgi_app
+from orchestrations.api import create_app
 from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
@@ -31,6 +31,8 @@ from shared.errors import ConfigurationError
 from shared.services.ingest import ingest_delivery
 from tests.builders import move_row, push_release, random_digest
 from tests.fakes import CountingSink, FakeArmReader, FakeClock, delivery, load_event
+
+asgi_app = create_app()
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
@@ -847,3 +849,60 @@ def test_the_openapi_document_declares_every_route_with_its_problems(client: Tes
     assert document["paths"]["/api/healthz"]["get"]["security"] == []
     assert "functionKey" in document["components"]["securitySchemes"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+# -- the models describe what the routes answer ------------------------------------------------
+
+
+def with_tokens(resource_id: str) -> ConnectedRegistryState:
+    return ConnectedRegistryState(
+        resource_id=resource_id,
+        name="plant02",
+        connection_state=ConnectionState.ONLINE,
+        observed_at=NOW,
+        token_id=f"{CR_ID}/../../tokens/plant02",
+        client_token_ids=(f"{CR_ID}/../../tokens/plant02-client",),
+    )
+
+
+def test_every_answer_matches_its_documented_model(wire: Wire) -> None:
+    from orchestrations.api import models
+    from shared.domain.observations import SyncScope, TokenPassword
+    from shared.services.governance import check_tokens
+
+    arm = FakeArmReader(
+        with_tokens,
+        scope=lambda token_id: SyncScope(
+            token_id=token_id,
+            token_enabled=True,
+            repository_patterns=("inspection/*", "retail/*"),
+            passwords=(TokenPassword("password1", NOW + timedelta(days=10)),),
+        ),
+    )
+    services = wire(arm=arm)
+    release_id = push(services)
+    move(services, release_id, "plant-02", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    check_tokens(services, force=True)  # the list then carries the sweeper's findings, with checked_at
+    client = TestClient(asgi_app)
+    answers = {
+        "/api/sites": models.SiteListModel,
+        "/api/sites/plant-02": models.SiteDetailModel,
+        "/api/sites/plant-02/drift": models.DriftModel,
+        "/api/sites/plant-02/rollback": models.SiteRollbackModel,
+        "/api/releases": models.ReleasePageModel,
+        f"/api/releases/{release_id}": models.ReleaseDetailModel,
+        f"/api/releases/{release_id}/readiness": models.ReadinessModel,
+        f"/api/releases/{release_id}/evidence": models.EvidenceListModel,
+        f"/api/releases/{release_id}/evidence?format=bundle": models.EvidenceBundleModel,
+        "/api/signing-key": models.SigningKeyModel,
+        "/api/events": models.EventPageModel,
+        "/api/report": models.ReportModel,
+    }
+    for path, model in answers.items():
+        response = client.get(path)
+        assert response.status_code in (200, 202), (path, response.text)
+        model.model_validate(response.json())  # extra fields are refused: a view cannot outgrow its model
+    listed = client.get("/api/sites").json()["value"]
+    assert {name for site in listed if site["tokens"] for name in site["tokens"]} == {"plant02", "plant02-client"}
+    retried = client.post(f"/api/releases/{release_id}/retry?sites=plant-01")
+    models.RetryModel.model_validate(retried.json())

@@ -1,0 +1,127 @@
+"""Routes that exist only under `acrsync dev`: take sites offline and back, and (real-registry mode)
+the bridge from the parent registry's notifications to the event ingress.
+
+:func:`orchestrations.api.create_app` includes this router only when it is given :class:`DevTools`, which
+only the local runtime does; the Azure app never has these routes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from shared.bootstrap import get_services
+from shared.devmode_registries import (
+    DISTRIBUTION_EVENTS_MEDIA_TYPE,
+    NOTIFICATIONS_PATH,
+    acr_events_from_notifications,
+    ingest_notifications,
+)
+from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
+from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
+
+router = APIRouter(prefix="/api/dev", tags=["dev"])
+_NOTIFICATION_MEDIA_TYPES = {DISTRIBUTION_EVENTS_MEDIA_TYPE, "application/json"}
+
+
+class SiteSwitch(Protocol):
+    """What takes sites offline and back: the simulated connected registries or the local registries."""
+
+    def set_online(self, site: str, online: bool) -> None: ...
+
+    def is_online(self, site: str) -> bool: ...
+
+
+class ParentRegistry(Protocol):
+    """The local parent registry whose notifications the bridge receives (real-registry mode)."""
+
+    @property
+    def login_server(self) -> str: ...
+
+    def parent_pushed(self) -> None:
+        """Tell the sites' syncers that the parent holds something new."""
+
+
+@dataclass(frozen=True)
+class DevTools:
+    """What the dev routes steer: the sites' switch, and in real-registry mode the parent registry."""
+
+    sites: SiteSwitch | None = None
+    parent: ParentRegistry | None = None
+
+
+def _tools(request: Request) -> DevTools:
+    tools: DevTools = request.app.state.dev_tools
+    return tools
+
+
+def _switch(request: Request) -> SiteSwitch:
+    switch = _tools(request).sites
+    if switch is None:
+        raise Unsupported("NOT_SIMULATED", "start acrsync dev with --registries simulated or real")
+    return switch
+
+
+@router.get("/sites")
+def simulated_sites(request: Request) -> JSONResponse:
+    switch = _switch(request)
+    sites = get_services().store.list_sites()
+    return JSONResponse({"value": [{"name": s.name, "online": switch.is_online(s.name)} for s in sites]})
+
+
+@router.post("/sites/{site}/{state}")
+def set_site_state(site: str, state: str, request: Request) -> JSONResponse:
+    switch = _switch(request)
+    if state not in ("online", "offline"):
+        raise InvalidInput("INVALID_SITE_STATE", "use online or offline")
+    try:
+        switch.set_online(site, state == "online")
+    except NotFound as exc:
+        raise SiteNotFound(site[:64]) from exc
+    return JSONResponse({"site": site, "online": state == "online"})
+
+
+@router.post(NOTIFICATIONS_PATH.removeprefix("/api/dev"))
+async def registry_notifications(request: Request) -> JSONResponse:
+    """The parent registry's notifications (distribution envelope) as ACR events for the ingress.
+
+    Pushes by tag become ``ImagePushed``, deletions of known releases ``ImageDeleted``; the rest is
+    acknowledged and ignored. Answers 200 once ingested (the registry retries anything else, in
+    order, so a 503 from a busy store delays later notifications rather than losing them).
+    """
+    parent = _tools(request).parent
+    if parent is None:
+        raise Unsupported("NOT_REAL_REGISTRIES", "start acrsync dev with --registries real")
+    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in _NOTIFICATION_MEDIA_TYPES:
+        raise InvalidInput("UNSUPPORTED_MEDIA_TYPE", f"send {DISTRIBUTION_EVENTS_MEDIA_TYPE}")
+    body = await request.body()
+    if len(body) > MAX_DELIVERY_BYTES:
+        raise InvalidInput("BATCH_TOO_LARGE", f"the limit is {MAX_DELIVERY_BYTES} bytes")
+    try:
+        envelope: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("MALFORMED_JSON", "the body is not valid JSON") from exc
+    events = acr_events_from_notifications(envelope, login_server=parent.login_server)
+    if any(event["eventType"] == AcrEventType.IMAGE_PUSHED for event in events):
+        parent.parent_pushed()  # sites in an open window start copying while the release is registered
+    results = await run_in_threadpool(ingest_notifications, get_services(), events)
+    return JSONResponse(
+        {
+            "results": [
+                {
+                    "event_id": r.event_id,
+                    "outcome": r.outcome.value,
+                    "release_id": r.release_id,
+                    "jobs_sent": r.jobs_sent,
+                }
+                for r in results
+            ],
+            "ignored": len(envelope.get("events", [])) - len(results),
+        }
+    )

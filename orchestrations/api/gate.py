@@ -1,0 +1,79 @@
+"""The readiness gate: may a pipeline roll a release out now (200 ready or failed, 202 pending)?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from orchestrations.api.conditional import conditional_json
+from orchestrations.api.models import ReadinessModel
+from orchestrations.api.params import CONDITIONAL, ITEM_ERRORS, MAX_LIST_PARAMETER, IfNoneMatch, ReleaseId, link
+from shared.bootstrap import get_services
+from shared.domain.gate import MAX_RING_LENGTH, GatePolicy, GateSelection, GateState, parse_site_list
+from shared.services import status
+
+router = APIRouter(prefix="/api")
+
+
+@router.get(
+    "/releases/{release_id}/readiness",
+    operation_id="getReadiness",
+    tags=["releases"],
+    response_model=ReadinessModel,
+    responses={
+        202: {
+            "model": ReadinessModel,
+            "description": "Pending: poll Location again after Retry-After seconds.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until the earliest predicted change among pending sites (10 to 3600).",
+                    "schema": {"type": "integer", "minimum": 10, "maximum": 3600},
+                },
+                "Location": {"description": "This gate's URL, to poll.", "schema": {"type": "string"}},
+            },
+        },
+        **CONDITIONAL,
+        **ITEM_ERRORS,
+    },
+)
+def get_readiness(
+    *,
+    release_id: ReleaseId,
+    request: Request,
+    sites: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_LIST_PARAMETER,
+            description="Comma-separated site names (a pick the release does not go to counts as blocked).",
+        ),
+    ] = None,
+    ring: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_RING_LENGTH, description="Every in-scope site of a ring.")
+    ] = None,
+    min_ready: Annotated[
+        float,
+        Query(gt=0, le=1, allow_inf_nan=False, description="Fraction of selected sites that must be ready."),
+    ] = 1.0,
+    require_all_critical: Annotated[bool, Query(description="Every selected critical site must be ready too.")] = True,
+    require_rollback: Annotated[
+        bool, Query(description="Fail (ROLLBACK_NOT_READY) unless every selected site could roll back to N-1.")
+    ] = False,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The readiness gate: 200 `ready`, 202 `pending` (Retry-After, Location) or 200 `failed`.
+
+    Selection: `sites` or `ring` (not both), else every in-scope site. Blocked sites are STALE,
+    FAILED, WITHDRAWN, or explicit picks the release does not go to. `failed` once the policy can
+    no longer be met (too many blocked, a critical site blocked, the release withdrawn, nothing selected).
+    """
+    selection = GateSelection(sites=parse_site_list(sites) if sites is not None else None, ring=ring)
+    policy = GatePolicy(
+        min_ready=min_ready, require_all_critical=require_all_critical, require_rollback=require_rollback
+    )
+    verdict, body = status.readiness(get_services(), release_id, selection, policy)
+    if verdict.state is GateState.PENDING:
+        headers = {"Retry-After": str(verdict.retry_after), "Location": link(request)}
+        return conditional_json(body, if_none_match, status_code=202, headers=headers)
+    return conditional_json(body, if_none_match)

@@ -1,0 +1,66 @@
+"""Event ingress over HTTP: the Event Grid webhook (the local runtime's way in; ``acrsync push`` posts here).
+
+The webhook lives at the path the Functions host uses, ``/runtime/webhooks/eventgrid?functionName=on_acr_event``,
+and answers both handshakes: the Event Grid-schema validation event and the CloudEvents OPTIONS request. In
+Azure the host itself owns that path and hands events to the trigger in :mod:`orchestrations.acr_events`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from orchestrations.acr_events import FUNCTION_NAME
+from shared.bootstrap import get_services
+from shared.domain.acr_events import MAX_DELIVERY_BYTES
+from shared.errors import InvalidInput, UnknownFunction
+from shared.services.ingest import ingest_delivery
+
+WEBHOOK_PATHS = ("/runtime/webhooks/eventgrid", "/runtime/webhooks/EventGrid")
+
+router = APIRouter(tags=["ingress"])
+
+
+def _options(origin: str | None = Header(None, alias="WebHook-Request-Origin")) -> Response:
+    """CloudEvents abuse-protection handshake: allow the origin that asked."""
+    if not origin:
+        raise InvalidInput("MISSING_ORIGIN", "the handshake needs WebHook-Request-Origin")
+    return Response(
+        status_code=200,
+        headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"},
+    )
+
+
+async def _deliver(request: Request, function_name: str = Query(FUNCTION_NAME, alias="functionName")) -> Response:
+    """Event Grid-schema arrays or CloudEvents (single or batch) from Event Grid or `acrsync push`."""
+    if function_name != FUNCTION_NAME:
+        raise UnknownFunction(function_name)
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_DELIVERY_BYTES:
+        raise InvalidInput("BATCH_TOO_LARGE", f"the limit is {MAX_DELIVERY_BYTES} bytes")
+    body = await request.body()
+    report = await run_in_threadpool(ingest_delivery, get_services(), body, request.headers.get("content-type"))
+    if report.validation_code is not None:
+        return JSONResponse({"validationResponse": report.validation_code})
+    return JSONResponse(
+        {
+            "results": [
+                {
+                    "event_id": r.event_id,
+                    "outcome": r.outcome.value,
+                    "release_id": r.release_id,
+                    "jobs_sent": r.jobs_sent,
+                }
+                for r in report.results
+            ]
+        }
+    )
+
+
+for _path in WEBHOOK_PATHS:
+    documented = _path == WEBHOOK_PATHS[0]
+    router.add_api_route(
+        _path, _options, methods=["OPTIONS"], include_in_schema=documented, operation_id="eventGridHandshake"
+    )
+    router.add_api_route(_path, _deliver, methods=["POST"], include_in_schema=documented, operation_id="deliverEvents")

@@ -1,0 +1,344 @@
+"""The API's representations, for the OpenAPI document.
+
+Handlers return the services' views as they are (no second serialisation); the models describe them, and
+refuse fields they do not declare, so ``tests/unit/orchestrations/test_api_package.py`` can validate real
+answers against them and a view that grows a field without its model fails a test.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    """A representation: exactly the fields documented here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TagPolicyModel(Model):
+    include: list[str]
+    exclude: list[str]
+    semver_only: bool
+
+
+class WindowModel(Model):
+    opens_at: datetime
+    closes_at: datetime
+
+
+class TokenModel(Model):
+    token: str = Field(description="The token's name.")
+    token_id: str = Field(description="Its ARM resource id.")
+    role: Literal["sync", "client"]
+    status: str | None = Field(description="ARM's enabled or disabled; null when ARM cannot say.")
+    state: Literal["ok", "expiring", "expired", "missing", "unknown"]
+    expires_at: datetime | None = Field(description="The next password expiry (the last one once all expired).")
+    days_left: int | None
+    expiring: bool = Field(description="Expiring within the horizon, or expired.")
+    checked_at: datetime | None = Field(default=None, description="When the sweeper checked it (lists only).")
+
+
+class SiteModel(Model):
+    name: str
+    ring: str
+    critical: bool
+    owner: str | None
+    repositories: list[str] = Field(description="Approved repositories: exact names or globs.")
+    tags: TagPolicyModel = Field(description="The site's tag policy.")
+    schedule: str | None = Field(description="Sync schedule (5-field cron, UTC); null for continuous sync.")
+    sync_window: str | None = Field(description="ISO 8601 duration of each sync window, e.g. PT3H.")
+    message_ttl: str = Field(description="ISO 8601 duration, e.g. P2D.")
+    connected_registry: str | None = Field(description="ARM resource id of the site's connected registry.")
+    endpoint: str | None = Field(description="The site registry's URL for direct manifest checks.")
+    stale_after_windows: int
+    next_window: WindowModel = Field(description="The window open now, or the next one to open.")
+    connection_state: str | None = Field(
+        description="Online, Offline, Syncing, Unhealthy or Unknown (ARM); null in the list and without ARM."
+    )
+    tokens: dict[str, TokenModel] | None = Field(
+        description="The site's sync and client tokens by name: in the list what this instance's sweeper last "
+        "found (with checked_at), in one site read from ARM now; null when unknown or without a connected registry."
+    )
+
+
+class RepositoryStateModel(Model):
+    repository: str
+    release_id: str
+    digest: str
+    tags: list[str]
+    state: str
+    reason: str | None
+    pushed_at: datetime
+    expected_ready_at: datetime | None
+    synced_at: datetime | None
+    verified_at: datetime | None
+
+
+class SiteDetailModel(SiteModel):
+    repositories_state: list[RepositoryStateModel] = Field(
+        description="Per repository, the newest release checked at this site and where it stands."
+    )
+
+
+class SiteListModel(Model):
+    value: list[SiteModel]
+
+
+class ReleaseModel(Model):
+    id: str = Field(description="32 hex characters, derived from (registry, repository, digest).")
+    registry: str
+    repository: str
+    digest: str
+    image: str = Field(description="<registry>/<repository>@<digest>")
+    tags: list[str]
+    media_type: str | None
+    size: int | None
+    kind: Literal["IMAGE", "CHART"]
+    pushed_at: datetime
+    actor: str | None
+    withdrawn_at: datetime | None
+    counts: dict[str, int] = Field(description="Site rows per state.")
+
+
+class ReleasePageModel(Model):
+    value: list[ReleaseModel]
+    nextLink: str | None = Field(default=None, description="The next page (same filters); absent on the last page.")
+
+
+class ReleaseSiteModel(Model):
+    site: str
+    ring: str | None = Field(description="null when the site was deleted after the release.")
+    critical: bool | None
+    state: str
+    reason: str | None
+    expected_ready_at: datetime | None
+    synced_at: datetime | None
+    verified_at: datetime | None
+    stale_at: datetime | None
+    updated_at: datetime
+    evidence_source: str | None
+    next_check_at: datetime | None
+
+
+class ReleaseDetailModel(ReleaseModel):
+    sites: list[ReleaseSiteModel]
+
+
+class GateSelectionModel(Model):
+    kind: Literal["sites", "ring", "all"]
+    sites: list[str] | None
+    ring: str | None
+
+
+class PendingSiteModel(Model):
+    site: str
+    state: str | None
+    reason: str | None
+    critical: bool
+    expected_ready_at: datetime | None
+    next_check_at: datetime | None
+
+
+class BlockedSiteModel(Model):
+    site: str
+    state: str | None = Field(description="null for a selected site the release has no row for.")
+    reason: str | None = Field(description="The row's reason, or SITE_OUT_OF_SCOPE for an explicit pick.")
+    critical: bool
+
+
+class GateReasonModel(Model):
+    code: Literal[
+        "TOO_MANY_BLOCKED", "CRITICAL_SITE_BLOCKED", "RELEASE_WITHDRAWN", "NO_SITES_SELECTED", "ROLLBACK_NOT_READY"
+    ]
+    sites: list[str]
+
+
+class RollbackCheckModel(Model):
+    site: str
+    rollback_ready: bool
+    reason: str = Field(description="PREVIOUS_PRESENT, or why the site could not roll back (see /rollback).")
+    previous_release_id: str | None
+
+
+class ReadinessModel(Model):
+    state: Literal["ready", "pending", "failed"]
+    release_id: str
+    selection: GateSelectionModel
+    min_ready: float
+    require_all_critical: bool
+    ready: int = Field(description="Selected sites in SYNCED or VERIFIED.")
+    total: int = Field(description="Selected sites.")
+    required: int = Field(description="How many must be ready: ceil(min_ready * total), at least 1.")
+    pending: list[PendingSiteModel]
+    blocked: list[BlockedSiteModel] = Field(description="STALE, FAILED, WITHDRAWN and out-of-scope picks.")
+    reasons: list[GateReasonModel] = Field(description="Why the gate failed; empty unless state is failed.")
+    require_rollback: bool
+    rollback_ready: bool = Field(description="Every selected in-scope site could roll back to N-1 (by evidence).")
+    rollback: list[RollbackCheckModel] = Field(description="Per selected in-scope site.")
+
+
+class EvidenceModel(Model):
+    id: str
+    release_id: str
+    site: str
+    observed_at: datetime
+    recorded_at: datetime
+    source: str
+    state_from: str | None
+    state_to: str | None
+    reason: str | None
+    observed_digest: str | None
+    summary: str
+    details: dict[str, str]
+
+
+class EvidenceListModel(Model):
+    release_id: str
+    value: list[EvidenceModel]
+
+
+class DsseSignatureModel(Model):
+    keyid: str
+    sig: str = Field(description="Base64 Ed25519 signature over the DSSE PAE of payloadType and payload.")
+
+
+class DsseEnvelopeModel(Model):
+    payloadType: str
+    payload: str = Field(description="Base64 of the in-toto Statement v1 (canonical JSON).")
+    signatures: list[DsseSignatureModel]
+
+
+class EvidenceBundleModel(Model):
+    mediaType: str = Field(description="application/vnd.acrsync.evidence-bundle.v1+json")
+    release: dict[str, Any] = Field(description="The release, with its receipt chain head (receipts).")
+    keyid: str | None = Field(description="SHA-256 (hex) of the raw Ed25519 public key; null without a key.")
+    public_key: str | None = Field(description="The Ed25519 public key (PEM); null without a key.")
+    receipts: list[DsseEnvelopeModel] = Field(description="Signed delivery receipts, in sequence order.")
+
+
+class SigningKeyModel(Model):
+    keyid: str
+    algorithm: str
+    public_key: str = Field(description="PEM (SubjectPublicKeyInfo).")
+
+
+class SkippedSiteModel(Model):
+    site: str
+    state: str | None = Field(description="The row's state; null when the site has no row in this release.")
+
+
+class RetryModel(Model):
+    release_id: str
+    requested: list[str] = Field(description="The sites the request named or selected.")
+    enqueued: list[str] = Field(description="Sites a check was enqueued for.")
+    skipped: list[SkippedSiteModel] = Field(description="Sites left alone (ready, withdrawn, out of scope).")
+
+
+class EventModel(Model):
+    specversion: str
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+
+
+class EventPageModel(Model):
+    value: list[EventModel]
+    nextLink: str | None = Field(default=None, description="Absent when no later event exists yet.")
+
+
+# -- governance, rollback and reports ----------------------------------------------------------
+
+
+class PatternGapModel(Model):
+    pattern: str
+    overlaps: list[str] = Field(description="Patterns on the other side that cover part of this one.")
+
+
+class DriftModel(Model):
+    site: str
+    connected_registry: str | None
+    token_id: str | None = Field(description="The sync token whose scope map was compared.")
+    status: Literal["ok", "drift", "unknown"] = Field(
+        description="ok (no drift), drift, or unknown (no connected registry, sync token or scope map)."
+    )
+    reason: str | None = Field(description="Why the drift is unknown; null otherwise.")
+    approved: list[str] = Field(description="The site's approved repositories (names or globs).")
+    granted: list[str] | None = Field(
+        description="Repositories the scope map lets the site sync (repositories/<repo>/content/read)."
+    )
+    over_exposed: list[PatternGapModel] = Field(description="Granted patterns no approved pattern covers.")
+    over_exposed_count: int = Field(description="How many granted patterns are over-exposed (ARM has no catalog).")
+    missing: list[PatternGapModel] = Field(description="Approved patterns no grant covers: never synced.")
+    missing_count: int
+
+
+class CurrentReleaseModel(Model):
+    release_id: str
+    digest: str
+    tags: list[str]
+    state: str | None = Field(description="The site's row for it; null when the site has no row yet.")
+
+
+class PreviousReleaseModel(Model):
+    release_id: str
+    digest: str
+    tags: list[str]
+    state: str = Field(description="SYNCED or VERIFIED: N-1 reached the site.")
+    withdrawn_at: datetime | None = Field(description="Set only with reason PREVIOUS_WITHDRAWN.")
+    present: bool | None = Field(description="Still at the site; null when a fresh check could not tell.")
+    evidence_source: str | None = Field(description="What says so: the latest evidence's source, or oci-probe.")
+    observed_at: datetime | None
+    probe_error: str | None = Field(description="unreachable or refused when a fresh check failed.")
+
+
+class RepositoryRollbackModel(Model):
+    repository: str
+    current: CurrentReleaseModel | None = Field(
+        description="The newest release of the repository the site admits that is not withdrawn."
+    )
+    previous: PreviousReleaseModel | None = Field(
+        description="N-1: the newest older release the site admits that is not withdrawn and reached the site."
+    )
+    rollback_ready: bool
+    reason: str = Field(
+        description="PREVIOUS_PRESENT, NO_CURRENT_RELEASE, NO_PREVIOUS_RELEASE, PREVIOUS_WITHDRAWN, "
+        "PREVIOUS_NOT_PRESENT or PREVIOUS_PRESENCE_UNKNOWN."
+    )
+
+
+class SiteRollbackModel(Model):
+    site: str
+    value: list[RepositoryRollbackModel]
+
+
+class ExposureModel(Model):
+    repositories_approved: int = Field(description="The site's approved repository patterns.")
+    drift: bool | None = Field(description="Its sync scope differs from its approvals; null when unknown.")
+    over_exposed: int | None = Field(description="Scope-map patterns no approval covers; null when unknown.")
+    missing: int | None = Field(description="Approvals no scope-map pattern covers; null when unknown.")
+
+
+class SiteReportModel(Model):
+    site: str
+    ring: str
+    critical: bool
+    releases_received: int = Field(description="Rows in scope of releases pushed in the period.")
+    releases_ready: int = Field(description="Of those, rows SYNCED or VERIFIED now.")
+    lag_median_seconds: float | None = Field(description="Push to SYNCED/VERIFIED; null when none arrived.")
+    lag_p95_seconds: float | None
+    windows_missed: int = Field(description="Rows that went STALE with reason WINDOW_MISSED.")
+    stale_incidents: int = Field(description="Evidence records moving a row to STALE.")
+    exposure: ExposureModel
+
+
+class ReportModel(Model):
+    since: datetime
+    until: datetime
+    value: list[SiteReportModel]

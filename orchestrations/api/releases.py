@@ -1,0 +1,131 @@
+"""Releases: the published releases, one release with its sites, and the operator's retry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from orchestrations.api.conditional import conditional_json
+from orchestrations.api.models import ReleaseDetailModel, ReleasePageModel, RetryModel
+from orchestrations.api.params import (
+    CONDITIONAL,
+    DIGEST_PATTERN,
+    ITEM_ERRORS,
+    MAX_LIST_PARAMETER,
+    MAX_TOKEN_LENGTH,
+    READ_ERRORS,
+    TAG_PATTERN,
+    CallerPrincipal,
+    IfNoneMatch,
+    ReleaseId,
+    Repository,
+    absolute,
+    link,
+)
+from shared.bootstrap import get_services
+from shared.services import operations, status
+
+router = APIRouter(prefix="/api")
+
+
+@router.get(
+    "/releases",
+    operation_id="listReleases",
+    tags=["releases"],
+    response_model=ReleasePageModel,
+    responses={**CONDITIONAL, **READ_ERRORS},
+)
+def list_releases(
+    *,
+    request: Request,
+    repository: Repository = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN, max_length=128, description="A tag of the release.")] = None,
+    digest: Annotated[str | None, Query(pattern=DIGEST_PATTERN, max_length=200, description="Exact digest.")] = None,
+    top: Annotated[int, Query(ge=1, le=status.MAX_PAGE_SIZE, description="Page size.")] = status.DEFAULT_PAGE_SIZE,
+    continuation: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_TOKEN_LENGTH, description="Opaque token from a previous nextLink."),
+    ] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Published releases, newest push first, filtered by exact repository, tag and digest."""
+    page = status.list_releases(
+        get_services(), repository=repository, tag=tag, digest=digest, top=top, continuation=continuation
+    )
+    body: dict[str, Any] = {"value": page.value}
+    if page.continuation is not None:
+        body["nextLink"] = link(request, continuation=page.continuation)
+    return conditional_json(body, if_none_match)
+
+
+@router.get(
+    "/releases/{release_id}",
+    operation_id="getRelease",
+    tags=["releases"],
+    response_model=ReleaseDetailModel,
+    responses={**CONDITIONAL, **ITEM_ERRORS},
+)
+def get_release(release_id: ReleaseId, if_none_match: IfNoneMatch = None) -> Response:
+    """The release with one entry per site (ring and critical from the site catalog)."""
+    return conditional_json(status.release_detail(get_services(), release_id), if_none_match)
+
+
+@router.post(
+    "/releases/{release_id}/retry",
+    operation_id="retrySites",
+    tags=["operations"],
+    status_code=202,
+    response_model=RetryModel,
+    responses={
+        202: {
+            "description": "Checks enqueued; follow the release at Location.",
+            "headers": {"Location": {"description": "The release.", "schema": {"type": "string"}}},
+        },
+        **ITEM_ERRORS,
+    },
+)
+def retry(
+    *,
+    release_id: ReleaseId,
+    request: Request,
+    principal: CallerPrincipal,
+    sites: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_LIST_PARAMETER,
+            description="failed (every FAILED row), stale (every STALE row) or comma-separated site names.",
+        ),
+    ],
+    repeatability_request_id: Annotated[
+        str | None,
+        Header(
+            alias="Repeatability-Request-ID",
+            min_length=1,
+            max_length=128,
+            description="Optional client request id; a repeated retry is harmless either way.",
+        ),
+    ] = None,
+) -> Response:
+    """Re-enqueue checks: FAILED and STALE rows move to PENDING (reason OPERATOR_RETRY, operator
+    evidence); PENDING and WAITING_FOR_WINDOW rows get a fresh check; other rows are skipped."""
+    request_spec = operations.RetryRequest.parse(sites)
+    result = operations.retry_sites(
+        get_services(),
+        release_id,
+        request_spec,
+        actor=principal.name if principal is not None else None,
+        request_id=repeatability_request_id,
+    )
+    body = {
+        "release_id": result.release_id,
+        "requested": result.requested,
+        "enqueued": result.enqueued,
+        "skipped": [{"site": s.site, "state": s.state.value if s.state else None} for s in result.skipped],
+    }
+    headers = {"Location": absolute(request, f"/api/releases/{release_id}"), "Cache-Control": "no-store"}
+    if repeatability_request_id is not None:
+        headers["Repeatability-Result"] = "accepted"
+    return JSONResponse(body, status_code=202, headers=headers)
