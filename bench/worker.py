@@ -59,7 +59,7 @@ from shared.domain.observations import (
 )
 from shared.domain.states import SyncState
 from shared.errors import ConcurrencyConflict
-from shared.runtime import LocalRuntime
+from shared.local.runtime import LocalRuntime
 from shared.services.fanout import plan_fanout
 from shared.services.ingest import _candidate, ingest_delivery
 from tests.support.azurite import start_azurite

@@ -16,14 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from shared.bootstrap import get_services
-from shared.devmode_registries import (
+from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
+from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
+from shared.local.bridge import (
     DISTRIBUTION_EVENTS_MEDIA_TYPE,
     NOTIFICATIONS_PATH,
     acr_events_from_notifications,
     ingest_notifications,
 )
-from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
-from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
 
 router = APIRouter(prefix="/api/dev", tags=["dev"])
 _NOTIFICATION_MEDIA_TYPES = {DISTRIBUTION_EVENTS_MEDIA_TYPE, "application/json"}

@@ -20,11 +20,11 @@ from typing import Annotated
 import typer
 
 from shared.cli import ExitCode, app
-from shared.devmode import DevEnvironment, DevOptions
-from shared.devmode_registries import registry_topic
 from shared.domain.acr_events import image_pushed_event
 from shared.domain.gate import GatePolicy, GateSelection, GateState
 from shared.domain.states import SyncState
+from shared.local.environment import DevEnvironment, DevOptions
+from shared.local.names import registry_topic
 from shared.services.ingest import ingest_event
 from shared.services.status import readiness
 

@@ -46,7 +46,7 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
 
     from orchestrations.api import create_app
     from orchestrations.api.dev import DevTools
-    from shared.devmode import DevEnvironment, DevOptions, RegistryMode
+    from shared.local.environment import DevEnvironment, DevOptions, RegistryMode
 
     if registries not in {mode.value for mode in RegistryMode}:
         raise typer.BadParameter("use simulated or real", param_hint="--registries")
@@ -119,8 +119,8 @@ def push(
         raise typer.BadParameter("use repository:tag", param_hint="IMAGE")
     login_server = (registry or os.environ.get("ACRSYNC_REGISTRY") or "contosoacr.azurecr.io").lower()
     digest = digest or "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    from shared.devmode_registries import registry_topic
     from shared.domain.acr_events import image_pushed_event
+    from shared.local.names import registry_topic
 
     event = image_pushed_event(
         event_id=str(uuid.uuid4()),

@@ -23,6 +23,7 @@ from shared.services.rows import Decision, recount, update_row
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class PlannedJob:
     job: SiteSyncJob

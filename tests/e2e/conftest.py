@@ -13,7 +13,7 @@ import pytest
 
 from orchestrations.api import create_app
 from orchestrations.api.dev import DevTools
-from shared.devmode import DevEnvironment, DevOptions
+from shared.local.environment import DevEnvironment, DevOptions
 from tests.support.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]

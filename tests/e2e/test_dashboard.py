@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.devmode import DevEnvironment
 from shared.domain.changes import transition
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.local.environment import DevEnvironment
 from shared.services.ingest import ingest_delivery
 from shared.services.rows import update_row
 from tests.e2e.conftest import needs_browser, wait_ready

@@ -26,18 +26,15 @@ import uvicorn
 
 from orchestrations.api import create_app
 from orchestrations.api.dev import DevTools
-from shared.devmode import DevEnvironment, DevOptions, RegistryMode
-from shared.devmode_registries import (
-    DISTRIBUTION_EVENTS_MEDIA_TYPE,
-    LocalConnectedRegistries,
-    SyncPass,
-    acr_events_from_notifications,
-)
 from shared.domain.acr_events import RegistryEvent, decode_event
 from shared.domain.names import release_id_for
 from shared.domain.observations import ConnectionState
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.errors import NotFound
+from shared.local.bridge import DISTRIBUTION_EVENTS_MEDIA_TYPE, acr_events_from_notifications
+from shared.local.environment import DevEnvironment, DevOptions, RegistryMode
+from shared.local.registries import LocalConnectedRegistries
+from shared.local.site_syncer import SyncPass
 from tests.support.azurite import free_port
 from tests.support.registry import (
     DOCKER_CONFIG,

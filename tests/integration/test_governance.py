@@ -953,7 +953,7 @@ def test_preflight_names_a_missing_scope_map(arm: ArmServer, reader: ArmConnecte
 
 
 def test_token_checks_work_on_the_simulated_dev_sites(tmp_path: Path) -> None:
-    from shared.adapters.simulated import SimulatedConnectedRegistries, simulated_resource_id
+    from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
 
     site = Site(name="plant-01", repositories=("inspection/*",), connected_registry=simulated_resource_id("plant-01"))
     simulated = SimulatedConnectedRegistries(lambda: [site], lambda: NOW)

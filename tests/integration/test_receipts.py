@@ -38,8 +38,8 @@ from shared.domain.observations import (
 from shared.domain.receipts import ReceiptSigner, envelope_digest, verify_bundle
 from shared.domain.states import READY_STATES, SyncState
 from shared.errors import UpstreamUnavailable
+from shared.local.runtime import LocalRuntime
 from shared.ports import StateStore
-from shared.runtime import LocalRuntime
 from shared.services.bundles import evidence_bundle
 from shared.services.ingest import ingest_delivery
 from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL

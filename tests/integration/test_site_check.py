@@ -23,8 +23,8 @@ from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import OutboundEventType
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.local.runtime import LocalRuntime
 from shared.ports import OutgoingMessage, StateStore
-from shared.runtime import LocalRuntime
 from shared.services.ingest import ingest_delivery
 from shared.services.sweeper import sweep
 from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential, delivery, load_event

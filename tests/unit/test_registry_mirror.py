@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.registry_mirror import (
+from shared.errors import UpstreamRejected, UpstreamUnavailable
+from shared.local.mirror import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
     RegistryMirror,
 )
-from shared.errors import UpstreamRejected, UpstreamUnavailable
 
 SOURCE, DEST = "http://source.test", "http://dest.test"
 REPO = "inspection/camera"

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from shared.domain.model import Site
 from shared.domain.observations import ConnectionState
 from shared.errors import NotFound
+from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from tests.fakes import FakeClock
 
 T = datetime(2026, 11, 27, 10, 0, 30, tzinfo=UTC)

@@ -6,7 +6,7 @@ ARM-shaped state through the same port as the ARM adapter, so the workers reach 
 would reach in Azure.
 
 With ``--registries real`` the parent and every site run a real OCI registry on loopback
-(:mod:`shared.devmode_registries`): a push into the parent is the trigger (its notifications reach
+(:mod:`shared.local.registries`): a push into the parent is the trigger (its notifications reach
 the dev API's bridge as ACR events), each site's registry is filled from the parent in its windows,
 and the worker verifies with its real manifest check against the site's registry. Each site's
 ``endpoint`` is its loopback registry, whatever the sites file says; ARM-shaped state comes from the
@@ -23,20 +23,17 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from shared.adapters.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from shared.bootstrap import Services, SystemClock, bootstrap, use_services
 from shared.config import DATA_DIR, Settings
-from shared.devmode_registries import (
-    LocalConnectedRegistries,
-    LocalRegistries,
-    NotificationTarget,
-    local_resource_id,
-    notification_url,
-)
 from shared.domain.model import Site
 from shared.errors import ConfigurationError
+from shared.local.bridge import notification_url
+from shared.local.names import local_resource_id
+from shared.local.registries import LocalConnectedRegistries, LocalRegistries
+from shared.local.registry_server import NotificationTarget
+from shared.local.runtime import LocalRuntime, RuntimeOptions
+from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from shared.ports import Clock
-from shared.runtime import LocalRuntime, RuntimeOptions
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
 
 logger = logging.getLogger(__name__)
