@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
-from shared.config import SIGNING_KEY, QueueBackend, Settings, StoreBackend
+from shared.config import SIGNING_KEY, QueueBackend, Settings, StoreBackend, arm_endpoint_url
 from shared.ports import (
+    ArmInventory,
     Clock,
     ConnectedRegistryReader,
     EventSink,
@@ -81,9 +84,10 @@ class Services:
         credentials: SiteCredentials | None = None,
         events: EventSink | None = None,
         signer: ReceiptSigner | None = None,
+        credential: Any = None,
     ) -> None:
         self.settings = settings
-        self._credential = _Lazy(lambda: _build_credential(settings))
+        self._credential = _Lazy(lambda: credential if credential is not None else _build_credential(settings))
         self._store = _Lazy(lambda: store if store is not None else _build_store(settings, self._credential))
         self._queue = _Lazy(
             lambda: queue if queue is not None else _build_queue(settings, self._credential, self.clock)
@@ -146,9 +150,33 @@ class Services:
         sink = self.events
         return sink if hasattr(sink, "list_events") else None  # type: ignore[return-value]
 
+    @contextmanager
+    def open_arm_inventory(self, endpoint: str | None = None) -> Iterator[ArmInventory]:
+        """The ARM adapter for governance commands (preflight, discovery): the registry, its connected
+        registries, their tokens and scope maps, read with this process's credential and closed afterwards.
+        It retries once (a command answers now or says ARM is unreachable) and caches nothing.
+
+        Args:
+            endpoint: an ARM endpoint other than the settings' (``https://``; ``http://`` only on loopback).
+
+        Raises:
+            ConfigurationError: ``endpoint`` is neither.
+        """
+        from shared.adapters.arm import ArmConnectedRegistryReader
+
+        base_url = arm_endpoint_url(endpoint) if endpoint else self.settings.arm_endpoint
+        enforce_https = base_url is None or urlsplit(base_url).scheme == "https"
+        reader = ArmConnectedRegistryReader(
+            self._credential.get(), base_url=base_url, enforce_https=enforce_https, retry_total=1
+        )
+        try:
+            yield reader
+        finally:
+            reader.close()
+
     def close(self) -> None:
         """Close what was built (adapters that were never used are not built just to be closed)."""
-        for lazy in (self._events, self._probe, self._arm, self._queue, self._store):
+        for lazy in (self._events, self._probe, self._arm, self._queue, self._store, self._credential):
             if lazy.built:
                 closer = getattr(lazy.get(), "close_all", None) or getattr(lazy.get(), "close", None)
                 if closer is not None:
@@ -157,7 +185,8 @@ class Services:
 
 def bootstrap(settings: Settings | None = None, **adapters: Any) -> Services:
     """Wire acrsync's services; adapters not given (``store``, ``queue``, ``clock``, ``arm``,
-    ``probe``, ``credentials``, ``events``, ``signer``) are built from ``settings`` on first use.
+    ``probe``, ``credentials``, ``events``, ``signer``, and the Azure ``credential``) are built from
+    ``settings`` on first use.
 
     Raises:
         ConfigurationError: the environment's settings are missing or contradictory.

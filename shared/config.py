@@ -206,9 +206,22 @@ def _url(values: Mapping[str, str], name: str) -> str | None:
     raw = values.get(name)
     if raw is None:
         return None
+    return _https_url(raw, name)
+
+
+def arm_endpoint_url(text: str) -> str:
+    """An ARM endpoint given on the command line (``--arm-endpoint``), checked like ``ACRSYNC_ARM_ENDPOINT``.
+
+    Raises:
+        ConfigurationError: not ``https://`` (``http://`` is accepted on loopback only).
+    """
+    return _https_url(text.strip(), "--arm-endpoint")
+
+
+def _https_url(raw: str, name: str) -> str:
     parsed = urlparse(raw)
     loopback = parsed.hostname in {"127.0.0.1", "localhost", "::1"}
-    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+    if not parsed.hostname or (parsed.scheme != "https" and not (parsed.scheme == "http" and loopback)):
         raise ConfigurationError(f"{name} must be an https:// URL (http:// only on loopback)")
     return raw.rstrip("/")
 

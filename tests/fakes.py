@@ -73,12 +73,18 @@ def delivery(*events: dict[str, Any]) -> bytes:
 
 
 class StaticTokenCredential:
-    """A TokenCredential for loopback Azure fixtures: always the same bearer token."""
+    """A TokenCredential for loopback Azure fixtures: always the same bearer token; remembers the scopes
+    it was asked for."""
+
+    def __init__(self, token: str = "test-token") -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken
 
-        return AccessToken("test-token", 4_102_444_800)  # 2100-01-01
+        self.scopes.append(scopes)
+        return AccessToken(self.token, 4_102_444_800)  # 2100-01-01: never needs refreshing
 
 
 class FakeArmReader:

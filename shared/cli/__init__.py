@@ -1,4 +1,4 @@
-"""The ``acrsync`` command line.
+"""The ``acrsync`` command line: :func:`main`, and the command modules registered on :mod:`shared.cli.app`.
 
 Exit codes (stable; pipelines depend on them): 0 success (or ready), 1 failed, 2 timed out,
 3 usage or configuration error, 4 API unreachable or unauthorized.
@@ -8,45 +8,33 @@ from __future__ import annotations
 
 import logging
 import sys
-from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import typer
 
+# The command modules register their commands on shared.cli.app when imported.
+from shared.cli import demo, dev, governance, receipts, report, status, wait  # noqa: F401
+from shared.cli.app import ExitCode, app, given_services
 from shared.cli.client import ApiUnreachable
 from shared.errors import ConfigurationError, InvalidInput
 
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
 
-class ExitCode(IntEnum):
-    OK = 0
-    FAILED = 1
-    TIMED_OUT = 2
-    USAGE = 3
-    UNREACHABLE = 4
+__all__ = ["ExitCode", "app", "main"]
 
 
-app = typer.Typer(
-    name="acrsync",
-    help="Provable container releases to edge sites (ACR connected registries).",
-    no_args_is_help=True,
-    add_completion=False,
-)
-sites_app = typer.Typer(help="Sites: list them, or import a sites file.", invoke_without_command=True)
-app.add_typer(sites_app, name="sites")
+def main(argv: list[str] | None = None, *, services: Services | None = None) -> int:
+    """Run the CLI and return its exit code (usage errors map to 3, not Click's 2).
 
-
-@app.callback()
-def root() -> None:
-    """Provable container releases to edge sites (ACR connected registries).
-
-    Exit codes: 0 success, 1 failed, 2 timed out, 3 usage or configuration error,
-    4 API unreachable or unauthorized.
+    Args:
+        argv: the arguments (default: the process's).
+        services: what commands that need adapters use (tests pass theirs); by default each such
+            command builds them from the environment.
     """
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (usage errors map to 3, not Click's 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = typer.main.get_command(app)
+    token = given_services.set(services)
     try:
         result = command.main(args=argv, prog_name="acrsync", standalone_mode=False)
     except typer.Exit as exc:
@@ -66,18 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return int(ExitCode.USAGE)
         raise
+    finally:
+        given_services.reset(token)
     # Outside standalone mode typer *returns* the code of a typer.Exit raised by a command.
     return result if isinstance(result, int) and not isinstance(result, bool) else int(ExitCode.OK)
 
-
-# Command modules register themselves on the apps above.
-from shared.cli import demo as _demo  # noqa: E402,F401
-from shared.cli import dev as _dev  # noqa: E402,F401
-from shared.cli import governance as _governance  # noqa: E402,F401
-from shared.cli import receipts as _receipts  # noqa: E402,F401
-from shared.cli import report as _report  # noqa: E402,F401
-from shared.cli import status as _status  # noqa: E402,F401
-from shared.cli import wait as _wait  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

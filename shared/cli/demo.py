@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from shared.cli import ExitCode, app
+from shared.cli.app import ExitCode, app
 from shared.domain.acr_events import image_pushed_event
 from shared.domain.gate import GatePolicy, GateSelection, GateState
 from shared.domain.states import SyncState

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from shared.cli import ExitCode, app, sites_app
+from shared.cli.app import ExitCode, app, command_services, sites_app
 from shared.cli.client import ApiClient
 
 dev_app = typer.Typer(help="Run acrsync locally, and steer its simulated sites.", invoke_without_command=True)
@@ -164,7 +164,6 @@ def sites_import(
     path: Annotated[Path, typer.Argument(help="The sites file (YAML).", exists=True, dir_okay=False)],
 ) -> None:
     """Load a sites file into the configured store (SQLite locally, Table Storage in Azure); all or nothing."""
-    from shared.bootstrap import bootstrap
     from shared.services.sites_file import SitesFileError, import_sites, load_sites_file
 
     try:
@@ -174,11 +173,8 @@ def sites_import(
             typer.echo(f"{path}: {line}", err=True)
         typer.echo("nothing was imported", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
-    services = bootstrap()
-    try:
+    with command_services() as services:
         report = import_sites(services, parsed)
-    finally:
-        services.close()
     typer.echo(
         json.dumps(
             {

@@ -8,11 +8,10 @@
 * ``acrsync sites discover --registry <ARM id> [-o sites.yaml]`` lists the registry's connected registries
   with their scope maps and drafts a sites file to review (to stdout without ``-o``).
 
-ARM access (preflight, discover) uses ``DefaultAzureCredential`` (``az login``, a managed identity, ...)
-against public Azure, or against ``ACRSYNC_ARM_ENDPOINT`` for a sovereign cloud. The hidden option
-``--arm-endpoint URL`` points at another ARM endpoint; plain ``http`` is allowed only on loopback. **Test
-only:** with a loopback ``--arm-endpoint``, ``ACRSYNC_ARM_STATIC_TOKEN`` is sent as the bearer token instead
-of asking Entra ID (the loopback ARM fixture server of the test suite); it is ignored anywhere else.
+ARM access (preflight, discover) comes from the composition root (:meth:`shared.bootstrap.Services.open_arm_inventory`):
+``DefaultAzureCredential`` (``az login``, a managed identity, ...) against public Azure, or against
+``ACRSYNC_ARM_ENDPOINT`` for a sovereign cloud. The hidden option ``--arm-endpoint URL`` points at another ARM
+endpoint; plain ``http`` is allowed only on loopback.
 
 Exit codes: 0 no check failed (no drift), 1 a check failed (drift found, or a registry that does not
 exist), 3 usage or configuration error, 4 ARM (or the API) unreachable, unauthorized or refusing.
@@ -20,27 +19,21 @@ exist), 3 usage or configuration error, 4 ARM (or the API) unreachable, unauthor
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import typer
 
-from shared.cli import ExitCode, app, sites_app
+from shared.cli.app import ExitCode, app, command_services, sites_app
 from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
-from shared.config import ARM_ENDPOINT, Settings
 from shared.domain.inventory import validate_registry_id
 from shared.domain.names import validate_site_name
 from shared.errors import ConfigurationError, NotFound, UpstreamRejected, UpstreamUnavailable
-
-ARM_STATIC_TOKEN_ENV = "ACRSYNC_ARM_STATIC_TOKEN"  # noqa: S105 - the name of a test-only setting
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_STATIC_TOKEN_EXPIRES = 4_102_444_800  # 2100-01-01: a test token never needs refreshing
 
 RegistryOption = Annotated[
     str,
@@ -62,57 +55,6 @@ ApiUrlOption = Annotated[str | None, typer.Option("--api-url", help="The acrsync
 ApiKeyOption = Annotated[str | None, typer.Option("--api-key", help="The API key (env ACRSYNC_API_KEY).")]
 
 
-class StaticTokenCredential:
-    """Test only: a TokenCredential that hands out one fixed bearer token (see the module docs)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self._token, _STATIC_TOKEN_EXPIRES)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-@contextmanager
-def arm_reader(arm_endpoint: str | None) -> Iterator[Any]:
-    """The ARM adapter with the CLI's credential, closed afterwards.
-
-    Raises:
-        ConfigurationError: the endpoint is not https (or http on loopback) (exit code 3).
-    """
-    from shared.adapters.arm import ArmConnectedRegistryReader
-
-    endpoint = (arm_endpoint or os.environ.get(ARM_ENDPOINT) or "").strip() or None
-    enforce_https, loopback = True, False
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        loopback = parts.hostname in _LOOPBACK
-        if parts.scheme == "http" and loopback:
-            enforce_https = False
-        elif parts.scheme != "https" or not parts.hostname:
-            raise ConfigurationError("--arm-endpoint must be an https:// URL (http:// only on loopback)")
-    static = os.environ.get(ARM_STATIC_TOKEN_ENV, "").strip()
-    credential: Any
-    if static and loopback:
-        credential = StaticTokenCredential(static)
-    else:
-        if static:
-            error(f"{ARM_STATIC_TOKEN_ENV} is ignored: it is for tests against a loopback --arm-endpoint only")
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-    reader = ArmConnectedRegistryReader(credential, base_url=endpoint, enforce_https=enforce_https, retry_total=1)
-    try:
-        yield reader
-    finally:
-        reader.close()
-        credential.close()
-
-
 @contextmanager
 def arm_errors() -> Iterator[None]:
     """ARM trouble that ends the command: exit code 4 with ARM's reason."""
@@ -121,10 +63,6 @@ def arm_errors() -> Iterator[None]:
     except (UpstreamUnavailable, UpstreamRejected) as exc:
         error(f"ARM: {exc}")
         raise typer.Exit(ExitCode.UNREACHABLE) from exc
-
-
-def _settings() -> Settings:
-    return Settings.from_environ(os.environ)
 
 
 # -- preflight ----------------------------------------------------------------------------------
@@ -152,16 +90,16 @@ def preflight(  # noqa: PLR0917 - typer maps each option to a parameter
 
     out = Output.from_options(output, query, only_show_errors)
     registry_id = validate_registry_id(registry)
-    settings = _settings()
-    site_list = _load_sites(sites) if sites is not None else _stored_sites()
-    with arm_errors(), arm_reader(arm_endpoint) as arm:
-        checks = run_preflight(
-            arm,
-            registry_id,
-            site_list,
-            now=datetime.now(UTC),
-            horizon=timedelta(days=settings.token_expiry_horizon_days),
-        )
+    with command_services() as services:
+        site_list = _load_sites(sites) if sites is not None else list(services.store.list_sites())
+        with arm_errors(), services.open_arm_inventory(arm_endpoint) as arm:
+            checks = run_preflight(
+                arm,
+                registry_id,
+                site_list,
+                now=services.clock.now(),
+                horizon=timedelta(days=services.settings.token_expiry_horizon_days),
+            )
     out.emit([check.view() for check in checks])
     counts = {result: sum(check.result is result for check in checks) for result in Result}
     out.note(f"{len(checks)} checks: {counts[Result.OK]} ok, {counts[Result.WARN]} warn, {counts[Result.FAIL]} fail")
@@ -182,16 +120,6 @@ def _load_sites(path: Path) -> list[Any]:
         for line in exc.problems:
             error(f"{path}: {line}")
         raise typer.Exit(ExitCode.USAGE) from exc
-
-
-def _stored_sites() -> list[Any]:
-    from shared.bootstrap import bootstrap
-
-    services = bootstrap()
-    try:
-        return list(services.store.list_sites())
-    finally:
-        services.close()
 
 
 # -- sites discover -----------------------------------------------------------------------------
@@ -224,7 +152,7 @@ def sites_discover(
     registry_id = validate_registry_id(registry)
     if out_file is not None and out_file.exists() and not force:
         raise ConfigurationError(f"{out_file} exists: pass --force to overwrite it")
-    with arm_errors(), arm_reader(arm_endpoint) as arm:
+    with command_services() as services, arm_errors(), services.open_arm_inventory(arm_endpoint) as arm:
         try:
             found = discover(arm, registry_id)
         except NotFound as exc:

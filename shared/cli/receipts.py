@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from shared.cli import ExitCode, app
+from shared.cli.app import ExitCode, app
 from shared.cli.status import ApiKeyOption, ApiUrlOption, ReleaseArgument
 
 receipts_app = typer.Typer(

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from shared.cli import ExitCode, app
+from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiError
 
 FORMATS = ("table", "csv", "json")

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
-from shared.cli import ExitCode, app, sites_app
+from shared.cli.app import ExitCode, app, sites_app
 from shared.cli.client import API_URL_ENV, DEFAULT_API_URL, ApiClient, ApiError
 from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
 from shared.domain.names import (

@@ -29,8 +29,8 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from shared.cli import ExitCode, app
 from shared.cli import output as output_module
+from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiConnectionFailed, ApiError, retry_after_of
 from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
 from shared.cli.status import (

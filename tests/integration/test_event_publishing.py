@@ -11,12 +11,12 @@ import logging
 import threading
 import traceback
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken, AzureKeyCredential
+from azure.core.credentials import AzureKeyCredential
 
 from shared.adapters.eventgrid import MAX_REQUEST_BYTES, EventGridEventSink
 from shared.adapters.outbox import SqliteOutbox
@@ -32,6 +32,7 @@ from shared.errors import (
 )
 from shared.ports import EventSink, Outbox, OutgoingMessage
 from tests.builders import T0, make_release
+from tests.fakes import StaticTokenCredential
 from tests.support.eventgrid_receiver import EventGridReceiver
 
 # Looks like a real topic key (base64, 44 characters) so a leak would be recognisable.
@@ -56,18 +57,6 @@ def make_event(
         time=time + timedelta(seconds=index),
         data=data if data is not None else {"releaseId": f"rel-{index:05d}", "sites": index, "ready": True},
     )
-
-
-class StaticTokenCredential:
-    """A TokenCredential that always hands out the same token and remembers the scopes asked for."""
-
-    def __init__(self, token: str = TOKEN) -> None:
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int((datetime.now(UTC) + timedelta(hours=1)).timestamp()))
 
 
 @pytest.fixture
@@ -163,7 +152,7 @@ def test_times_in_other_zones_go_out_in_utc(receiver: EventGridReceiver, key_sin
 
 
 def test_token_credential_sends_bearer_token(receiver: EventGridReceiver) -> None:
-    credential = StaticTokenCredential()
+    credential = StaticTokenCredential(TOKEN)
     sink = EventGridEventSink(receiver.endpoint, credential, enforce_https=False, retry_total=0)
     try:
         sink.publish([make_event(1), make_event(2)])
@@ -184,7 +173,7 @@ def test_sdk_noise_about_per_call_options_is_filtered(
     # enforce_https, retry_total and the timeouts are also handed to the SDK's CloudEvent model, which
     # would log "is not a known attribute" once per event and option; the adapter drops just those.
     caplog.set_level(logging.DEBUG)
-    sink = EventGridEventSink(receiver.endpoint, StaticTokenCredential(), enforce_https=False)
+    sink = EventGridEventSink(receiver.endpoint, StaticTokenCredential(TOKEN), enforce_https=False)
     try:
         sink.publish([make_event(i) for i in range(5)])
     finally:
@@ -314,7 +303,7 @@ def test_status_translation(
 
 def test_401_with_a_token_credential_is_unavailable_and_the_token_never_leaks(receiver: EventGridReceiver) -> None:
     receiver.fail_next(5, 401)
-    sink = EventGridEventSink(receiver.endpoint, StaticTokenCredential(), enforce_https=False, retry_total=0)
+    sink = EventGridEventSink(receiver.endpoint, StaticTokenCredential(TOKEN), enforce_https=False, retry_total=0)
     try:
         with pytest.raises(UpstreamUnavailable, match="HTTP 401") as raised:
             sink.publish([make_event(1)])

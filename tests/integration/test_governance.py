@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from shared.cli import main
 from shared.config import Settings
 from shared.domain.model import Site
 from shared.domain.observations import ConnectionState, OutboundEventType, TokenPassword
-from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.errors import ConfigurationError, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.services import governance
 from shared.services.discovery import discover, discovery_yaml
 from shared.services.preflight import Result, preflight
@@ -501,12 +502,16 @@ def acrsync(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         "CI",
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ACRSYNC_ARM_STATIC_TOKEN", "test-token")
     monkeypatch.setenv("ACRSYNC_DATA_DIR", str(tmp_path / "cli-data"))
 
     def run(*args: str) -> Run:
         capsys.readouterr()
-        code = main(list(args))
+        # The CLI's composition root, with the loopback ARM server's bearer token instead of Entra ID.
+        services = bootstrap(Settings.from_environ(os.environ), credential=StaticTokenCredential())
+        try:
+            code = main(list(args), services=services)
+        finally:
+            services.close()
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 
@@ -832,20 +837,17 @@ def test_preflight_exit_codes(arm: ArmServer, acrsync: Callable[..., Run], tmp_p
     assert run_preflight(acrsync, arm, "-o", "xml").code == 3
 
 
-def test_the_static_token_is_only_for_a_loopback_endpoint(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_cli_reads_arm_with_the_composition_roots_credential(tmp_path: Path) -> None:
     from azure.identity import DefaultAzureCredential
 
-    from shared.cli.governance import StaticTokenCredential as CliStaticToken
-    from shared.cli.governance import arm_reader
-
-    monkeypatch.setenv("ACRSYNC_ARM_STATIC_TOKEN", "test-token")
-    with arm_reader("http://127.0.0.1:9") as reader:
-        assert isinstance(reader._credential, CliStaticToken)
-    with arm_reader("https://management.usgovcloudapi.net") as reader:
-        assert isinstance(reader._credential, DefaultAzureCredential)
-    assert "ACRSYNC_ARM_STATIC_TOKEN is ignored" in capsys.readouterr().err
+    services = bootstrap(Settings(data_dir=tmp_path))  # what a command builds from the environment
+    try:
+        with services.open_arm_inventory("https://management.usgovcloudapi.net") as reader:
+            assert isinstance(reader._credential, DefaultAzureCredential)
+        with pytest.raises(ConfigurationError, match="http:// only on loopback"):
+            services.open_arm_inventory("http://arm.example").__enter__()
+    finally:
+        services.close()
 
 
 def test_preflight_service_reports_arm_trouble_as_an_exception(
