@@ -39,23 +39,6 @@ def _tables_store(request: pytest.FixtureRequest) -> StateStore:
     return store
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _signing_keys_stay_out_of_the_worktree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Services on ``Settings()`` keep their receipt-signing key in ./.acrsync (the local default data
-    dir); in tests a relative data dir's key goes to a temporary folder instead."""
-    from shared.adapters import signing_key
-
-    folder = tmp_path_factory.mktemp("signing-keys")
-    real = signing_key.load_or_create_key
-
-    def redirected(path: Path) -> Any:
-        return real(path if path.is_absolute() else folder / path)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(signing_key, "load_or_create_key", redirected)
-        yield
-
-
 @pytest.fixture(params=["sqlite", pytest.param("tables", marks=pytest.mark.azurite)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     """Every state-store adapter, so one contract suite holds them all to the same behaviour."""

@@ -31,7 +31,9 @@ PUSHED = datetime(2026, 11, 24, 9, 41, 12, tzinfo=UTC)
 @pytest.fixture
 def services(store: StateStore, tmp_path: Path) -> Iterator[Services]:
     queue = SqliteJobQueue(tmp_path / "queue.db", clock=lambda: NOW)
-    wired = bootstrap(Settings(), store=store, queue=queue, clock=FakeClock(NOW), events=CountingSink())
+    wired = bootstrap(
+        Settings(data_dir=tmp_path), store=store, queue=queue, clock=FakeClock(NOW), events=CountingSink()
+    )
     use_services(wired)
     yield wired
     use_services(None)

@@ -80,7 +80,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     store = SqliteStateStore(path)
     store.upsert_sites(SITES)
     services = bootstrap(
-        Settings(),
+        Settings(data_dir=path.parent),
         store=store,
         queue=SqliteJobQueue(path),
         clock=FakeClock(NOW),

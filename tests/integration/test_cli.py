@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
         if not built:
             store.upsert_sites(SITES)
         services = bootstrap(
-            settings or Settings(),
+            replace(settings or Settings(), data_dir=tmp_path),
             store=store,
             queue=SqliteJobQueue(tmp_path / "api.db", clock=lambda: NOW),
             clock=FakeClock(NOW),

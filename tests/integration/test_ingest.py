@@ -64,9 +64,9 @@ def queue(tmp_path: Path, clock: FakeClock) -> Iterator[SqliteJobQueue]:
 
 
 @pytest.fixture
-def services(store: StateStore, queue: SqliteJobQueue, clock: FakeClock) -> Services:
+def services(store: StateStore, queue: SqliteJobQueue, clock: FakeClock, tmp_path: Path) -> Services:
     store.upsert_sites(SITES)
-    return bootstrap(Settings(), store=store, queue=queue, clock=clock)
+    return bootstrap(Settings(data_dir=tmp_path), store=store, queue=queue, clock=clock)
 
 
 def drain(queue: SqliteJobQueue, clock: FakeClock, *, until: timedelta = timedelta(days=2)) -> list[ReceivedMessage]:
@@ -152,11 +152,11 @@ def test_duplicated_and_reordered_deliveries_leave_one_release_and_one_job_per_s
 
 
 def test_a_crash_between_rows_and_jobs_heals_on_redelivery(
-    store: StateStore, queue: SqliteJobQueue, clock: FakeClock
+    store: StateStore, queue: SqliteJobQueue, clock: FakeClock, tmp_path: Path
 ) -> None:
     store.upsert_sites(SITES)
     flaky = FailingSends(queue, failures=1)
-    services = bootstrap(Settings(), store=store, queue=flaky, clock=clock)
+    services = bootstrap(Settings(data_dir=tmp_path), store=store, queue=flaky, clock=clock)
     event = load_event("eventgrid-image-pushed")
 
     with pytest.raises(QueueUnavailable):
@@ -317,7 +317,7 @@ def test_backfill_gives_a_new_site_the_current_release_of_each_repository(
 
 
 def test_fan_out_hands_service_bus_one_session_message_per_site_in_few_batches(
-    store: StateStore, clock: FakeClock
+    store: StateStore, clock: FakeClock, tmp_path: Path
 ) -> None:
     from tests.support.servicebus import RecordingServiceBus
 
@@ -327,7 +327,7 @@ def test_fan_out_hands_service_bus_one_session_message_per_site_in_few_batches(
     )
     store.upsert_sites(sites)
     bus = RecordingServiceBus()
-    services = bootstrap(Settings(), store=store, queue=bus.queue(), clock=clock)
+    services = bootstrap(Settings(data_dir=tmp_path), store=store, queue=bus.queue(), clock=clock)
     event = load_event("eventgrid-image-pushed")
 
     deliver(services, event)

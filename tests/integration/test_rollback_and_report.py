@@ -62,7 +62,7 @@ def services(store: StateStore, tmp_path: Path, clock: FakeClock) -> Iterator[Se
     queue = SqliteJobQueue(tmp_path / "queue.db", clock=clock.now)
     probe = HttpManifestProbe(timeout=2.0)
     wired = bootstrap(
-        Settings(),
+        Settings(data_dir=tmp_path),
         store=store,
         queue=queue,
         clock=clock,

@@ -129,7 +129,7 @@ def services(store: StateStore, tmp_path: Path, clock: FakeClock, arm_server: Ar
     )
     probe = HttpManifestProbe(timeout=2.0)
     wired = bootstrap(
-        Settings(),
+        Settings(data_dir=tmp_path),
         store=store,
         queue=queue,
         clock=clock,
@@ -481,7 +481,7 @@ def test_evidence_never_carries_credentials(services: Services, azure: Azure, cl
     registry = start_registry(tmp_path / "secure", users={"plant01-client": "s3cret-p@ss"})
     try:
         services = bootstrap(
-            Settings(),
+            Settings(data_dir=tmp_path),
             store=services.store,
             queue=services.queue,
             clock=clock,

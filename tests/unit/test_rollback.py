@@ -181,7 +181,7 @@ def test_the_reports_exposure_comes_from_the_scope_drift(tmp_path: Path) -> None
             Site(name="plant-03", repositories=("inspection/*", "ml/*")),
         ]
     )
-    services = bootstrap(Settings(), store=store, clock=FakeClock(NOW), arm=granting_arm())
+    services = bootstrap(Settings(data_dir=tmp_path), store=store, clock=FakeClock(NOW), arm=granting_arm())
     exposures = [entry["exposure"] for entry in site_report(services, "7d")["value"]]
     assert exposures == [
         {"repositories_approved": 1, "drift": True, "over_exposed": 1, "missing": 0},
@@ -196,7 +196,7 @@ def test_the_reports_exposure_comes_from_the_scope_drift(tmp_path: Path) -> None
 
 def test_the_search_for_n_minus_one_stops_after_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = SqliteStateStore(tmp_path / "s.db")
-    services = bootstrap(Settings(), store=store, clock=FakeClock(NOW))
+    services = bootstrap(Settings(data_dir=tmp_path), store=store, clock=FakeClock(NOW))
     site = Site(name="plant-01", repositories=("inspection/*",))
     store.upsert_sites([site])
     releases = [make_release(pushed_at=NOW - timedelta(hours=n), tags=frozenset({f"1.{n}.0"})) for n in range(6)]

@@ -36,7 +36,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
     store.upsert_sites(
         [Site(name="plant-01", repositories=("inspection/*",)), Site(name="plant-02", repositories=("inspection/*",))]
     )
-    wired = bootstrap(Settings(), store=store, queue=queue, clock=FakeClock(NOW))
+    wired = bootstrap(Settings(data_dir=tmp_path), store=store, queue=queue, clock=FakeClock(NOW))
     use_services(wired)
     yield wired
     use_services(None)

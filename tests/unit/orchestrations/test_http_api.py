@@ -9,6 +9,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
         if not built:
             store.upsert_sites(SITES)
         services = bootstrap(
-            settings or Settings(),
+            replace(settings or Settings(), data_dir=tmp_path),
             store=store,
             queue=SqliteJobQueue(tmp_path / "s.db", clock=lambda: NOW),
             clock=FakeClock(NOW),

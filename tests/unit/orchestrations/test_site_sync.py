@@ -32,7 +32,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
     clock = FakeClock(NOW)
     store.upsert_sites([Site(name="plant-03", repositories=("inspection/*",))])  # no ARM, no endpoint: windows only
     wired = bootstrap(
-        Settings(),
+        Settings(data_dir=tmp_path),
         store=store,
         queue=SqliteJobQueue(tmp_path / "s.db", clock=clock.now),
         clock=clock,
