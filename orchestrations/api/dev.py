@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from orchestrations.api.ingress import results_view
 from shared.bootstrap import get_services
 from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
 from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
@@ -111,17 +112,5 @@ async def registry_notifications(request: Request) -> JSONResponse:
     if any(event["eventType"] == AcrEventType.IMAGE_PUSHED for event in events):
         parent.parent_pushed()  # sites in an open window start copying while the release is registered
     results = await run_in_threadpool(ingest_notifications, get_services(), events)
-    return JSONResponse(
-        {
-            "results": [
-                {
-                    "event_id": r.event_id,
-                    "outcome": r.outcome.value,
-                    "release_id": r.release_id,
-                    "jobs_sent": r.jobs_sent,
-                }
-                for r in results
-            ],
-            "ignored": len(envelope.get("events", [])) - len(results),
-        }
-    )
+    ignored = len(envelope.get("events", [])) - len(results)
+    return JSONResponse({"results": results_view(results), "ignored": ignored})

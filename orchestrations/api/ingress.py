@@ -7,6 +7,9 @@ Azure the host itself owns that path and hands events to the trigger in :mod:`or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -15,7 +18,7 @@ from orchestrations.acr_events import FUNCTION_NAME
 from shared.bootstrap import get_services
 from shared.domain.acr_events import MAX_DELIVERY_BYTES
 from shared.errors import InvalidInput, UnknownFunction
-from shared.services.ingest import ingest_delivery
+from shared.services.ingest import IngestResult, ingest_delivery
 
 WEBHOOK_PATHS = ("/runtime/webhooks/eventgrid", "/runtime/webhooks/EventGrid")
 
@@ -43,19 +46,15 @@ async def _deliver(request: Request, function_name: str = Query(FUNCTION_NAME, a
     report = await run_in_threadpool(ingest_delivery, get_services(), body, request.headers.get("content-type"))
     if report.validation_code is not None:
         return JSONResponse({"validationResponse": report.validation_code})
-    return JSONResponse(
-        {
-            "results": [
-                {
-                    "event_id": r.event_id,
-                    "outcome": r.outcome.value,
-                    "release_id": r.release_id,
-                    "jobs_sent": r.jobs_sent,
-                }
-                for r in report.results
-            ]
-        }
-    )
+    return JSONResponse({"results": results_view(report.results)})
+
+
+def results_view(results: Sequence[IngestResult]) -> list[dict[str, Any]]:
+    """What each event of a delivery did, as the webhook (and the dev registry bridge) answer it."""
+    return [
+        {"event_id": r.event_id, "outcome": r.outcome.value, "release_id": r.release_id, "jobs_sent": r.jobs_sent}
+        for r in results
+    ]
 
 
 for _path in WEBHOOK_PATHS:

@@ -233,18 +233,8 @@ def image_pushed_event(
     if size is not None:
         target.update(size=size, length=size)
     target["tag"] = tag
-    return _event(
-        AcrEventType.IMAGE_PUSHED,
-        event_id,
-        topic=topic,
-        subject=f"{repository}:{tag}",
-        registry=registry,
-        target=target,
-        at=at,
-        actor=actor,
-        method="PUT",
-        user_agent=user_agent,
-    )
+    origin = _Origin(event_id, topic, registry, at, actor, user_agent)
+    return _event(AcrEventType.IMAGE_PUSHED, f"{repository}:{tag}", target, origin, method="PUT")
 
 
 def image_deleted_event(
@@ -263,51 +253,43 @@ def image_deleted_event(
     target: dict[str, Any] = {"digest": digest, "repository": repository}
     if media_type is not None:
         target["mediaType"] = media_type
-    return _event(
-        AcrEventType.IMAGE_DELETED,
-        event_id,
-        topic=topic,
-        subject=repository,
-        registry=registry,
-        target=target,
-        at=at,
-        actor=actor,
-        method="DELETE",
-        user_agent=user_agent,
-    )
+    origin = _Origin(event_id, topic, registry, at, actor, user_agent)
+    return _event(AcrEventType.IMAGE_DELETED, repository, target, origin, method="DELETE")
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where and when an encoded event comes from, and who caused it."""
+
+    event_id: str
+    topic: str
+    registry: str
+    at: datetime
+    actor: str | None
+    user_agent: str
 
 
 def _event(
-    event_type: AcrEventType,
-    event_id: str,
-    *,
-    topic: str,
-    subject: str,
-    registry: str,
-    target: dict[str, Any],
-    at: datetime,
-    actor: str | None,
-    method: str,
-    user_agent: str,
+    event_type: AcrEventType, subject: str, target: dict[str, Any], origin: _Origin, *, method: str
 ) -> dict[str, Any]:
-    timestamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    timestamp = origin.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     data: dict[str, Any] = {
-        "id": str(uuid.uuid5(_DERIVED_IDS, event_id)),
+        "id": str(uuid.uuid5(_DERIVED_IDS, origin.event_id)),
         "timestamp": timestamp,
         "action": "push" if event_type.is_push else "delete",
         "target": target,
         "request": {
-            "id": str(uuid.uuid5(_DERIVED_IDS, event_id + "/request")),
-            "host": registry,
+            "id": str(uuid.uuid5(_DERIVED_IDS, origin.event_id + "/request")),
+            "host": origin.registry,
             "method": method,
-            "useragent": user_agent,
+            "useragent": origin.user_agent,
         },
     }
-    if actor:
-        data["actor"] = {"name": actor}
+    if origin.actor:
+        data["actor"] = {"name": origin.actor}
     return {
-        "id": event_id,
-        "topic": topic,
+        "id": origin.event_id,
+        "topic": origin.topic,
         "subject": subject,
         "eventType": event_type.value,
         "eventTime": timestamp,

@@ -67,14 +67,7 @@ def _site_event(kind: OutboundEventType, row: SiteSync, release: Release, now: d
         "expected_ready_at": _iso(row.expected_ready_at),
         "evidence_source": row.evidence_source.value if row.evidence_source else None,
     }
-    return OutboundEvent(
-        event_id=f"{row.release_id}:{row.site}:{key}",
-        type=kind,
-        source=f"/acrsync/{release.registry}/{release.repository}",
-        subject=f"sites/{row.site}",
-        time=now,
-        data=data,
-    )
+    return _outbound(kind, f"{row.release_id}:{row.site}:{key}", release, f"sites/{row.site}", now, data=data)
 
 
 def _stale_event(row: SiteSync, release: Release, now: datetime) -> OutboundEvent:
@@ -85,21 +78,22 @@ def _stale_event(row: SiteSync, release: Release, now: datetime) -> OutboundEven
 
 def _release_event(kind: OutboundEventType, release: Release, now: datetime) -> OutboundEvent:
     suffix = "ready" if kind is OutboundEventType.RELEASE_READY else "failed"
-    return OutboundEvent(
-        event_id=f"{release.release_id}:{suffix}",
-        type=kind,
-        source=f"/acrsync/{release.registry}/{release.repository}",
-        subject=f"releases/{release.release_id}",
-        time=now,
-        data={
-            "release_id": release.release_id,
-            "registry": release.registry,
-            "repository": release.repository,
-            "digest": release.digest,
-            "tags": sorted(release.tags),
-            "counts": {state.value: n for state, n in sorted(release.counts.items())},
-        },
-    )
+    data = {
+        "release_id": release.release_id,
+        "registry": release.registry,
+        "repository": release.repository,
+        "digest": release.digest,
+        "tags": sorted(release.tags),
+        "counts": {state.value: n for state, n in sorted(release.counts.items())},
+    }
+    return _outbound(kind, f"{release.release_id}:{suffix}", release, f"releases/{release.release_id}", now, data=data)
+
+
+def _outbound(
+    kind: OutboundEventType, event_id: str, release: Release, subject: str, now: datetime, *, data: dict[str, Any]
+) -> OutboundEvent:
+    source = f"/acrsync/{release.registry}/{release.repository}"
+    return OutboundEvent(event_id=event_id, type=kind, source=source, subject=subject, time=now, data=data)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from shared import ports
 from shared.domain.receipts import ReceiptSigner
-from shared.ports import (
-    Clock,
-    ConnectedRegistryReader,
-    EventSink,
-    JobQueue,
-    ManifestProbe,
-    Outbox,
-    SiteCredentials,
-    StateStore,
-)
 from shared.services.catalog import SiteCatalog
 from shared.services.token_findings import TokenFindings
 
@@ -44,32 +35,32 @@ class Dependencies(Protocol):
     def settings(self) -> ServiceSettings: ...
 
     @property
-    def store(self) -> StateStore: ...
+    def store(self) -> ports.StateStore: ...
 
     @property
-    def queue(self) -> JobQueue: ...
+    def queue(self) -> ports.JobQueue: ...
 
     @property
-    def clock(self) -> Clock: ...
+    def clock(self) -> ports.Clock: ...
 
     @property
     def catalog(self) -> SiteCatalog:
         """Sites as ingest sees them (cached briefly)."""
 
     @property
-    def arm(self) -> ConnectedRegistryReader: ...
+    def arm(self) -> ports.ConnectedRegistryReader: ...
 
     @property
-    def probe(self) -> ManifestProbe: ...
+    def probe(self) -> ports.ManifestProbe: ...
 
     @property
-    def credentials(self) -> SiteCredentials: ...
+    def credentials(self) -> ports.SiteCredentials: ...
 
     @property
-    def events(self) -> EventSink: ...
+    def events(self) -> ports.EventSink: ...
 
     @property
-    def outbox(self) -> Outbox | None:
+    def outbox(self) -> ports.Outbox | None:
         """The local outbox when events stay local; ``None`` when they go to Event Grid."""
 
     @property
