@@ -43,7 +43,6 @@ import os
 import pstats
 import resource
 import secrets
-import socket
 import sqlite3
 import statistics
 import sys
@@ -54,7 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -67,45 +66,24 @@ import uvicorn
 from azure.data.tables import TableServiceClient
 from fastapi.responses import JSONResponse
 
+from bench._common import NOW, REGISTRY, Counting, FixedClock, HttpCounter, bench_settings, sites
 from orchestrations.api import create_app
 from orchestrations.api import releases as routes
 from shared.adapters.azure_tables import AzureTableStore
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import Services, bootstrap, use_services
-from shared.config import Settings
 from shared.domain.gate import GatePolicy, GateSelection
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.services import rollback, status
-from tests.support.azurite import start_azurite
+from tests.support.azurite import free_port, start_azurite
 
 asgi_app = create_app()
 
-NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
-REGISTRY = "contosoacr.azurecr.io"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
-
-
 # -- the data set --------------------------------------------------------------------------------
-
-
-def sites(count: int) -> list[Site]:
-    return [
-        Site(
-            name=f"site-{i:05d}",
-            ring=f"ring{i % 3}",
-            critical=i % 50 == 1,
-            repositories=("inspection/*",),
-            schedule="0 22 * * *" if i % 7 == 0 else None,
-            sync_window=timedelta(hours=3) if i % 7 == 0 else None,
-        )
-        for i in range(count)
-    ]
 
 
 def digest() -> str:
@@ -267,7 +245,7 @@ def store_everything(
 ) -> Setup:
     releases, rows = args.releases, args.rows_per_release
     setup = Setup(others=releases, rows_per_other=rows, history=args.history, threads=threads)
-    all_sites = sites(site_count)
+    all_sites = sites(site_count, windowed_every=7, critical_every=50)
     started = time.perf_counter()
     store.upsert_sites(all_sites)
     setup.sites_s = time.perf_counter() - started
@@ -557,12 +535,6 @@ class Load:
 # -- the server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
     def __init__(self) -> None:
         self.port = free_port()
@@ -637,43 +609,14 @@ class Breakdown:
     profile_total: float = 0.0
 
 
-class CountingStore:
-    """Counts calls at the StateStore port."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return target(*args, **kwargs)
-
-        return call
-
-
-class HttpCounter:
-    """An azure-core ``raw_request_hook``: one call per HTTP request to Table Storage."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.total = 0
-
-    def __call__(self, request: Any) -> None:
-        with self._lock:
-            self.total += 1
-
-
 HTTP = HttpCounter()
 
 
 def breakdown(backend: str, services: Services, setup: Setup, queries: dict[str, Callable[[str], Any]]) -> Breakdown:
     store = services.store
     release_id, lidar = setup.release_id, setup.lidar_id
-    counting = CountingStore(store)
-    counted = bootstrap(Settings(), store=counting, clock=FixedClock())
+    counting = Counting(store)
+    counted = bootstrap(bench_settings(), store=counting, clock=FixedClock())
 
     def med(call: Callable[[], Any], times: int = 15) -> float:
         call()
@@ -682,7 +625,7 @@ def breakdown(backend: str, services: Services, setup: Setup, queries: dict[str,
     def calls(call: Callable[[Services], Any]) -> str:
         """Store calls (and HTTP requests to Table Storage) one call makes, with a warm catalog."""
         counted.catalog.sites()
-        counting.calls.clear()
+        counting.reset()
         http = HTTP.total
         call(counted)
         made = ", ".join(f"{name} {n}" for name, n in sorted(counting.calls.items()))
@@ -795,7 +738,7 @@ def measure_backend(
 ) -> BackendRun:
     threads = args.setup_threads if backend == "azurite" else 1
     setup = store_everything(store, args.sites, args, threads, load.azurite_pid)
-    services = bootstrap(Settings(), store=store, clock=FixedClock())
+    services = bootstrap(bench_settings(), store=store, clock=FixedClock())
     use_services(services)
     rid, small = setup.release_id, setup.small_release_id
     release_path, gate_path = f"/api/releases/{rid}", f"/api/releases/{rid}/readiness"

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,46 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.data.tables import TableServiceClient
 
+from bench._common import NOW, Counting, FixedClock, bench_settings, push_event, sites
 from shared.adapters import codec
 from shared.adapters.azure_tables import AzureTableStore
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
-from shared.config import Settings
 from shared.domain.acr_events import decode_event
-from shared.domain.model import Site
 from shared.services.fanout import plan_fanout
-from shared.services.ingest import _candidate, ingest_delivery
+from shared.services.ingest import _candidate, ingest_event
 from tests.support.azurite import start_azurite
 from tests.support.servicebus import STANDARD_BATCH_BYTES as STANDARD_BATCH
 from tests.support.servicebus import RecordingServiceBus
-
-NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
-
-
-class CountingStore:
-    """Counts store round trips at the port (one per call, add_site_syncs one per ≤100-row
-    transaction) and the time spent inside the store."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.ops, self.seconds = inner, 0, 0.0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.ops += math.ceil(len(args[0]) / 100) if name == "add_site_syncs" else 1
-            started = time.perf_counter()
-            try:
-                return target(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - started
-
-        return call
 
 
 @dataclass
@@ -95,34 +65,21 @@ class Run:
         )
 
 
-def push_event() -> dict[str, Any]:
-    event = json.loads(
-        (Path(__file__).resolve().parents[1] / "tests/fixtures/events/eventgrid-image-pushed.json").read_text()
-    )[0]
-    event["id"] = secrets.token_hex(16)
-    event["data"]["target"]["digest"] = "sha256:" + secrets.token_hex(32)
-    return event  # type: ignore[no-any-return]
-
-
-def sites(count: int) -> list[Site]:
-    return [Site(name=f"site-{i:05d}", ring=f"ring{i % 3}", repositories=("inspection/*",)) for i in range(count)]
-
-
 def fan_out_once(store: Any, count: int) -> tuple[int, int, int, float, float]:
-    counting = CountingStore(store)
+    counting = Counting(store)
     bus = RecordingServiceBus()
     sender = bus.sender
     queue = bus.queue()
-    services = bootstrap(Settings(), store=counting, queue=queue, clock=FixedClock())
+    services = bootstrap(bench_settings(), store=counting, queue=queue, clock=FixedClock())
     services.catalog.sites()  # a warm process: the catalog is read once per TTL, not per push
-    counting.ops, counting.seconds = 0, 0.0
-    body = json.dumps([push_event()]).encode()
+    counting.reset()
+    event = push_event()
     started = time.perf_counter()
-    report = ingest_delivery(services, body, "application/json")
+    result = ingest_event(services, event)
     elapsed = time.perf_counter() - started
-    assert report.results[0].jobs_sent == count, report
+    assert result.jobs_sent == count, result
     message_bytes = sum(batch.size_in_bytes for batch in sender.batches)
-    return counting.ops, len(sender.batches), message_bytes, elapsed, counting.seconds
+    return counting.transactions, len(sender.batches), message_bytes, elapsed, counting.seconds
 
 
 def raw_documents(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from azure.core import MatchConditions
 from azure.data.tables import TableServiceClient, UpdateMode
 
+from bench._common import NOW, SUBSCRIPTION, Counting, FixedClock, HttpCounter, bench_settings, push_event, sites
 from shared.adapters import codec
 from shared.adapters.azure_tables import AzureTableStore
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
-from shared.config import Settings
 from shared.domain.acr_events import decode_event
 from shared.domain.decisions import Observations, apply_decision, decide_check
-from shared.domain.model import Site
 from shared.domain.observations import (
     BasicCredentials,
     ConnectedRegistryState,
@@ -58,23 +57,15 @@ from shared.domain.observations import (
     SyncScope,
 )
 from shared.domain.states import SyncState
-from shared.errors import ConcurrencyConflict
 from shared.local.runtime import LocalRuntime
 from shared.services.fanout import plan_fanout
-from shared.services.ingest import _candidate, ingest_delivery
+from shared.services.ingest import _candidate, ingest_event
 from tests.support.azurite import start_azurite
 
-NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)  # 48 s after the fixture's push
-SUBSCRIPTION = "6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43"
 FLOOR = 3  # 1 read + 1 conditional write + 1 evidence append per transition
 
 
 # -- fakes ---------------------------------------------------------------------------------------
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
 
 
 def connected_registry_state() -> ConnectedRegistryState:
@@ -137,74 +128,6 @@ class CountingEvents:
                 self.subjects.setdefault(event.type, []).append(event.subject)
 
 
-# -- counting proxies ----------------------------------------------------------------------------
-
-
-class Counting:
-    """Counts calls at a port (one per call), the time spent inside, and the ConcurrencyConflicts
-    ``save_site_sync`` raised (each one is an ETag conflict that ``update_row`` retried)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls: Counter[str] = Counter()
-            self.spent: Counter[str] = Counter()
-            self.conflicts = 0
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.spent.values())
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            conflict = False
-            started = time.perf_counter()
-            try:
-                return target(*args, **kwargs)
-            except ConcurrencyConflict:
-                conflict = name == "save_site_sync"
-                raise
-            finally:
-                spent = time.perf_counter() - started
-                with self._lock:
-                    self.calls[name] += 1
-                    self.spent[name] += spent
-                    self.conflicts += conflict
-
-        return call
-
-
-class HttpCounter:
-    """An azure-core ``raw_request_hook``: one call per HTTP request the pipeline sends (retries
-    included; the parts of a ``$batch`` are not requests of their own)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-
-    def __call__(self, request: Any) -> None:
-        http = request.http_request
-        kind = "batch" if http.url.split("?")[0].endswith("$batch") else http.method
-        with self._lock:
-            self.requests[kind] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests = Counter()
-
-    @property
-    def total(self) -> int:
-        return sum(self.requests.values())
-
-
 # -- the workload --------------------------------------------------------------------------------
 
 
@@ -213,27 +136,6 @@ def connected_registry_id(index: int) -> str:
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-edge/providers/Microsoft.ContainerRegistry"
         f"/registries/contosoacr/connectedRegistries/edge{index:05d}"
     )
-
-
-def sites(count: int) -> list[Site]:
-    return [
-        Site(
-            name=f"site-{i:05d}",
-            ring=f"ring{i % 3}",
-            repositories=("inspection/*",),
-            connected_registry=connected_registry_id(i),
-        )
-        for i in range(count)
-    ]
-
-
-def push_event() -> dict[str, Any]:
-    event = json.loads(
-        (Path(__file__).resolve().parents[1] / "tests/fixtures/events/eventgrid-image-pushed.json").read_text()
-    )[0]
-    event["id"] = secrets.token_hex(16)
-    event["data"]["target"]["digest"] = "sha256:" + secrets.token_hex(32)
-    return event  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -311,13 +213,13 @@ def run_workers(runtime: LocalRuntime, threads: int) -> int:
 
 
 def run_acrsync(backend: str, store: Any, queue_path: Path, count: int, threads: int, http: HttpCounter) -> Run:
-    store.upsert_sites(sites(count))
+    store.upsert_sites(sites(count, connected_registry=connected_registry_id))
     counting_store = Counting(store)
     queue = SqliteJobQueue(queue_path)
     counting_queue = Counting(queue)
     events, arm = CountingEvents(), FixedArm()
     services = bootstrap(
-        Settings(),
+        bench_settings(),
         store=counting_store,
         queue=counting_queue,
         clock=FixedClock(),
@@ -327,8 +229,7 @@ def run_acrsync(backend: str, store: Any, queue_path: Path, count: int, threads:
         events=events,
     )
     services.catalog.sites()  # a warm process
-    report = ingest_delivery(services, json.dumps([push_event()]).encode(), "application/json")
-    fanned = report.results[0]
+    fanned = ingest_event(services, push_event())
     assert fanned.jobs_sent == count and fanned.release_id is not None, fanned
     release_id = fanned.release_id
 
@@ -376,7 +277,7 @@ def raw_documents(count: int) -> tuple[str, list[tuple[str, str, str, str, str]]
     """The release id and, per site, (site, row doc before, row doc after, evidence id, evidence doc):
     the very documents a check writes, made by the same decision code."""
     release = _candidate(decode_event(push_event()))  # type: ignore[arg-type]
-    all_sites = sites(count)
+    all_sites = sites(count, connected_registry=connected_registry_id)
     plan = plan_fanout(release, all_sites, NOW)
     seen = Observations(now=NOW, arm=connected_registry_state())
     docs = []
