@@ -4,16 +4,25 @@ Loading is all-or-nothing: every problem is reported with its line and reason, a
 any problem imports nothing. Only a file that says ``simulation: {allow_short_windows: true}``
 may use windows and TTLs below the connected-registry limits, and only when the caller (the
 local dev mode, simulated or on loopback registries) allows it.
+
+The file is read as plain YAML and nothing else: a key given twice, a tag outside the core schema
+(``!!python/...``, ``!!binary``, ``!custom``) and a text value that YAML would read as something
+else (``yes``, ``0x1f``, ``1e3``, ``~``, ``2026-01-01``: quote it) are refused, because each makes
+the file mean something other than what its reader sees. Endpoints are ``https://`` (plain
+``http://`` only on loopback) and never carry credentials; no message repeats them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -49,6 +58,69 @@ _CONNECTED_REGISTRY = re.compile(
     r"/connectedRegistries/[^/]+",
     re.IGNORECASE,
 )
+_YAML_TAG = "tag:yaml.org,2002:"
+_STR_TAG = _YAML_TAG + "str"
+# Explicit tags a sites file may use: the core schema. Anything else (!!python/..., !!binary, !!set,
+# !!timestamp, local !tags) would be constructed into something that is not plain data, or not at all.
+_CORE_TAGS = frozenset(_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "seq", "map"))
+# A node whose tag was refused while composing: already reported, so readers skip it silently.
+_REFUSED_TAG = "!acrsync-refused"
+# Plain scalars that PyYAML (YAML 1.1) reads as text but other YAML readers (YAML 1.2 core schema, or
+# YAML 1.1 booleans PyYAML leaves out) read as numbers, booleans or null: quoting makes every reader agree.
+_NOT_TEXT_ELSEWHERE = re.compile(
+    r"y|Y|n|N"
+    r"|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|0o[0-7]+|0x[0-9a-fA-F]+|0b[01_]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+_CREDENTIALS_IN_ENDPOINT = (
+    "endpoint must not carry credentials (user:password@); give the site's client token in "
+    "ACRSYNC_SITE_CREDENTIALS instead"
+)
+# Characters that move the cursor, reorder text or hide in it (C0/C1 controls, bidi overrides,
+# zero-width characters, line separators, lone surrogates): no name, scope or owner needs them.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+class _Reading(StrEnum):
+    """What YAML reads a plain scalar as, for the "quote it" message."""
+
+    BOOLEAN = "true/false"
+    NUMBER = "a number"
+    NULL = "null (no value)"
+    DATE = "a date"
+    OTHER = "a special value"
+
+
+_READING_BY_TAG = {
+    _YAML_TAG + "bool": _Reading.BOOLEAN,
+    _YAML_TAG + "int": _Reading.NUMBER,
+    _YAML_TAG + "float": _Reading.NUMBER,
+    _YAML_TAG + "null": _Reading.NULL,
+    _YAML_TAG + "timestamp": _Reading.DATE,
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader's composer, refusing (and recording, with its line) every explicit tag
+    outside the core schema instead of leaving it for a constructor to choke on."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.refused: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        tag = getattr(event, "tag", None)  # an alias has none: its node was checked where it was anchored
+        node = super().compose_node(parent, index)
+        assert node is not None  # only an empty document composes to None, and that is no node here
+        if tag not in (None, "!") and tag not in _CORE_TAGS:
+            shown = str(tag).replace(_YAML_TAG, "!!", 1)[:80]
+            self.refused.append(
+                f"line {_line(node)}: the tag {shown!r} is not allowed in a sites file "
+                "(plain YAML only: text, numbers, true/false, lists and mappings)"
+            )
+            node.tag = _REFUSED_TAG
+        return node
 
 
 @dataclass(frozen=True)
@@ -85,24 +157,28 @@ def load_sites_file(text: str, *, allow_short_windows: bool = False) -> SitesFil
     Raises:
         SitesFileError: with every problem found, each naming its line.
     """
+    loader = _Loader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         raise SitesFileError([f"{line}not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'})"]) from exc
-    problems: list[str] = []
+    finally:
+        loader.dispose()
+    problems: list[str] = list(loader.refused)
     if not isinstance(root, yaml.MappingNode):
-        raise SitesFileError(["line 1: the file must be a mapping with a 'sites' list"])
+        raise SitesFileError([*problems, "line 1: the file must be a mapping with a 'sites' list"])
     top = _mapping(root, _TOP_KEYS, "the file", problems)
     short = False
     if "simulation" in top:
         simulation = _mapping(top["simulation"], _SIMULATION_KEYS, "simulation", problems)
         short = bool(_scalar(simulation.get("allow_short_windows"), bool, problems, default=False))
     registry = None
-    if "registry" in top:
+    registry_text = _text(top.get("registry"), "registry", problems)
+    if registry_text is not None:
         try:
-            registry = validate_login_server(str(_scalar(top["registry"], str, problems, default="")))
+            registry = validate_login_server(registry_text)
         except InvalidInput as exc:
             problems.append(f"line {_line(top['registry'])}: registry: {exc.detail}")
     sites_node = top.get("sites")
@@ -149,50 +225,98 @@ def _site(node: yaml.Node, problems: list[str], *, allow_short: bool) -> Site | 
     before = len(problems)
     fields = _mapping(node, _SITE_KEYS, "a site", problems)
     if "name" not in fields:
-        problems.append(f"line {_line(node)}: a site needs a name")
+        if node.tag != _REFUSED_TAG:
+            problems.append(f"line {_line(node)}: a site needs a name")
         return None
-    name = str(_scalar(fields["name"], str, problems, default=""))
-    where = f"line {_line(node)}: site {name!r}"
-    try:
-        validate_site_name(name)
-    except InvalidInput as exc:
-        problems.append(f"line {_line(fields['name'])}: {exc.detail}")
+    name = _text(fields["name"], "name", problems)
+    where = f"line {_line(node)}: " + (f"site {name!r}" if name is not None else "this site")
+    if name is not None:
+        try:
+            validate_site_name(name)
+        except InvalidInput as exc:
+            problems.append(f"line {_line(fields['name'])}: {exc.detail}")
+    ring = _text(fields.get("ring"), "ring", problems)
+    owner = _text(fields.get("owner"), "owner", problems)
     repositories, tags = _scope(fields, where, problems)
     schedule, window, ttl = _schedule(fields, node, where, problems, allow_short=allow_short)
-    connected = _scalar(fields.get("connected_registry"), str, problems, default=None)
-    if connected is not None and not _CONNECTED_REGISTRY.fullmatch(str(connected)):
+    connected = _text(fields.get("connected_registry"), "connected_registry", problems)
+    if connected is not None and not _CONNECTED_REGISTRY.fullmatch(connected):
         problems.append(
             f"line {_line(fields['connected_registry'])}: connected_registry must be a connected registry's ARM id"
         )
-    endpoint = _scalar(fields.get("endpoint"), str, problems, default=None)
-    if endpoint is not None and urlparse(str(endpoint)).scheme not in {"http", "https"}:
-        problems.append(f"line {_line(fields['endpoint'])}: endpoint must be an http(s) URL")
+    endpoint = _text(fields.get("endpoint"), "endpoint", problems, secret=True)
+    if endpoint is not None:
+        problem = _endpoint_problem(endpoint)
+        if problem is not None:
+            problems.append(f"line {_line(fields['endpoint'])}: {problem}")
     stale_after = _scalar(fields.get("stale_after_windows"), int, problems, default=DEFAULT_STALE_AFTER_WINDOWS)
     if not isinstance(stale_after, int) or stale_after < 1:
         problems.append(
             f"line {_line(fields.get('stale_after_windows') or node)}: stale_after_windows must be at least 1"
         )
-    if len(problems) > before:
+    if len(problems) > before or name is None:
         return None
     return Site(
         name=name,
-        ring=str(_scalar(fields.get("ring"), str, problems, default="default")),
+        ring=ring if ring is not None else "default",
         critical=bool(_scalar(fields.get("critical"), bool, problems, default=False)),
-        owner=_scalar(fields.get("owner"), str, problems, default=None),
+        owner=owner,
         repositories=tuple(repositories),
         tag_policy=tags,
-        connected_registry=str(connected) if connected else None,
+        connected_registry=connected or None,
         schedule=schedule,
         sync_window=window,
         message_ttl=ttl,
-        endpoint=str(endpoint).rstrip("/") if endpoint else None,
+        endpoint=endpoint.rstrip("/") if endpoint else None,
         stale_after_windows=int(stale_after),
     )
 
 
+def _endpoint_problem(endpoint: str) -> str | None:  # noqa: PLR0911 - one answer per rule, in order
+    """Why ``endpoint`` is not a registry address acrsync may call, or ``None``; never repeats the URL
+    (it may hold a password)."""
+    if any(ch.isspace() or unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in endpoint):
+        return "endpoint must not contain spaces or control characters"
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:
+        return _CREDENTIALS_IN_ENDPOINT if "@" in endpoint else "endpoint is not a valid URL"
+    if "@" in parts.netloc:
+        return _CREDENTIALS_IN_ENDPOINT
+    if parts.scheme not in {"http", "https"}:
+        return "endpoint must be an http(s) URL"
+    try:
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return "endpoint has a port that is not a number from 0 to 65535"
+    if not host:
+        return "endpoint must name a host: https://host[:port]"
+    if parts.query or parts.fragment or endpoint.endswith(("?", "#")):
+        return "endpoint must not have a query or a fragment: https://host[:port][/path]"
+    # Plain http sends the site's client token in clear text; on loopback it never leaves the machine
+    # (the rule for --arm-endpoint too), so it needs no dev flag: `acrsync sites import` of a local
+    # store with loopback registries works, and `acrsync dev --registries real` sets its own endpoints.
+    if parts.scheme == "http" and not _is_loopback(host):
+        return "endpoint must use https:// (plain http:// only on loopback: 127.0.0.0/8, ::1, localhost)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ``::1``, spelled literally (no name lookups, no mapped forms)."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in ipaddress.IPv4Network("127.0.0.0/8")
+    return address == ipaddress.IPv6Address("::1")
+
+
 def _scope(fields: dict[str, yaml.Node], where: str, problems: list[str]) -> tuple[list[str], TagPolicy]:
     repositories = _strings(fields.get("repositories"), "repositories", problems)
-    if not repositories:
+    if not repositories and getattr(fields.get("repositories"), "tag", None) != _REFUSED_TAG:
         problems.append(f"{where}: 'repositories' must list at least one approved repository")
     for pattern in repositories:
         if not _PATTERN.fullmatch(pattern):
@@ -211,10 +335,10 @@ def _scope(fields: dict[str, yaml.Node], where: str, problems: list[str]) -> tup
 def _schedule(
     fields: dict[str, yaml.Node], node: yaml.Node, where: str, problems: list[str], *, allow_short: bool
 ) -> tuple[str | None, timedelta | None, timedelta]:
-    schedule = _scalar(fields.get("schedule"), str, problems, default=None)
+    schedule = _text(fields.get("schedule"), "schedule", problems)
     if schedule is not None:
         try:
-            validate_schedule(str(schedule))
+            validate_schedule(schedule)
         except InvalidInput as exc:
             problems.append(f"line {_line(fields['schedule'])}: {exc.detail}")
     window = _duration(fields.get("sync_window"), "sync_window", problems)
@@ -235,11 +359,23 @@ def _mapping(node: yaml.Node | None, allowed: set[str], what: str, problems: lis
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
-        problems.append(f"line {_line(node)}: {what} must be a mapping")
+        if node.tag != _REFUSED_TAG:
+            problems.append(f"line {_line(node)}: {what} must be a mapping")
         return {}
     found: dict[str, yaml.Node] = {}
+    seen: dict[str, int] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.append(f"line {_line(key_node)}: keys in {what} must be plain names")
+            continue
+        if key_node.tag == _REFUSED_TAG:
+            continue
         key = str(key_node.value)
+        # PyYAML keeps the last of two equal keys without a word: the file would not mean what it shows.
+        if key in seen:
+            problems.append(f"line {_line(key_node)}: duplicate key {key!r} in {what} (first on line {seen[key]})")
+            continue
+        seen[key] = _line(key_node)
         if key not in allowed:
             problems.append(
                 f"line {_line(key_node)}: unknown key {key!r} in {what} (allowed: {', '.join(sorted(allowed))})"
@@ -249,47 +385,86 @@ def _mapping(node: yaml.Node | None, allowed: set[str], what: str, problems: lis
     return found
 
 
+def _text(node: yaml.Node | None, what: str, problems: list[str], *, secret: bool = False) -> str | None:
+    """The text of a scalar that every YAML reader reads as text, or ``None`` (absent, or refused with
+    a problem). ``secret``: the value may hold credentials, so no message repeats it."""
+    if node is None or node.tag == _REFUSED_TAG:
+        return None
+    if not isinstance(node, yaml.ScalarNode):
+        problems.append(f"line {_line(node)}: {what} must be text")
+        return None
+    value = str(node.value)
+    reading = _READING_BY_TAG.get(node.tag, _Reading.OTHER) if node.tag != _STR_TAG else None
+    if reading is None and node.style is None and _NOT_TEXT_ELSEWHERE.fullmatch(value):
+        reading = _Reading.NUMBER if value not in {"y", "Y", "n", "N"} else _Reading.BOOLEAN
+    if reading is not None:
+        shown = "an empty value" if value == "" else ("it" if secret else repr(value[:40]))
+        problems.append(
+            f"line {_line(node)}: {what}: YAML reads {shown} as {reading}, not as text: quote it"
+            + ("" if secret or value == "" else f" ({_quoted(value[:40])})")
+            + (", or leave the key out" if reading is _Reading.NULL else "")
+        )
+        return None
+    control = next((ch for ch in value if unicodedata.category(ch) in _CONTROL_CATEGORIES), None)
+    if control is not None:
+        problems.append(f"line {_line(node)}: {what} contains a control character (U+{ord(control):04X}): remove it")
+        return None
+    return value
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _scalar(node: yaml.Node | None, kind: type, problems: list[str], *, default: Any) -> Any:
-    if node is None:
+    """A true/false or whole-number scalar; ``default`` when absent or null."""
+    if node is None or node.tag == _REFUSED_TAG:
         return default
-    value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
-    if value is None and isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+    if isinstance(node, yaml.ScalarNode) and node.tag == _YAML_TAG + "null":
         return default
+    value = _construct(node) if isinstance(node, yaml.ScalarNode) else None
     if kind is bool and not isinstance(value, bool):
-        problems.append(f"line {_line(node)}: expected true or false, got {node.value!r}")
+        problems.append(f"line {_line(node)}: expected true or false, got {getattr(node, 'value', '?')!r}")
         return default
     if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
         problems.append(f"line {_line(node)}: expected a whole number, got {getattr(node, 'value', '?')!r}")
         return default
-    if kind is str and not isinstance(value, str | int | float):
-        problems.append(f"line {_line(node)}: expected text")
-        return default
-    return str(value) if kind is str else value
+    return value
+
+
+def _construct(node: yaml.ScalarNode) -> Any:
+    """The value of a core-schema scalar (its tag was checked while composing), ``None`` when it does not
+    construct (``!!int abc``)."""
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except (yaml.YAMLError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _strings(node: yaml.Node | None, what: str, problems: list[str]) -> list[str]:
     if node is None:
         return []
     if not isinstance(node, yaml.SequenceNode):
-        problems.append(f"line {_line(node)}: {what} must be a list")
+        if node.tag != _REFUSED_TAG:
+            problems.append(f"line {_line(node)}: {what} must be a list")
         return []
     values = []
     for item in node.value:
-        if not isinstance(item, yaml.ScalarNode) or not item.value:
+        if isinstance(item, yaml.ScalarNode) and item.tag == _STR_TAG and not item.value:
             problems.append(f"line {_line(item)}: {what} items must be text")
             continue
-        values.append(str(item.value))
+        text = _text(item, f"{what} items", problems)
+        if text is not None:
+            values.append(text)
     return values
 
 
 def _duration(node: yaml.Node | None, what: str, problems: list[str]) -> timedelta | None:
-    if node is None:
-        return None
-    text = _scalar(node, str, problems, default=None)
+    text = _text(node, what, problems)
     if text is None:
         return None
     try:
-        return parse_duration(str(text), setting=what)
+        return parse_duration(text, setting=what)
     except InvalidInput as exc:
         problems.append(f"line {_line(node)}: {exc.detail}")
         return None

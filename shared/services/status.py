@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from shared.domain.gate import GatePolicy, GateSelection, GateSite, GateVerdict, evaluate
 from shared.domain.model import Evidence, Release, Site, SiteSync
@@ -100,11 +101,25 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "sync_window": format_duration(site.sync_window) if site.sync_window is not None else None,
         "message_ttl": format_duration(site.message_ttl),
         "connected_registry": site.connected_registry,
-        "endpoint": site.endpoint,
+        "endpoint": _without_credentials(site.endpoint),
         "stale_after_windows": site.stale_after_windows,
         "next_window": {"opens_at": _iso(window.opens_at), "closes_at": _iso(window.closes_at)},
         "connection_state": connection_state,
     }
+
+
+def _without_credentials(endpoint: str | None) -> str | None:
+    """The endpoint without ``user:password@``: sites files refuse credentials in endpoints now, but a site
+    stored before may still hold some, and views are read by anyone with ``Status.Read``. An endpoint
+    that still shows an ``@`` after that (it does not parse as a URL) is not shown at all."""
+    if endpoint is None:
+        return None
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:
+        return None if "@" in endpoint else endpoint
+    shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else endpoint
+    return None if "@" in shown else shown
 
 
 def _connection_state(services: Dependencies, site: Site) -> str | None:
