@@ -2,10 +2,10 @@
 
 import azure.functions as func
 
-from orchestrations import acr_events, site_sync, sweeper
-from orchestrations.api import create_app
+from orchestrations import acr_events, http, site_sync, sweeper
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http.bp)
 app.register_functions(acr_events.bp)
 app.register_functions(site_sync.bp)
 app.register_functions(sweeper.bp)

@@ -25,8 +25,10 @@ def on_acr_event(event: func.EventGridEvent) -> None:
 
 
 def _raw_event(event: Any) -> dict[str, Any]:
-    # The worker hands over a CloudEvent when the subscription delivers CloudEvents 1.0.
-    if isinstance(event, func.CloudEvent):
+    # azure-functions 1.25 and later hand a CloudEvents 1.0 delivery over as func.CloudEvent. The Python
+    # 3.11 worker loads its own azure-functions 1.24, which has no such class, so the object is told apart
+    # by what it carries, never by a class this library may not have.
+    if getattr(event, "specversion", None):
         return {
             "specversion": event.specversion,
             "id": event.id,

@@ -286,10 +286,8 @@ def _build_probe() -> ManifestProbe:
 
 def _build_credentials(settings: Settings) -> SiteCredentials:
     from shared.adapters.oci import StaticSiteCredentials
-    from shared.config import SITE_CREDENTIALS
 
-    raw = settings.site_credentials_json
-    return StaticSiteCredentials.from_environ({SITE_CREDENTIALS: raw} if raw else {})
+    return StaticSiteCredentials(settings.site_credentials)
 
 
 def _build_events(settings: Settings, credential: _Lazy) -> EventSink:

@@ -8,6 +8,7 @@ the setting; nothing here ever echoes a setting's value, since connection string
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shared.domain.observations import BasicCredentials
 from shared.errors import ConfigurationError
 
 # Setting names, in one place: the Bicep template sets exactly these (see infra/).
@@ -37,7 +39,11 @@ TOKEN_EXPIRY_HORIZON_DAYS = "ACRSYNC_TOKEN_EXPIRY_HORIZON_DAYS"  # noqa: S105 - 
 SIGNING_KEY = "ACRSYNC_SIGNING_KEY"
 # Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
 AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
+# Set by the platform to "True" when App Service Authentication (Easy Auth) runs in front of the app: only
+# then is X-MS-CLIENT-PRINCIPAL the platform's statement rather than whatever a caller sent.
+APP_SERVICE_AUTH = "WEBSITE_AUTH_ENABLED"
 
+EMBEDDED = "embedded (the data dir)"
 DEFAULT_QUEUE = "site-sync"
 DEFAULT_TABLE_PREFIX = "acrsync"
 DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS = 30
@@ -78,11 +84,14 @@ class Settings:
         registry: the parent registry's login server, when known.
         events_topic_endpoint: the Event Grid topic acrsync publishes to (the local outbox when unset).
         arm_endpoint: the ARM endpoint for a sovereign cloud (public Azure when unset).
-        site_credentials_json: site client-token credentials for direct checks (JSON; never shown).
+        site_credentials: site client-token credentials for direct checks, by site (from
+            ``ACRSYNC_SITE_CREDENTIALS``, checked when the settings are read; never shown).
         api_key: the local API key every protected HTTP route then requires (``x-functions-key`` or
             ``?code=``); never shown. Unset means the local API is open (Azure checks function keys itself).
         require_roles: whether every protected HTTP route needs an App Service Authentication principal
             (``X-MS-CLIENT-PRINCIPAL``) with the right app role.
+        app_service_auth: whether App Service Authentication runs in front of the app
+            (``WEBSITE_AUTH_ENABLED``); without it a ``X-MS-CLIENT-PRINCIPAL`` header is not trusted.
         signing_key: the Ed25519 private key that signs delivery receipts (PEM, or base64 of its 32
             raw bytes; a Key Vault reference in Azure); never shown. Unset: a key kept in ``data_dir``
             locally, no receipts in Azure.
@@ -103,9 +112,10 @@ class Settings:
     registry: str | None = None
     events_topic_endpoint: str | None = None
     arm_endpoint: str | None = None
-    site_credentials_json: str | None = field(default=None, repr=False)
+    site_credentials: Mapping[str, BasicCredentials] = field(default_factory=dict, repr=False)
     api_key: str | None = field(default=None, repr=False)
     require_roles: bool = False
+    app_service_auth: bool = False
     signing_key: str | None = field(default=None, repr=False)
     in_azure: bool = False
     token_expiry_horizon_days: int = DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS
@@ -124,11 +134,9 @@ class Settings:
         return self.data_dir / "acrsync.db"
 
     def describe(self) -> dict[str, str]:
-        """What the process runs on, safe to show (no connection strings, no keys)."""
-        store = self.table_endpoint or ("connection string" if self.table_connection else str(self.sqlite_path))
-        queue = self.servicebus_namespace or (
-            "connection string" if self.servicebus_connection else str(self.sqlite_path)
-        )
+        """What the process runs on, safe to show: no connection strings, no keys, no file-system paths."""
+        store = self.table_endpoint or ("connection string" if self.table_connection else EMBEDDED)
+        queue = self.servicebus_namespace or ("connection string" if self.servicebus_connection else EMBEDDED)
         return {
             "store": self.store_backend.value,
             "store_location": store,
@@ -159,9 +167,10 @@ class Settings:
             registry=values.get(REGISTRY, "").lower() or None,
             events_topic_endpoint=_url(values, EVENTS_TOPIC_ENDPOINT),
             arm_endpoint=_url(values, ARM_ENDPOINT),
-            site_credentials_json=values.get(SITE_CREDENTIALS),
+            site_credentials=parse_site_credentials(values.get(SITE_CREDENTIALS)),
             api_key=_api_key(values),
             require_roles=parse_bool(values, REQUIRE_ROLES, default=False),
+            app_service_auth=parse_bool(values, APP_SERVICE_AUTH, default=False),
             signing_key=_signing_key(values),
             in_azure=AZURE_HOST_MARKER in values,
             token_expiry_horizon_days=_horizon_days(values),
@@ -183,10 +192,42 @@ class Settings:
             raise ConfigurationError(
                 f"{TABLE_ENDPOINT} is required on an Azure host (the embedded store is local-only)"
             )
+        if self.in_azure and self.require_roles and not self.app_service_auth:
+            raise ConfigurationError(
+                f"{REQUIRE_ROLES} is true but App Service Authentication is off ({APP_SERVICE_AUTH}): no caller "
+                "could prove a role; enable authentication (infra/main.bicep enableAppServiceAuth) or unset it"
+            )
         if self.in_azure and self.queue_backend is QueueBackend.SQLITE:
             raise ConfigurationError(
                 f"{SERVICEBUS_NAMESPACE} is required on an Azure host (the embedded queue is local-only)"
             )
+
+
+def parse_site_credentials(raw: str | None) -> dict[str, BasicCredentials]:
+    """Read ``ACRSYNC_SITE_CREDENTIALS``: ``{"<site>": {"username": ..., "password": ...}}``; unset or blank
+    means no site has credentials.
+
+    Raises:
+        ConfigurationError: the value is not such an object. The message names the setting and, at most,
+            the offending site; never the value.
+    """
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ``from None``: the decoder's message quotes the document, which holds passwords.
+        raise ConfigurationError(f"{SITE_CREDENTIALS} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{SITE_CREDENTIALS} must be a JSON object keyed by site name")
+    credentials: dict[str, BasicCredentials] = {}
+    for site, entry in document.items():
+        username = entry.get("username") if isinstance(entry, dict) else None
+        password = entry.get("password") if isinstance(entry, dict) else None
+        if not isinstance(username, str) or not username or not isinstance(password, str):
+            raise ConfigurationError(f'{SITE_CREDENTIALS}: site {site[:64]!r} needs string "username" and "password"')
+        credentials[site] = BasicCredentials(username=username, password=password)
+    return credentials
 
 
 def parse_bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

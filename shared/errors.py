@@ -20,6 +20,7 @@ driver exceptions into this tree at a single point each, so no raw SDK exception
         ├── InvalidInput          a bad event, request or file; carries a stable ``code``
         ├── Unauthenticated       no or wrong credentials
         ├── Forbidden             the caller lacks the app role a request needs
+        │   └── CrossSiteRequest  a browser sent a state-changing request from another site
         ├── Unsupported           this instance does not offer what was asked (a dev route outside dev mode)
         ├── ConfigurationError    missing or contradictory settings; names the setting
         ├── IllegalTransition     the site-sync state machine refused a transition
@@ -45,6 +46,7 @@ __all__ = [
     "AlreadyExists",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "CrossSiteRequest",
     "EntityTooLarge",
     "Forbidden",
     "HttpAnswer",
@@ -208,6 +210,12 @@ class Forbidden(PermanentError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class CrossSiteRequest(Forbidden):
+    """A browser sent a state-changing request on behalf of another site's page."""
+
+    code = "CROSS_SITE_REQUEST"
 
 
 class Unsupported(PermanentError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,17 @@ from typing import Any
 import pytest
 
 from shared.ports import StateStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """scripts/test runs the triggers a second time on the Functions worker's azure-functions; make sure
+    that run really imports that version, not the newest one the project installs."""
+    expected = os.environ.get("ACRSYNC_EXPECT_AZURE_FUNCTIONS")
+    if expected:
+        import azure.functions
+
+        if azure.functions.__version__ != expected:
+            raise pytest.UsageError(f"expected azure-functions {expected}, imported {azure.functions.__version__}")
 
 
 @pytest.fixture(scope="session")

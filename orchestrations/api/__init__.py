@@ -1,4 +1,5 @@
-"""The HTTP surface as one ASGI app: served by ``AsgiFunctionApp`` in Azure and by uvicorn locally.
+"""The HTTP surface as one ASGI app: served by the HTTP triggers of :mod:`orchestrations.http` in Azure and
+by uvicorn locally.
 
 host.json sets ``routePrefix`` to "" so the app sees the same paths in both places (``/api/...``).
 

@@ -6,8 +6,11 @@ Two mechanisms, each on when configured, checked in this order:
    or ``?code=`` — the names Azure Functions uses for function keys, so one client works against
    both. In Azure the Functions host checks its own function keys before the app runs.
 2. **App Service Authentication** (Entra ID) puts the caller in ``X-MS-CLIENT-PRINCIPAL`` (base64
-   JSON with ``claims``). When a principal is present its app roles decide: reads need
-   ``Status.Read`` (or ``Sync.Operate``), actions (any method but GET/HEAD/OPTIONS) need
+   JSON with ``claims``). The header is trusted only when the platform says authentication runs in front
+   of the app (``WEBSITE_AUTH_ENABLED=True``, which App Service sets itself): anyone who can reach the app
+   can send the header, and without the platform in between it is the caller's own claim. An untrusted
+   header is ignored (logged once per process). When a trusted principal is present its app roles decide:
+   reads need ``Status.Read`` (or ``Sync.Operate``), actions (any method but GET/HEAD/OPTIONS) need
    ``Sync.Operate``, else 403. ``ACRSYNC_REQUIRE_ROLES=true`` makes the principal mandatory (401
    without one). A malformed principal is refused with 401.
 
@@ -23,15 +26,19 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from shared.bootstrap import get_services
-from shared.config import Settings
-from shared.errors import Forbidden, Unauthenticated
+from shared.config import APP_SERVICE_AUTH, Settings
+from shared.errors import CrossSiteRequest, Forbidden, Unauthenticated
+
+logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/api/healthz", "/api/openapi.json", "/api/docs"})
 API_PREFIX = "/api/"
@@ -107,9 +114,12 @@ def authorize(request: Request) -> Principal | None:
     Raises:
         Unauthenticated: no or wrong credentials (401).
         Forbidden: the principal lacks the route's app role (403).
+        CrossSiteRequest: a browser sent a state-changing request from another site (403).
     """
     path = request.url.path
     settings = get_services().settings
+    if request.method.upper() not in SAFE_METHODS:
+        _refuse_cross_site(request)
     if path.startswith(WEBHOOK_PREFIX):
         _check_key(request, settings)
         return None
@@ -118,6 +128,9 @@ def authorize(request: Request) -> Principal | None:
         return None
     _check_key(request, settings)
     header = request.headers.get(PRINCIPAL_HEADER)
+    if header is not None and not settings.app_service_auth:
+        _ignore_untrusted_principal(request)
+        header = None
     if header is None:
         if settings.require_roles:
             raise Unauthenticated("sign in: this API needs an Entra ID principal", scheme="Bearer")
@@ -126,6 +139,46 @@ def authorize(request: Request) -> Principal | None:
     if not principal.has(role):
         raise Forbidden(f"this request needs the {role.value} app role")
     return principal
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """A state-changing request a browser sent on behalf of another site's page is refused.
+
+    Without a key the local API is open on loopback, and a page on any site could otherwise make the
+    visitor's browser post to it (take a site offline, retry checks). Browsers say where a request comes
+    from (``Sec-Fetch-Site``, ``Origin``); the CLI, Event Grid and other programs send neither and are
+    not affected. ``Sec-Fetch-Site: none`` is a request the user made directly (typed or bookmarked).
+    """
+    fetch_site = (request.headers.get("sec-fetch-site") or "").strip().lower()
+    if fetch_site and fetch_site not in {"same-origin", "none"}:
+        raise CrossSiteRequest(f"a {fetch_site} request from a browser may not change anything here")
+    origin = request.headers.get("origin")
+    if origin is not None and _origin_of(origin) != _origin_of(str(request.base_url)):
+        raise CrossSiteRequest("a request from another origin may not change anything here")
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        return None  # "null" (a sandboxed page or a file) is no origin this app serves
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def _ignore_untrusted_principal(request: Request) -> None:
+    """Log once per app (a process serves one) that the header is being ignored, and why."""
+    state = request.app.state
+    if not getattr(state, "untrusted_principal_logged", False):
+        state.untrusted_principal_logged = True
+        logger.warning(
+            "ignoring %s: App Service Authentication is not enabled (%s), so the header is the caller's own claim",
+            PRINCIPAL_HEADER,
+            APP_SERVICE_AUTH,
+        )
 
 
 def _check_key(request: Request, settings: Settings) -> None:

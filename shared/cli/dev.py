@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import signal
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,10 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         err=True,
     )
     environment.start()
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again under the handler it found.
+    # The default handler would end the process there, before the workers and the registry processes are
+    # stopped; the interrupt handler makes SIGTERM unwind through the same cleanup as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         uvicorn.run(asgi_app, host=host, port=port, log_level="warning")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -20,12 +21,61 @@ def bindings(function: Any) -> list[dict[str, Any]]:
     return json.loads(function.get_function_json())["bindings"]  # type: ignore[no-any-return]
 
 
-def test_http_surface_is_one_asgi_function_protected_by_function_keys(functions: dict[str, Any]) -> None:
-    trigger = next(b for b in bindings(functions["http_app_func"]) if b["direction"] == "IN")
-    assert trigger["type"] == "httpTrigger"
-    assert trigger["authLevel"] == "FUNCTION"
-    assert trigger["route"] == "/{*route}"
-    assert {"GET", "POST", "OPTIONS"} <= set(trigger["methods"])
+HOST_PATHS = ("/admin/host/status", "/admin/functions/on_acr_event", "/runtime/webhooks/eventgrid", "/", "/x")
+
+
+def http_routes(functions: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each HTTP function's trigger binding, by function name."""
+    found = {}
+    for name, function in functions.items():
+        trigger = next(b for b in bindings(function) if b["direction"] == "IN")
+        if trigger["type"] == "httpTrigger":
+            found[name] = trigger
+    return found
+
+
+def matches(template: str, path: str) -> bool:
+    """Whether a Functions route template (routePrefix "") matches a request path: literal segments,
+    ``{name}`` one segment, ``{*name}`` the rest (possibly empty)."""
+    pattern = ""
+    for segment in template.strip("/").split("/"):
+        if segment.startswith("{*"):
+            pattern += "(?:/.*)?"
+        elif segment.startswith("{"):
+            pattern += "/[^/]+"
+        else:
+            pattern += "/" + re.escape(segment)
+    return re.fullmatch(pattern, path.rstrip("/") or "/") is not None
+
+
+def test_every_http_route_starts_with_a_literal_segment_the_host_does_not_own(functions: dict[str, Any]) -> None:
+    for name, trigger in http_routes(functions).items():
+        first = trigger["route"].strip("/").split("/")[0]
+        assert first and not first.startswith("{"), f"{name}: a leading parameter or catch-all shadows host routes"
+        assert first.lower() not in {"admin", "runtime"}, name
+        for path in HOST_PATHS:
+            assert not matches(trigger["route"], path), f"{name} ({trigger['route']}) would answer {path}"
+
+
+def test_every_api_and_dashboard_route_of_the_app_is_reachable_in_azure(functions: dict[str, Any]) -> None:
+    from orchestrations.api import create_app
+    from tests.unit.orchestrations.test_api_package import routes
+
+    templates = [trigger["route"] for trigger in http_routes(functions).values()]
+    served = {path for _, path in routes(create_app()) if path.startswith(("/api/", "/dashboard"))}
+    assert served
+    for path in served:
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        assert any(matches(template, concrete) for template in templates), path
+
+
+def test_the_api_needs_a_function_key_and_only_public_pages_do_not(functions: dict[str, Any]) -> None:
+    routes = {trigger["route"]: trigger for trigger in http_routes(functions).values()}
+    assert routes["api/{*path}"]["authLevel"] == "FUNCTION"
+    assert {"GET", "POST", "OPTIONS"} <= set(routes["api/{*path}"]["methods"])
+    anonymous = {route for route, trigger in routes.items() if trigger["authLevel"] == "ANONYMOUS"}
+    assert anonymous == {"api/healthz", "api/openapi.json", "api/docs", "dashboard/{*page}"}
+    assert all(set(routes[route]["methods"]) <= {"GET", "HEAD"} for route in anonymous)
 
 
 def test_every_function_is_indexed_from_function_app_py(functions: dict[str, Any]) -> None:
@@ -48,7 +98,17 @@ def test_acr_events_arrive_through_an_event_grid_trigger_named_for_the_webhook(f
 
 
 def test_the_function_set_is_exactly_what_the_host_should_index(functions: dict[str, Any]) -> None:
-    assert set(functions) == {"http_app_func", "on_acr_event", "site_sync", "site_sync_dead_letter", "sweeper"}
+    assert set(functions) == {
+        "http_api",
+        "http_health",
+        "http_openapi",
+        "http_docs",
+        "http_dashboard",
+        "on_acr_event",
+        "site_sync",
+        "site_sync_dead_letter",
+        "sweeper",
+    }
 
 
 def test_site_checks_come_from_the_session_enabled_jobs_queue(functions: dict[str, Any]) -> None:

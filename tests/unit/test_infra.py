@@ -368,6 +368,7 @@ LOCAL_ONLY = {
 # Settings the code reads that the platform sets on every Functions host.
 PLATFORM_PROVIDED = {
     "WEBSITE_SITE_NAME",  # App Service sets it; shared/config.py uses it to tell Azure from a laptop
+    "WEBSITE_AUTH_ENABLED",  # App Service sets it when App Service Authentication runs in front of the app
 }
 
 

@@ -545,7 +545,7 @@ def test_retry_failed_moves_failed_rows_back_with_operator_evidence(
 ) -> None:
     move(services, release_id, "plant-01", SyncState.FAILED, SyncReason.SYNC_TOKEN_EXPIRED)
     move(services, release_id, "plant-02", SyncState.STALE, SyncReason.SITE_SILENT)
-    secured = wire(Settings(require_roles=True))
+    secured = wire(Settings(require_roles=True, app_service_auth=True))
     response = TestClient(asgi_app).post(
         f"/api/releases/{release_id}/retry?sites=failed",
         headers={"X-MS-CLIENT-PRINCIPAL": principal("Sync.Operate"), "Repeatability-Request-ID": "req-1"},
@@ -741,7 +741,7 @@ def test_the_function_key_never_leaks_into_links(secured_by_key: TestClient, ser
 
 
 def test_public_routes_stay_public_with_every_protection_on(wire: Wire) -> None:
-    wire(Settings(api_key=KEY, require_roles=True))
+    wire(Settings(api_key=KEY, require_roles=True, app_service_auth=True))
     client = TestClient(asgi_app)
     assert client.get("/api/healthz").status_code == 200
     assert KEY not in client.get("/api/healthz").text
@@ -753,7 +753,7 @@ def test_the_webhook_needs_the_key_only_when_one_is_configured(wire: Wire) -> No
     url = "/runtime/webhooks/eventgrid?functionName=on_acr_event"
     body = delivery(load_event("eventgrid-image-pushed"))
     headers = {"content-type": "application/json", "aeg-event-type": "Notification"}
-    wire(Settings(require_roles=True))  # roles never apply to Event Grid
+    wire(Settings(require_roles=True, app_service_auth=True))  # roles never apply to Event Grid
     assert TestClient(asgi_app).post(url, content=body, headers=headers).status_code == 200
     wire(Settings(api_key=KEY))
     client = TestClient(asgi_app)
@@ -764,7 +764,7 @@ def test_the_webhook_needs_the_key_only_when_one_is_configured(wire: Wire) -> No
 
 @pytest.fixture
 def secured_by_roles(wire: Wire, release_id: str) -> TestClient:
-    wire(Settings(require_roles=True))
+    wire(Settings(require_roles=True, app_service_auth=True))
     return TestClient(asgi_app)
 
 
@@ -803,15 +803,51 @@ def test_the_long_role_claim_type_counts(secured_by_roles: TestClient) -> None:
         base64.b64encode(b"[" * 5000).decode(),
     ],
 )
-def test_a_malformed_principal_is_unauthenticated(client: TestClient, header: str) -> None:
+def test_a_malformed_principal_is_unauthenticated(wire: Wire, header: str) -> None:
+    wire(Settings(app_service_auth=True))
+    client = TestClient(asgi_app)
     assert_problem(client.get("/api/sites", headers={"X-MS-CLIENT-PRINCIPAL": header}), 401, "UNAUTHENTICATED")
 
 
-def test_a_principal_without_the_role_is_forbidden_even_when_roles_are_optional(client: TestClient) -> None:
+def test_a_principal_without_the_role_is_forbidden_even_when_roles_are_optional(wire: Wire) -> None:
+    wire(Settings(app_service_auth=True))
+    client = TestClient(asgi_app)
     headers = {"X-MS-CLIENT-PRINCIPAL": principal("Status.Read")}
     assert client.get("/api/sites", headers=headers).status_code == 200
     assert_problem(client.post(f"/api/releases/{'0' * 32}/retry?sites=failed", headers=headers), 403, "FORBIDDEN")
     assert client.get("/api/sites").status_code == 200  # no principal, roles optional: open
+
+
+def test_a_principal_is_ignored_unless_app_service_authentication_is_on(
+    wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without the platform in front, anyone with a function key could claim Sync.Operate and any name.
+    services = wire(Settings())
+    release_id = push(services)
+    move(services, release_id, "plant-01", SyncState.FAILED, SyncReason.SYNC_TOKEN_EXPIRED)
+    forged = {"X-MS-CLIENT-PRINCIPAL": principal("Something.Else", name="ceo@contoso.example")}
+    client = TestClient(create_app())  # a fresh app: it logs the ignored header once
+    assert client.get("/api/sites", headers=forged).status_code == 200  # not 403: the claim is not trusted
+    answer = client.post(f"/api/releases/{release_id}/retry?sites=failed", headers=forged)
+    assert answer.status_code == 202
+    evidence = services.store.list_evidence(release_id, site="plant-01")
+    reopened = [record for record in evidence if record.summary.startswith("operator")]
+    assert reopened and "requested_by" not in reopened[-1].details  # the forged name never lands in evidence
+    client.get("/api/sites", headers=forged)
+    ignored = [r for r in caplog.records if "x-ms-client-principal" in r.getMessage().lower()]
+    assert len(ignored) == 1 and ignored[0].levelname == "WARNING"
+
+
+def test_roles_cannot_be_required_in_azure_without_app_service_authentication() -> None:
+    azure = {
+        "WEBSITE_SITE_NAME": "func-acrsync",
+        "SYNC_TABLE_ENDPOINT": "https://st.table.core.windows.net",
+        "ServiceBusConnection__fullyQualifiedNamespace": "sb.servicebus.windows.net",
+        "ACRSYNC_REQUIRE_ROLES": "true",
+    }
+    with pytest.raises(ConfigurationError, match="WEBSITE_AUTH_ENABLED"):
+        Settings.from_environ(azure)
+    assert Settings.from_environ({**azure, "WEBSITE_AUTH_ENABLED": "True"}).app_service_auth is True
 
 
 # -- unknown query parameters and the OpenAPI document ----------------------------------------
