@@ -189,7 +189,15 @@ def event_from_function_binding(
     data: Any,
     data_version: str | None,
 ) -> dict[str, Any]:
-    """Rebuild the Event Grid-schema dict from the fields the Functions Event Grid binding exposes."""
+    """Rebuild the Event Grid-schema dict from the fields the Functions Event Grid binding exposes.
+
+    The Python 3.11 worker's azure-functions (1.24) reads every delivery as the Event Grid schema, so a
+    CloudEvents 1.0 delivery reaches the trigger without its type, source and time. ACR's payload says
+    what happened (``data.action``) and when (``data.timestamp``), and names the registry
+    (``data.request.host``), so the event type is recovered from it rather than the event dropped.
+    """
+    if not event_type and isinstance(data, Mapping):
+        event_type = _ACTION_EVENT_TYPES.get(str(data.get("action")), "")
     return {
         "id": event_id,
         "eventType": event_type,
@@ -199,6 +207,15 @@ def event_from_function_binding(
         "data": data,
         "dataVersion": data_version,
     }
+
+
+# ACR's data.action for each event type: how an event that lost its type is recognised.
+_ACTION_EVENT_TYPES = {
+    "push": AcrEventType.IMAGE_PUSHED.value,
+    "delete": AcrEventType.IMAGE_DELETED.value,
+    "chart_push": AcrEventType.CHART_PUSHED.value,
+    "chart_delete": AcrEventType.CHART_DELETED.value,
+}
 
 
 # -- encoding ---------------------------------------------------------------------------------------
