@@ -265,8 +265,9 @@ class DriftModel(Model):
     site: str
     connected_registry: str | None
     token_id: str | None = Field(description="The sync token whose scope map was compared.")
-    status: Literal["ok", "drift", "unknown"] = Field(
-        description="ok (no drift), drift, or unknown (no connected registry, sync token or scope map)."
+    status: Literal["ok", "drift", "unknown", "not-applicable"] = Field(
+        description="ok (no drift), drift, unknown (no connected registry, sync token or scope map), or "
+        "not-applicable (the connected registry syncs with its managed identity: no scope map exists)."
     )
     reason: str | None = Field(description="Why the drift is unknown; null otherwise.")
     approved: list[str] = Field(description="The site's approved repositories (names or globs).")

@@ -47,6 +47,8 @@ from shared.domain.observations import (
     ConnectedRegistryState,
     ConnectionState,
     StatusDetail,
+    SyncAuth,
+    SyncResult,
     SyncScope,
     TokenPassword,
 )
@@ -472,6 +474,38 @@ def _to_state(resource_id: str, name: str, registry: Any, observed_at: datetime)
         notifications=tuple(str(item) for item in _field(properties, "notifications_list") or ()),
         client_token_ids=tuple(str(item) for item in _field(properties, "client_token_ids") or ()),
         parent_id=_text(_field(_field(properties, "parent"), "id")) or None,
+        sync_auth=SyncAuth.parse(_text(_wire(sync, "authType"))),
+        sync_result=_sync_result(
+            _wire(sync, "registrySyncResult") or _wire(properties, "registrySyncResult"), resource_id
+        ),
+    )
+
+
+def _wire(model: Any, key: str) -> Any:
+    """A field by its wire name, for fields newer than the SDK's models (preview API): the models keep
+    every key of the JSON they were built from and read like a mapping; an older model may not."""
+    if model is None:
+        return None
+    getter = getattr(model, "get", None)
+    try:
+        return getter(key) if callable(getter) else None
+    except (TypeError, KeyError):
+        return None
+
+
+def _sync_result(raw: Any, resource_id: str) -> SyncResult | None:
+    """``registrySyncResult`` when ARM sends it; the SDK puts it under the connected registry's properties
+    while the CLI's docs put it under ``parent.syncProperties``, so both are looked at."""
+    if not isinstance(raw, dict):
+        return None
+    return SyncResult(
+        state=_text(raw.get("syncState")),
+        trigger=_text(raw.get("syncTrigger")),
+        last_successful_end=_datetime(
+            raw.get("lastSuccessfulSyncEndTime"),
+            field="registrySyncResult.lastSuccessfulSyncEndTime",
+            resource_id=resource_id,
+        ),
     )
 
 

@@ -38,6 +38,28 @@ class StatusDetail:
     timestamp: datetime | None = None
 
 
+class SyncAuth(StrEnum):
+    """How a connected registry authenticates its sync (``parent.syncProperties.authType``)."""
+
+    SYNC_TOKEN = "SyncToken"  # noqa: S105 - a mode, not a secret: a sync token and its scope map decide
+    MANAGED_IDENTITY = "ManagedIdentity"  # preview: an identity and RBAC/ABAC; no token, no scope map
+
+    @classmethod
+    def parse(cls, value: str | None) -> SyncAuth:
+        """ARM's value, case-insensitively; absent (every resource before the preview) is a sync token."""
+        wanted = (value or "").strip().lower()
+        return next((member for member in cls if member.value.lower() == wanted), cls.SYNC_TOKEN)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """``registrySyncResult`` (preview API): the last sync as the connected registry reported it."""
+
+    state: str | None = None  # Pending, Syncing, Succeeded, Failed, TimedOut, NotActivated
+    trigger: str | None = None  # InitialSync, ManualResync, RecoveryService, SyncTokenUpdate
+    last_successful_end: datetime | None = None
+
+
 @dataclass(frozen=True)
 class ConnectedRegistryState:
     """A connected registry as ARM reports it (``connected_registries.get``)."""
@@ -61,6 +83,13 @@ class ConnectedRegistryState:
     # registry (``parent.id``; ``None`` when the parent is the cloud registry).
     client_token_ids: tuple[str, ...] = ()
     parent_id: str | None = None
+    sync_auth: SyncAuth = SyncAuth.SYNC_TOKEN
+    sync_result: SyncResult | None = None
+
+    @property
+    def syncs_with_identity(self) -> bool:
+        """No sync token or scope map to judge: token expiry and scope drift do not apply."""
+        return self.sync_auth is SyncAuth.MANAGED_IDENTITY
 
     def evidence_details(self) -> dict[str, str]:
         """The ARM values a decision relied on, for the evidence record (no secrets here)."""
@@ -76,6 +105,10 @@ class ConnectedRegistryState:
                 details[key] = value.isoformat()
         if self.schedule:
             details["schedule"] = self.schedule
+        if self.syncs_with_identity:
+            details["syncAuth"] = self.sync_auth.value
+        if self.sync_result is not None and self.sync_result.state:
+            details["syncState"] = self.sync_result.state
         return details
 
 

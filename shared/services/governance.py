@@ -23,7 +23,7 @@ map (see :func:`shared.domain.governance.compute_drift`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,7 +67,8 @@ def horizon_of(services: Dependencies) -> timedelta:
 def read_site_tokens(arm: ConnectedRegistryReader, site: Site, now: datetime, horizon: timedelta) -> SiteTokens | None:
     """The site's sync and client tokens, judged; ``None`` for a site without a connected registry.
 
-    A token ARM does not have is ``missing``; one it cannot read right now is ``unknown``.
+    A token ARM does not have is ``missing``; one it cannot read right now is ``unknown``. A connected
+    registry that syncs with its managed identity has no sync token: only its client tokens are judged.
 
     Raises:
         AcrSyncError: the connected registry itself could not be read.
@@ -209,6 +210,7 @@ class SiteDrift:
     token_id: str | None = None
     drift: ScopeDrift | None = None
     reason: str | None = None
+    applicable: bool = True  # False: no scope map to compare (managed-identity sync)
 
 
 def site_drift(services: Dependencies, site: Site) -> SiteDrift:
@@ -223,6 +225,14 @@ def site_drift(services: Dependencies, site: Site) -> SiteDrift:
         return _unknown(base, "the site names no connected registry")
     try:
         state = services.arm.get_connected_registry(site.connected_registry)
+        if state.syncs_with_identity:
+            return replace(
+                base,
+                connected_registry=site.connected_registry,
+                applicable=False,
+                reason="the connected registry syncs with its managed identity: no sync token or scope map; "
+                "RBAC/ABAC conditions decide what it syncs",
+            )
         if not state.token_id:
             return _unknown(base, "the connected registry has no sync token", site.connected_registry)
         scope = services.arm.get_sync_scope(state.token_id)
@@ -244,7 +254,9 @@ def _unknown(base: SiteDrift, reason: str, connected_registry: str | None = None
 
 def drift_view(result: SiteDrift) -> dict[str, Any]:
     drift = result.drift
-    if drift is None:
+    if not result.applicable:
+        status = "not-applicable"
+    elif drift is None:
         status = "unknown"
     else:
         status = "drift" if drift.drifted else "ok"

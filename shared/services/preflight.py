@@ -277,6 +277,14 @@ def _notifications_check(target: str, site: Site, cr: ConnectedRegistryState) ->
 def _token_and_scope_checks(
     arm: ArmInventory, target: str, site: Site, cr: ConnectedRegistryState, *, now: datetime, horizon: timedelta
 ) -> list[Check]:
+    if cr.syncs_with_identity:
+        applies = "not applicable: the connected registry syncs with its managed identity (no sync token)"
+        return [
+            Check("sync-token", target, Result.OK, applies),
+            Check(
+                "scope", target, Result.OK, "not applicable: RBAC/ABAC conditions, not a scope map, decide what syncs"
+            ),
+        ]
     if not cr.token_id:
         return [
             Check("sync-token", target, Result.FAIL, "the connected registry has no sync token"),

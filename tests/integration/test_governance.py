@@ -965,3 +965,58 @@ def test_token_checks_work_on_the_simulated_dev_sites(tmp_path: Path) -> None:
     assert report is not None
     [token] = report.tokens
     assert (token.name, token.role.value, token.state.value, token.status) == ("plant-01", "sync", "ok", "enabled")
+
+
+# -- managed-identity sync (preview API 2026-09-01-preview) ------------------------------------
+
+
+def serve_managed_identity(arm: ArmServer) -> None:
+    """plant-01 syncing with its managed identity: no tokenId, authType, registrySyncResult, and a
+    statusDetails entry with the newer disk fields."""
+    body = fixture("connected-registry-managed-identity.json")
+    body.update(id=f"{CR}/plant-01", name="plant-01")  # the fixture is plant-08; here it is plant-01 switched to it
+    serve_fleet(arm, {"plant-01": lambda listed: listed.update(body)})
+    arm.put(body["id"], body)
+    serve(arm, "token-client-expiring.json", "connected-registry-continuous.json")
+
+
+def test_the_reader_takes_the_managed_identity_mode_and_the_sync_result_from_newer_fields(
+    arm: ArmServer, reader: ArmConnectedRegistryReader
+) -> None:
+    from shared.domain.observations import SyncAuth
+
+    serve_managed_identity(arm)
+    state = reader.get_connected_registry(f"{CR}/plant-01")
+    assert state.sync_auth is SyncAuth.MANAGED_IDENTITY and state.syncs_with_identity
+    assert state.token_id is None
+    assert state.sync_result is not None
+    assert (state.sync_result.state, state.sync_result.trigger) == ("Succeeded", "InitialSync")
+    assert state.sync_result.last_successful_end == datetime(2026, 11, 24, 22, 3, 41, tzinfo=UTC)
+    assert [d.type for d in state.status_details][-1] == "Sync"  # newer detail fields are tolerated
+    assert state.evidence_details()["syncAuth"] == "ManagedIdentity"
+    legacy = reader.get_connected_registry(fixture("connected-registry-continuous.json")["id"])
+    # no authType: a sync token by definition
+    assert legacy.sync_auth is SyncAuth.SYNC_TOKEN and legacy.sync_result is None
+
+
+def test_preflight_says_token_and_scope_checks_do_not_apply_to_managed_identity_sync(
+    arm: ArmServer, acrsync: Callable[..., Run], tmp_path: Path
+) -> None:
+    serve_managed_identity(arm)
+    run = run_preflight(acrsync, arm, "--sites", str(sites_file(tmp_path, PLANT_01)))
+    assert run.code == 0, run.err
+    found = results(run)
+    assert found[("plant-01", "sync-token")][0] == "ok" and "not applicable" in found[("plant-01", "sync-token")][1]
+    assert found[("plant-01", "scope")][0] == "ok" and "not applicable" in found[("plant-01", "scope")][1]
+
+
+def test_drift_is_not_applicable_and_only_client_tokens_are_judged(arm: ArmServer, wire: Wire) -> None:
+    serve_managed_identity(arm)
+    services = wire(sites=TOKEN_SITES[:1])
+    drift = TestClient(asgi_app).get("/api/sites/plant-01/drift").json()
+    assert (drift["status"], drift["token_id"], drift["missing"]) == ("not-applicable", None, [])
+    assert "managed identity" in drift["reason"]
+    report = governance.read_site_tokens(services.arm, TOKEN_SITES[0], NOW, timedelta(days=30))
+    assert report is not None
+    assert [(t.name, t.role.value) for t in report.tokens] == [("plant-01-client", "client")]
+    assert all(t.state.value not in {"missing", "unknown"} for t in report.tokens)
