@@ -204,8 +204,9 @@ class Settings:
 
 
 def parse_site_credentials(raw: str | None) -> dict[str, BasicCredentials]:
-    """Read ``ACRSYNC_SITE_CREDENTIALS``: ``{"<site>": {"username": ..., "password": ...}}``; unset or blank
-    means no site has credentials.
+    """Read ``ACRSYNC_SITE_CREDENTIALS``: ``{"<site>": {"username": ..., "password": ..., "token_realms":
+    [...]}}`` (``token_realms``, optional: origins of a token service other than the site's registry that
+    may receive the credentials); unset or blank means no site has credentials.
 
     Raises:
         ConfigurationError: the value is not such an object. The message names the setting and, at most,
@@ -226,7 +227,10 @@ def parse_site_credentials(raw: str | None) -> dict[str, BasicCredentials]:
         password = entry.get("password") if isinstance(entry, dict) else None
         if not isinstance(username, str) or not username or not isinstance(password, str):
             raise ConfigurationError(f'{SITE_CREDENTIALS}: site {site[:64]!r} needs string "username" and "password"')
-        credentials[site] = BasicCredentials(username=username, password=password)
+        realms = entry.get("token_realms", [])
+        if not isinstance(realms, list) or not all(isinstance(realm, str) and "://" in realm for realm in realms):
+            raise ConfigurationError(f"{SITE_CREDENTIALS}: site {site[:64]!r}: token_realms is a list of origins")
+        credentials[site] = BasicCredentials(username=username, password=password, token_realms=tuple(realms))
     return credentials
 
 

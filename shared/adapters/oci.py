@@ -19,13 +19,17 @@ runs and tests; Key Vault backs it in Azure).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +63,15 @@ DEFAULT_TOKEN_LIFETIME = timedelta(seconds=60)
 TOKEN_EXPIRY_MARGIN = timedelta(seconds=5)
 # Upper bound on remembered per-repository challenges; the cache is an optimisation, not state.
 MAX_REMEMBERED_CHALLENGES = 4096
+# One probe, every request of it together (see HttpManifestProbe).
+DEFAULT_DEADLINE_S = 30.0
+MAX_PROBES_PER_ENDPOINT = 2
+# What the probe reads from a registry at the most: a token answer (a JWT is a few KiB) and headers.
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
+MAX_CHALLENGE_BYTES = 8 * 1024
+MAX_DIGEST_LENGTH = 200
+# However long a registry says a token lives, it is asked for a new one after this.
+MAX_TOKEN_LIFETIME = timedelta(days=1)
 
 _RETRYABLE_STATUS = frozenset({408, 429})
 
@@ -161,6 +174,18 @@ def normalize_endpoint(endpoint: str) -> str:
 
 
 @dataclass(frozen=True)
+class _Asked:
+    """One probe's question: which manifest, where, with which credentials (and how messages name it)."""
+
+    url: str
+    base: str
+    repository: str
+    digest: str
+    credentials: BasicCredentials | None
+    operation: str
+
+
+@dataclass(frozen=True)
 class _TokenKey:
     realm: str
     service: str
@@ -176,37 +201,41 @@ class _CachedToken:
 
 
 class HttpManifestProbe:
-    """:class:`~shared.ports.ManifestProbe` over one ``httpx.Client`` (safe to share across threads).
+    """:class:`~shared.ports.ManifestProbe` (safe to share across threads).
+
+    Every probe runs against a deadline that covers all of its requests together (the challenge, the
+    token, the answered retry): ``httpx`` timeouts bound each read, so a registry answering one byte at a
+    time would otherwise hold a worker for as long as it likes. The requests run on a small event loop of
+    their own so the deadline can cancel a request mid-read. At most :data:`MAX_PROBES_PER_ENDPOINT` probes
+    of one endpoint are in flight at once (across threads), so one slow site cannot take every worker.
 
     Args:
         timeout: seconds for each connect, read, write and pool wait.
+        deadline: seconds for one whole probe, waiting for its turn at the endpoint included.
         verify: ``True``, ``False`` (loopback tests only) or a CA bundle file or directory.
         clock: timezone-aware "now" for observations and token expiry; UTC wall clock by default.
-        transport: an ``httpx`` transport, for tests.
+        transport: an ``httpx`` async transport, for tests.
     """
 
     def __init__(
         self,
         *,
         timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE_S,
         verify: bool | str = True,
         clock: Callable[[], datetime] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            verify=_ssl_verify(verify),
-            transport=transport,
-            # A redirect could carry the Authorization header to another host; registries do not
-            # redirect manifest requests, so one is treated as "not a registry's answer".
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._timeout = httpx.Timeout(timeout)
+        self._deadline = deadline
+        self._verify = _ssl_verify(verify)
+        self._transport = transport
         self._lock = threading.Lock()
         self._tokens: dict[_TokenKey, _CachedToken] = {}
         # (endpoint, repository) -> the challenge answered successfully last time, to answer it up front.
         self._hints: dict[tuple[str, str], Challenge] = {}
+        self._turns: dict[str, threading.BoundedSemaphore] = {}
 
     def __enter__(self) -> HttpManifestProbe:
         return self
@@ -215,7 +244,7 @@ class HttpManifestProbe:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing stays open between probes (each probe's connections close with it)."""
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -224,21 +253,58 @@ class HttpManifestProbe:
     ) -> ManifestObservation:
         base = normalize_endpoint(endpoint)
         if not _REPOSITORY.fullmatch(repository):
-            raise UpstreamRejected(f"not a valid repository name: {repository!r}")
+            raise UpstreamRejected(f"not a valid repository name: {_quoted(repository)}")
         if not _DIGEST.fullmatch(digest):
-            raise UpstreamRejected(f"not a valid digest: {digest!r}")
+            raise UpstreamRejected(f"not a valid digest: {_quoted(digest)}")
         url = f"{base}/v2/{repository}/manifests/{digest}"
-        operation = f"HEAD {url}"
+        asked = _Asked(url, base, repository, digest, credentials, operation=f"HEAD {url}")
+        started = time.monotonic()
+        turn = self._turn(base)
+        if not turn.acquire(timeout=self._deadline):
+            raise UpstreamUnavailable(
+                f"{asked.operation}: the probe deadline of {self._deadline:g} s passed waiting for a turn"
+            )
+        try:
+            return asyncio.run(self._probe_within(self._deadline - (time.monotonic() - started), asked))
+        finally:
+            turn.release()
+
+    def _turn(self, base: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            turn = self._turns.get(base)
+            if turn is None:  # one per site endpoint: as many as there are sites
+                turn = self._turns[base] = threading.BoundedSemaphore(MAX_PROBES_PER_ENDPOINT)
+            return turn
+
+    async def _probe_within(self, remaining: float, asked: _Asked) -> ManifestObservation:
+        client = httpx.AsyncClient(
+            timeout=self._timeout,
+            verify=self._verify,
+            transport=self._transport,
+            # A redirect could carry the Authorization header to another host; registries do not
+            # redirect manifest requests, so one is treated as "not a registry's answer".
+            follow_redirects=False,
+            # Answers are read raw and capped; an encoded one could expand past the cap unseen.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        )
+        try:
+            async with client:
+                return await asyncio.wait_for(self._probe(client, asked), max(remaining, 0.0))
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(f"{asked.operation}: the probe deadline of {self._deadline:g} s passed") from exc
+
+    async def _probe(self, client: httpx.AsyncClient, asked: _Asked) -> ManifestObservation:
+        operation, base = asked.operation, asked.base
         with _translated(operation):
-            response = self._head_authenticated(url, base, repository, credentials, operation)
+            response = await self._head_authenticated(client, asked)
         status = response.status_code
         log.debug(
             "manifest probe answered %s",
             status,
-            extra={"endpoint": base, "repository": repository, "digest": digest, "status": status},
+            extra={"endpoint": base, "repository": asked.repository, "digest": asked.digest, "status": status},
         )
         if status == 200:
-            return self._present(response, base, digest, operation)
+            return self._present(response, base, asked.digest, operation)
         if status == 404:
             return ManifestObservation(
                 outcome=ProbeOutcome.ABSENT, status_code=status, observed_at=self._clock(), endpoint=base
@@ -249,35 +315,40 @@ class HttpManifestProbe:
 
     # -- the request and its challenge ---------------------------------------------------------
 
-    def _head_authenticated(
-        self, url: str, base: str, repository: str, credentials: BasicCredentials | None, operation: str
-    ) -> httpx.Response:
+    async def _head_authenticated(self, client: httpx.AsyncClient, asked: _Asked) -> httpx.Response:
         """HEAD, and on ``401`` answer the challenge once; a second ``401`` is the caller's to judge."""
-        hint_key = (base, repository)
+        url, credentials, operation = asked.url, asked.credentials, asked.operation
+        hint_key = (asked.base, asked.repository)
         authorization = self._remembered_authorization(hint_key, credentials)
-        response = self._head(url, authorization)
+        response = await self._head(client, url, authorization)
         if response.status_code != 401:
             return response
         if authorization is not None:
             # What worked last time was refused (a token revoked or expired early, a password
             # rotated): forget it and answer the fresh challenge instead.
             self._forget(hint_key, credentials)
-        challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+        offered = response.headers.get_list("www-authenticate")
+        if sum(len(value) for value in offered) > MAX_CHALLENGE_BYTES:
+            raise UpstreamRejected(f"{operation}: a WWW-Authenticate header longer than {MAX_CHALLENGE_BYTES} bytes")
+        challenges = parse_www_authenticate(offered)
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         answered: Challenge
         if bearer is not None:
             answered = bearer
-            authorization = self._bearer_authorization(bearer, base, repository, credentials, operation)
+            authorization = await self._bearer_authorization(client, bearer, asked)
         elif basic is not None:
             answered = basic
             if credentials is None:
                 raise UpstreamRejected(f"{operation}: credentials required (Basic challenge) but the site has none")
+            withheld = credentials_withheld(url, asked.base)
+            if withheld is not None:
+                raise UpstreamRejected(f"{operation}: credentials withheld ({withheld})")
             authorization = _basic_authorization(credentials)
         else:
-            schemes = ", ".join(c.scheme for c in challenges) or "none"
+            schemes = ", ".join(c.scheme[:20] for c in challenges[:5]) or "none"  # schemes are RFC 9110 tokens
             raise UpstreamRejected(f"{operation}: 401 with an unsupported authentication challenge ({schemes})")
-        response = self._head(url, authorization)
+        response = await self._head(client, url, authorization)
         if response.status_code != 401:
             with self._lock:
                 if len(self._hints) >= MAX_REMEMBERED_CHALLENGES:
@@ -285,11 +356,13 @@ class HttpManifestProbe:
                 self._hints[hint_key] = answered
         return response
 
-    def _head(self, url: str, authorization: str | None) -> httpx.Response:
+    async def _head(self, client: httpx.AsyncClient, url: str, authorization: str | None) -> httpx.Response:
         headers = {"Accept": ACCEPT}
         if authorization is not None:
             headers["Authorization"] = authorization
-        return self._client.head(url, headers=headers)
+        # Streamed and closed unread: a HEAD has no body, and a hostile answer's body is never read.
+        async with client.stream("HEAD", url, headers=headers) as response:
+            return response
 
     def _remembered_authorization(self, hint_key: tuple[str, str], credentials: BasicCredentials | None) -> str | None:
         """The answer to the challenge this repository's registry sent last time, if still good."""
@@ -310,21 +383,14 @@ class HttpManifestProbe:
             if challenge is not None and challenge.scheme == "bearer":
                 self._tokens.pop(_token_key(challenge, hint_key[1], credentials), None)
 
-    def _bearer_authorization(
-        self,
-        challenge: Challenge,
-        base: str,
-        repository: str,
-        credentials: BasicCredentials | None,
-        operation: str,
-    ) -> str:
-        key = _token_key(challenge, repository, credentials)
+    async def _bearer_authorization(self, client: httpx.AsyncClient, challenge: Challenge, asked: _Asked) -> str:
+        key = _token_key(challenge, asked.repository, asked.credentials)
         now = self._clock()
         with self._lock:
             cached = self._tokens.get(key)
         if cached is not None and cached.expires_at > now:
             return f"Bearer {cached.token}"
-        token, lifetime = self._fetch_token(key, base, credentials, operation)
+        token, lifetime = await self._fetch_token(client, key, asked)
         expires_at = now + lifetime - TOKEN_EXPIRY_MARGIN
         if expires_at > now:
             with self._lock:
@@ -332,51 +398,50 @@ class HttpManifestProbe:
                 self._tokens[key] = _CachedToken(token, expires_at)
         return f"Bearer {token}"
 
-    def _fetch_token(
-        self, key: _TokenKey, base: str, credentials: BasicCredentials | None, operation: str
-    ) -> tuple[str, timedelta]:
-        """GET the realm for a token; the realm and its answer are the registry's, so both are checked."""
+    async def _fetch_token(self, client: httpx.AsyncClient, key: _TokenKey, asked: _Asked) -> tuple[str, timedelta]:
+        """GET the realm for a token; the realm and its answer are the registry's, so both are checked.
+
+        The site's credentials go only to a realm of the endpoint's own origin (what connected registries
+        use), and over plain http only on loopback; another realm is asked anonymously.
+        """
+        base, credentials, operation = asked.base, asked.credentials, asked.operation
         if not key.realm:
             raise UpstreamRejected(f"{operation}: Bearer challenge without a realm")
         try:
             realm = httpx.URL(key.realm)
         except httpx.InvalidURL as exc:
             raise UpstreamRejected(f"{operation}: Bearer realm is not a valid URL") from exc
-        # Credentials go to the realm the registry names; never over plain http when the registry
-        # itself is https, where that would downgrade their protection.
-        if realm.scheme not in ("http", "https") or (realm.scheme == "http" and base.startswith("https://")):
-            raise UpstreamRejected(f"{operation}: Bearer realm {realm.host!r} must use https like the registry")
+        if realm.scheme not in ("http", "https") or not realm.host:
+            raise UpstreamRejected(f"{operation}: Bearer realm is not an http(s) URL: {_quoted(key.realm)}")
+        if realm.scheme == "http" and base.startswith("https://"):
+            raise UpstreamRejected(f"{operation}: Bearer realm {_quoted(realm.host)} must use https like the registry")
+        withheld = credentials_withheld(key.realm, base, credentials.token_realms) if credentials is not None else None
         params: list[tuple[str, str | int | float | bool | None]] = []
         if key.service:
             params.append(("service", key.service))
         params.extend(("scope", scope) for scope in key.scope.split())
         headers = {"Accept": "application/json"}
-        if credentials is not None:
+        if credentials is not None and withheld is None:
             headers["Authorization"] = _basic_authorization(credentials)
-        token_operation = f"GET token from {realm.scheme}://{realm.netloc.decode('ascii')}{realm.path}"
+        token_operation = (
+            f"GET token from {realm.scheme}://{realm.netloc.decode('ascii')}{_quoted(realm.path, 80)[1:-1]}"
+        )
         log.debug(
             "fetching a registry token",
-            extra={"endpoint": base, "realm": key.realm, "service": key.service, "scope": key.scope},
+            extra={"endpoint": base, "realm": key.realm[:200], "service": key.service[:200], "withheld": withheld},
         )
         with _translated(token_operation):
-            response = self._client.get(realm, params=params, headers=headers)
-        if response.status_code in (401, 403):
-            reason = "credentials refused" if credentials is not None else "credentials required"
-            raise UpstreamRejected(f"{operation}: token endpoint answered {response.status_code}: {reason}")
-        if response.status_code != 200:
-            raise _status_error(token_operation, response)
-        try:
-            body: Any = response.json()
-        except ValueError as exc:
-            raise UpstreamRejected(f"{token_operation}: the answer is not JSON") from exc
-        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token or any(c.isspace() or not c.isprintable() for c in token):
-            raise UpstreamRejected(f"{token_operation}: the answer carries no usable token")
-        expires_in = body.get("expires_in")
-        lifetime = DEFAULT_TOKEN_LIFETIME
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
-            lifetime = timedelta(seconds=expires_in)
-        return token, lifetime
+            async with client.stream("GET", realm, params=params, headers=headers) as response:
+                if response.status_code in (401, 403):
+                    if withheld is not None:
+                        reason = f"credentials withheld ({withheld}), and it wants some"
+                    else:
+                        reason = "credentials refused" if credentials is not None else "credentials required"
+                    raise UpstreamRejected(f"{operation}: token endpoint answered {response.status_code}: {reason}")
+                if response.status_code != 200:
+                    raise _status_error(token_operation, response)
+                body = await _read_capped(response, MAX_TOKEN_ANSWER_BYTES, token_operation)
+        return _token_from(body, token_operation)
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -384,22 +449,115 @@ class HttpManifestProbe:
         reported = response.headers.get("docker-content-digest")
         content_type = response.headers.get("content-type")
         media_type = content_type.split(";", 1)[0].strip() if content_type else None
-        if reported is not None and reported.strip() != digest:
-            # A registry answering for another digest proves nothing about the one asked for.
-            raise UpstreamRejected(f"{operation}: answered 200 for a different digest {reported.strip()!r}")
+        if reported is not None:
+            reported = reported.strip()
+            if len(reported) > MAX_DIGEST_LENGTH or not _DIGEST.fullmatch(reported):
+                raise UpstreamRejected(f"{operation}: answered 200 with a malformed Docker-Content-Digest")
+            if reported != digest:
+                # A registry answering for another digest proves nothing about the one asked for.
+                raise UpstreamRejected(f"{operation}: answered 200 for a different digest {_quoted(reported)}")
         if reported is None and media_type not in MANIFEST_MEDIA_TYPES:
             # Neither a digest nor a manifest type: a proxy or portal page, not a registry's answer.
             raise UpstreamRejected(
-                f"{operation}: answered 200 without Docker-Content-Digest and with Content-Type {media_type!r}"
+                f"{operation}: answered 200 without Docker-Content-Digest and with Content-Type {_quoted(media_type)}"
             )
         return ManifestObservation(
             outcome=ProbeOutcome.PRESENT,
             status_code=response.status_code,
             observed_at=self._clock(),
             endpoint=base,
-            digest=reported.strip() if reported is not None else None,
+            digest=reported,
             media_type=media_type or None,
         )
+
+
+def credentials_withheld(target: str, endpoint: str, trusted: Iterable[str] = ()) -> str | None:
+    """Why the site's credentials must not go to ``target``, or ``None`` when they may: only to the
+    endpoint's own origin (scheme, host, port) or an origin the site's credentials list (``trusted``),
+    and over plain http only to loopback."""
+    try:
+        to, site = httpx.URL(target), httpx.URL(endpoint)
+        allowed = {_origin(site)} | {_origin(httpx.URL(origin)) for origin in trusted}
+    except httpx.InvalidURL:
+        return "not a valid URL"
+    if to.scheme == "http" and not _is_loopback(to.host):
+        return "plain http to a host that is not loopback"
+    if _origin(to) not in allowed:
+        return f"another origin than the site's {site.scheme}://{site.netloc.decode('ascii')}"
+    return None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_capped(response: httpx.Response, limit: int, operation: str) -> bytes:
+    """The body, read raw up to ``limit`` bytes; a larger or encoded one is refused unread."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UpstreamRejected(f"{operation}: the answer is encoded ({_quoted(encoding, 20)}), not plain")
+    declared = response.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise UpstreamRejected(f"{operation}: the answer is larger than {limit // 1024} KiB")
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            raise UpstreamRejected(f"{operation}: the answer is larger than {limit // 1024} KiB")
+    return bytes(body)
+
+
+def _token_from(body: bytes, operation: str) -> tuple[str, timedelta]:
+    """The token and its lifetime from a token answer (the distribution token spec)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UpstreamRejected(f"{operation}: the answer is not UTF-8 text") from None
+    try:
+        document: Any = json.loads(text)
+    except RecursionError:
+        raise UpstreamRejected(f"{operation}: the answer's JSON is nested too deeply") from None
+    except ValueError:
+        raise UpstreamRejected(f"{operation}: the answer is not JSON") from None
+    token = (document.get("token") or document.get("access_token")) if isinstance(document, dict) else None
+    if (
+        not isinstance(token, str)
+        or not token
+        or len(token) > MAX_TOKEN_ANSWER_BYTES
+        or not token.isascii()
+        or any(c.isspace() or not c.isprintable() for c in token)
+    ):
+        raise UpstreamRejected(f"{operation}: the answer carries no usable token")
+    expires_in = document.get("expires_in")
+    if expires_in is None:
+        return token, DEFAULT_TOKEN_LIFETIME
+    if (
+        not isinstance(expires_in, int | float)
+        or isinstance(expires_in, bool)
+        or not math.isfinite(expires_in)
+        or expires_in <= 0
+    ):
+        raise UpstreamRejected(f"{operation}: the answer's expires_in is not a positive number of seconds")
+    # A registry may claim a token lives for ever; it is asked again after a day at most.
+    return token, timedelta(seconds=min(float(expires_in), MAX_TOKEN_LIFETIME.total_seconds()))
+
+
+def _quoted(value: object, limit: int = 60) -> str:
+    """A value from the registry as it may appear in a message: printable ASCII, at most ``limit``
+    characters, quoted."""
+    text = "" if value is None else str(value)
+    shown = "".join(c if c.isascii() and c.isprintable() else "?" for c in text[:limit])
+    return repr(shown + ("..." if len(text) > limit else ""))
 
 
 def _token_key(challenge: Challenge, repository: str, credentials: BasicCredentials | None) -> _TokenKey:

@@ -168,6 +168,9 @@ class BasicCredentials:
 
     username: str
     password: str = field(repr=False)
+    # Origins (scheme://host[:port]) besides the site endpoint's own that may receive these credentials:
+    # a token service the site's registry names as its realm. Connected registries need none.
+    token_realms: tuple[str, ...] = ()
 
 
 class OutboundEventType(StrEnum):

@@ -460,3 +460,29 @@ def test_the_cli_prints_the_report(services: Services, api_url: str, capsys: pyt
     assert "INVALID_SINCE" in capsys.readouterr().err
     assert cli_main(["report", "-o", "yaml", "--api-url", api_url]) == 3
     assert cli_main(["report", "--api-url", f"http://127.0.0.1:{free_port()}"]) == 4
+
+
+def test_a_fresh_check_against_a_hostile_site_registry_answers_unknown_not_500(
+    services: Services, client: TestClient
+) -> None:
+    from tests.support.hostile_registry import Answer, BearerScript, hostile_server
+
+    # The site's token realm answers JSON nested 60,000 deep: a RecursionError in a naive reader.
+    script = BearerScript(
+        "sha256:" + "a" * 64, token=lambda seen: Answer(200, [("Content-Type", "application/json")], b"[" * 60_000)
+    )
+    with hostile_server(script) as site:
+        script.realm = f"{site.url}/token"
+        services.store.upsert_sites([Site(name="plant-09", repositories=("inspection/*",), endpoint=site.url)])
+        services.catalog.invalidate()
+        old = push(services, "1.0.0", at=T0)
+        move(services, old, "plant-09", S, SyncReason.SYNCED_AFTER_PUSH, source=EvidenceSource.ARM_LAST_SYNC)
+        push(services, "1.1.0", at=T0 + timedelta(days=1))
+        answer = client.get("/api/sites/plant-09/rollback?fresh=true")
+    assert answer.status_code == 200, answer.text
+    [entry] = answer.json()["value"]
+    assert (entry["reason"], entry["previous"]["present"], entry["previous"]["probe_error"]) == (
+        "PREVIOUS_PRESENCE_UNKNOWN",
+        None,
+        "refused",
+    )
