@@ -137,6 +137,15 @@ class SyncScope:
         return all(p.expiry is not None and p.expiry <= now for p in self.passwords)
 
 
+# What a refusal may quote in evidence and answers: enough to say what was wrong.
+MAX_REFUSAL_CHARS = 300
+
+
+def refused_by_site_registry(reason: str) -> str:
+    """How evidence names a site registry answer that was refused (the reason never quotes credentials)."""
+    return f"refused by the site registry: {reason[:MAX_REFUSAL_CHARS]}"
+
+
 class ProbeOutcome(StrEnum):
     PRESENT = "present"
     ABSENT = "absent"

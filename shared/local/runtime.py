@@ -112,8 +112,9 @@ class LocalRuntime:
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
-                # A few at a time: each receive is a write transaction on the embedded queue.
-                for message in self.services.queue.receive_messages(max_count=8, max_wait=self.options.poll_seconds):
+                # One at a time, as a Service Bus session trigger hands them: a message taken but
+                # not yet handled would wait behind a slow site, and so would its own site.
+                for message in self.services.queue.receive_messages(max_count=1, max_wait=self.options.poll_seconds):
                     self.handle_job(message)
             except AcrSyncError as exc:
                 logger.warning("worker could not receive: %s", type(exc).__name__)

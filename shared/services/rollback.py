@@ -40,7 +40,7 @@ from shared.domain.acr_events import AcrEventType
 from shared.domain.gate import RollbackCheck
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_repository, validate_site_name
-from shared.domain.observations import ProbeOutcome
+from shared.domain.observations import ProbeOutcome, refused_by_site_registry
 from shared.domain.states import READY_STATES, EvidenceSource, SyncState
 from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import StateStore
@@ -70,7 +70,7 @@ class Presence:
     present: bool | None
     source: str | None
     observed_at: datetime | None
-    probe_error: str | None = None  # "unreachable" or "refused" when a fresh check failed
+    probe_error: str | None = None  # "unreachable", or "refused by the site registry: <reason>"
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ def probe_presence(services: Dependencies, site: Site, release: Release) -> Pres
         seen = services.probe.probe(site.endpoint, release.repository, release.digest, credentials=credentials)
     except UpstreamUnavailable:
         return Presence(None, source, services.clock.now(), "unreachable")
-    except UpstreamRejected:
-        return Presence(None, source, services.clock.now(), "refused")
+    except UpstreamRejected as exc:
+        return Presence(None, source, services.clock.now(), refused_by_site_registry(str(exc)))
     return Presence(seen.outcome is ProbeOutcome.PRESENT, source, seen.observed_at)
 
 

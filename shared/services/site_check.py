@@ -19,7 +19,7 @@ from shared.domain.changes import RowChange, transition
 from shared.domain.decisions import Observations, apply_decision, decide_check, decide_vanished_site
 from shared.domain.messages import JobKind, SiteSyncJob
 from shared.domain.model import Site, SiteSync, Versioned
-from shared.domain.observations import ProbeOutcome
+from shared.domain.observations import ProbeOutcome, refused_by_site_registry
 from shared.domain.states import READY_STATES, TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import IllegalTransition, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.logs import log_context
@@ -137,8 +137,8 @@ def observe(services: Dependencies, site: Site, row: SiteSync) -> Observations:
         except UpstreamUnavailable:
             probe_error = "unreachable"  # normal for a site outside its window or offline
         except UpstreamRejected as exc:
-            probe_error = "refused"
-            logger.warning("site registry refused the manifest check: %s", type(exc).__name__)
+            probe_error = refused_by_site_registry(str(exc))
+            logger.warning("the manifest check was %s", probe_error)
         if probe is not None and probe.outcome is ProbeOutcome.PRESENT:
             return Observations(now=now, probe=probe)
     arm, scope = None, None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,12 +24,13 @@ from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import OutboundEventType
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
-from shared.local.runtime import LocalRuntime
+from shared.local.runtime import LocalRuntime, RuntimeOptions
 from shared.ports import OutgoingMessage, StateStore
 from shared.services.ingest import ingest_delivery
 from shared.services.sweeper import sweep
 from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential, delivery, load_event
 from tests.support.arm_server import ArmServer
+from tests.support.hostile_registry import IN_FLIGHT, Answer, hostile_server
 from tests.support.registry import RegistryHandle, push_image, start_registry
 
 SUB = "/subscriptions/6d1b7c2e-4a9f-4e3b-8c5d-2f0a9e7b1c43/resourceGroups/rg-contoso-registry"
@@ -539,3 +541,52 @@ def test_checks_feed_the_job_counter_and_the_lag_histogram(services: Services, a
     [lag] = points["acrsync.sync.lag_seconds"]
     assert dict(lag.attributes) == {"site": "plant-01", "result": "synced"}
     assert lag.sum == pytest.approx(20.0)  # push -> the sync ARM reports, not the moment the check looked
+
+
+def test_a_site_whose_registry_drips_its_answer_does_not_hold_back_the_other_sites(
+    services: Services, clock: FakeClock, registry: RegistryHandle
+) -> None:
+    image = push_image(registry.url, "inspection/camera", "1.4.2")
+    drip = Answer(200, [("Docker-Content-Digest", image.digest)], drip_seconds=30.0)
+    with hostile_server(lambda seen: drip) as dripping:
+        # The dripping site sorts first, so its job is the older one on the queue.
+        services.store.upsert_sites(
+            [
+                Site(name="plant-01", repositories=("inspection/*",), endpoint=dripping.url),
+                Site(name="plant-02", repositories=("inspection/*",), endpoint=registry.url),
+            ]
+        )
+        release_id = push(services, image.digest)
+        runtime = LocalRuntime(services, RuntimeOptions(workers=2, poll_seconds=0.05))
+        runtime.start()
+        try:
+            assert dripping.wait_for(lambda server: bool(server.seen()))
+            give_up = time.monotonic() + 60
+            while row(services, "plant-02", release_id).state is not SyncState.VERIFIED:
+                assert time.monotonic() < give_up, "the normal site was never checked"
+                time.sleep(0.05)
+            # The normal site got its answer while the dripping one is still being heard out.
+            assert row(services, "plant-01", release_id).state is SyncState.PENDING
+            assert dripping.seen()[0].outcome == IN_FLIGHT
+        finally:
+            dripping.stop()
+            runtime.stop()
+
+
+def test_a_registry_answer_refused_at_the_site_is_named_in_the_evidence(
+    services: Services, azure: Azure, clock: FakeClock
+) -> None:
+    garbled = Answer(200, [("Docker-Content-Digest", "x" * 8000)])
+    with hostile_server(lambda seen: garbled) as refusing:
+        cr = azure.connected_registry("plant-01", last_sync=NOW)
+        services.store.upsert_sites(
+            [Site(name="plant-01", repositories=("inspection/*",), connected_registry=cr, endpoint=refusing.url)]
+        )
+        push(services)
+        run(services, clock)
+    synced = row(services, "plant-01")
+    assert (synced.state, synced.evidence_source) == (SyncState.SYNCED, EvidenceSource.ARM_LAST_SYNC)
+    [evidence] = services.store.list_evidence(CAMERA_ID)
+    refusal = evidence.details["probeError"]
+    assert refusal.startswith("refused by the site registry: ") and "malformed Docker-Content-Digest" in refusal
+    assert len(refusal) <= 400 and refusal.isprintable()
