@@ -7,7 +7,6 @@ only the local runtime does; the Azure app never has these routes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,9 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from orchestrations.api.bodies import read_capped_body
 from orchestrations.api.ingress import results_view
 from shared.bootstrap import get_services
-from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType
+from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType, load_json
 from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
 from shared.local.bridge import (
     DISTRIBUTION_EVENTS_MEDIA_TYPE,
@@ -25,6 +25,7 @@ from shared.local.bridge import (
     acr_events_from_notifications,
     ingest_notifications,
 )
+from shared.services.ingest import IngestOutcome, require_one_accepted
 
 router = APIRouter(prefix="/api/dev", tags=["dev"])
 _NOTIFICATION_MEDIA_TYPES = {DISTRIBUTION_EVENTS_MEDIA_TYPE, "application/json"}
@@ -101,16 +102,11 @@ async def registry_notifications(request: Request) -> JSONResponse:
     media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if media_type not in _NOTIFICATION_MEDIA_TYPES:
         raise InvalidInput("UNSUPPORTED_MEDIA_TYPE", f"send {DISTRIBUTION_EVENTS_MEDIA_TYPE}")
-    body = await request.body()
-    if len(body) > MAX_DELIVERY_BYTES:
-        raise InvalidInput("BATCH_TOO_LARGE", f"the limit is {MAX_DELIVERY_BYTES} bytes")
-    try:
-        envelope: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("MALFORMED_JSON", "the body is not valid JSON") from exc
+    envelope: Any = load_json(await read_capped_body(request, MAX_DELIVERY_BYTES))
     events = acr_events_from_notifications(envelope, login_server=parent.login_server)
     if any(event["eventType"] == AcrEventType.IMAGE_PUSHED for event in events):
         parent.parent_pushed()  # sites in an open window start copying while the release is registered
     results = await run_in_threadpool(ingest_notifications, get_services(), events)
+    require_one_accepted([r for r in results if r.outcome is IngestOutcome.REJECTED], of=len(results))
     ignored = len(envelope.get("events", [])) - len(results)
     return JSONResponse({"results": results_view(results), "ignored": ignored})

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from orchestrations.acr_events import FUNCTION_NAME
+from orchestrations.api.bodies import read_capped_body
 from shared.bootstrap import get_services
 from shared.domain.acr_events import MAX_DELIVERY_BYTES
 from shared.errors import InvalidInput, UnknownFunction
@@ -39,20 +40,24 @@ async def _deliver(request: Request, function_name: str = Query(FUNCTION_NAME, a
     """Event Grid-schema arrays or CloudEvents (single or batch) from Event Grid or `acrsync push`."""
     if function_name != FUNCTION_NAME:
         raise UnknownFunction(function_name)
-    declared = request.headers.get("content-length", "0")
-    if declared.isdigit() and int(declared) > MAX_DELIVERY_BYTES:
-        raise InvalidInput("BATCH_TOO_LARGE", f"the limit is {MAX_DELIVERY_BYTES} bytes")
-    body = await request.body()
+    body = await read_capped_body(request, MAX_DELIVERY_BYTES)
     report = await run_in_threadpool(ingest_delivery, get_services(), body, request.headers.get("content-type"))
-    if report.validation_code is not None:
-        return JSONResponse({"validationResponse": report.validation_code})
-    return JSONResponse({"results": results_view(report.results)})
+    if report.validation_code is None:
+        answer: dict[str, Any] = {"results": results_view(report.results)}
+    else:  # the handshake answer Event Grid reads, with what the other events of the batch did
+        answer = {"validationResponse": report.validation_code}
+        if report.results:
+            answer["results"] = results_view(report.results)
+    # 200 once any event was taken: Event Grid dead-letters a delivery answered 400 as a whole, which
+    # would lose the good events with the bad; the bad ones are reported per event instead.
+    return JSONResponse(answer)
 
 
 def results_view(results: Sequence[IngestResult]) -> list[dict[str, Any]]:
     """What each event of a delivery did, as the webhook (and the dev registry bridge) answer it."""
     return [
         {"event_id": r.event_id, "outcome": r.outcome.value, "release_id": r.release_id, "jobs_sent": r.jobs_sent}
+        | ({"code": r.code, "detail": r.detail} if r.code else {})
         for r in results
     ]
 

@@ -62,7 +62,7 @@ from azure.data.tables import (
 )
 
 from shared.adapters.codec import (
-    decode_continuation,
+    continuation_after,
     dump_document,
     encode_continuation,
     encode_key,
@@ -288,15 +288,6 @@ def _check_page_size(page_size: int) -> None:
         raise InvalidInput("INVALID_PAGE_SIZE", "page_size must be a positive integer")
 
 
-def _after_from(continuation: str | None, filters: dict[str, Any]) -> str | None:
-    if continuation is None:
-        return None
-    after = decode_continuation(continuation, filters=filters).get("after")
-    if not isinstance(after, str) or not after:
-        raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query")
-    return after
-
-
 class AzureTableStore:
     """Sites, releases, site-sync rows and evidence in four Table Storage tables (see the module doc)."""
 
@@ -490,7 +481,7 @@ class AzureTableStore:
         continuation: str | None = None,
     ) -> Page[Release]:
         _check_page_size(page_size)
-        after = _after_from(continuation, {"repository": repository, "tag": tag, "digest": digest})
+        after = continuation_after(continuation, filters={"repository": repository, "tag": tag, "digest": digest})
         # Fixed clauses only; every value travels as a parameter.
         clauses, parameters = ["PartitionKey eq @pk"], {"pk": INDEX_PK}
         if repository is not None:
@@ -644,7 +635,7 @@ class AzureTableStore:
         self, site: str, *, page_size: int = 100, continuation: str | None = None
     ) -> Page[SiteSync]:
         _check_page_size(page_size)
-        after = _after_from(continuation, {"site": site})
+        after = continuation_after(continuation, filters={"site": site})
         clauses, parameters = ["PartitionKey eq @pk"], {"pk": encode_key(site)}
         if after is not None:
             clauses.append("RowKey gt @after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -261,13 +262,38 @@ def encode_continuation(payload: dict[str, Any], *, filters: dict[str, Any]) -> 
 def decode_continuation(token: str, *, filters: dict[str, Any]) -> dict[str, Any]:
     """Raises: InvalidInput(INVALID_CONTINUATION) for a token not issued for these filters."""
     try:
+        if len(token) > MAX_CONTINUATION_CHARS:
+            raise ValueError("too long")
         padded = token + "=" * (-len(token) % 4)
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if body["f"] != _filter_hash(filters) or not isinstance(body["p"], dict):
             raise ValueError("filter mismatch")
         return body["p"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query") from exc
+
+
+def continuation_after(token: str | None, *, filters: dict[str, Any]) -> str | None:
+    """The key a continuation token resumes after, ``None`` for the first page.
+
+    The token is not signed, so what it carries is checked as a key acrsync could have issued: printable
+    ASCII of a bounded length (a forged one is refused, never sent to the store).
+
+    Raises:
+        InvalidInput: ``INVALID_CONTINUATION``.
+    """
+    if token is None:
+        return None
+    after = decode_continuation(token, filters=filters).get("after")
+    if not isinstance(after, str) or not after or len(after) > MAX_KEY_CHARS or not _PRINTABLE_KEY.fullmatch(after):
+        raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query")
+    return after
+
+
+# Keys acrsync writes are ASCII (hex ids, encoded names, ISO times); a token cannot be longer than a page's key.
+MAX_KEY_CHARS = 1024
+MAX_CONTINUATION_CHARS = 4 * MAX_KEY_CHARS
+_PRINTABLE_KEY = re.compile(r"[\x20-\x7e]+")
 
 
 def _filter_hash(filters: dict[str, Any]) -> str:

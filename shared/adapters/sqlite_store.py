@@ -227,15 +227,6 @@ def _check_page_size(page_size: int) -> None:
         raise InvalidInput("INVALID_PAGE_SIZE", "page_size must be a positive integer")
 
 
-def _after(continuation: str | None, filters: dict[str, Any]) -> str:
-    if continuation is None:
-        return ""
-    after = codec.decode_continuation(continuation, filters=filters).get("after")
-    if not isinstance(after, str) or not after:
-        raise InvalidInput("INVALID_CONTINUATION", "the continuation token is not valid for this query")
-    return after
-
-
 class SqliteStateStore:
     """:class:`~shared.ports.StateStore` on one SQLite file; safe to share between threads and
     between processes on one host (SQLite's file locks serialise the writers)."""
@@ -337,7 +328,7 @@ class SqliteStateStore:
     ) -> Page[Release]:
         _check_page_size(page_size)
         filters = {"repository": repository, "tag": tag, "digest": digest}
-        after = _after(continuation, filters)
+        after = codec.continuation_after(continuation, filters=filters) or ""
         sql = "SELECT doc, pushed_key FROM releases WHERE published = 1 AND pushed_key > ?"
         args: list[Any] = [after]
         if repository is not None:
@@ -446,7 +437,7 @@ class SqliteStateStore:
     ) -> Page[SiteSync]:
         _check_page_size(page_size)
         filters = {"site": site}
-        after = _after(continuation, filters)
+        after = codec.continuation_after(continuation, filters=filters) or ""
         with self._db.read("list site syncs of a site") as conn:
             rows = conn.execute(
                 "SELECT doc, pushed_key FROM site_syncs WHERE site = ? AND saved = 1 AND pushed_key > ?"

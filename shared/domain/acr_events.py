@@ -12,8 +12,8 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +31,16 @@ VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
 # Event Grid's own limit for one delivery (events and array together).
 MAX_DELIVERY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_DELIVERY = 5000
+# An ACR event nests four objects deep; anything far deeper is not an event.
+MAX_EVENT_DEPTH = 16
+# Event ids are GUIDs; names and media types are short. What is kept is bounded, so no event can
+# grow a stored entity past its size limit.
+MAX_EVENT_ID_CHARS = 256
+MAX_TEXT_CHARS = 1024
+# Registry events from before this are not real; times before it would also underflow date arithmetic.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+# How far ahead of acrsync's clock a registry's clock may run before its event times are not believed.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 _JSON_MEDIA_TYPES = {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
 _REGISTRY_IN_TOPIC = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([^/]+)", re.IGNORECASE)
 _EDGE_IN_TOPIC = re.compile(r"/connectedRegistries/([^/]+)/?$", re.IGNORECASE)
@@ -80,6 +90,13 @@ class RegistryEvent:
         """The release this event is about: (registry, repository, digest)."""
         return release_id_for(self.registry, self.repository, self.digest)
 
+    def as_of_arrival(self, now: datetime) -> RegistryEvent:
+        """This event with a time no later than its arrival (give or take clock skew): a timestamp in
+        the future would otherwise make its release the newest of its tag for as long as it lasts."""
+        if self.occurred_at > now + MAX_CLOCK_SKEW:
+            return replace(self, occurred_at=now)
+        return self
+
 
 @dataclass(frozen=True)
 class ValidationRequest:
@@ -114,10 +131,7 @@ def parse_delivery(body: bytes, content_type: str | None) -> list[Mapping[str, A
         )
     if len(body) > MAX_DELIVERY_BYTES:
         raise InvalidInput("BATCH_TOO_LARGE", f"delivery is {len(body)} bytes; the limit is {MAX_DELIVERY_BYTES}")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("MALFORMED_JSON", "the body is not valid JSON") from exc
+    payload = load_json(body)
     events = payload if isinstance(payload, list) else [payload]
     if len(events) > MAX_EVENTS_PER_DELIVERY:
         raise InvalidInput(
@@ -131,6 +145,52 @@ def parse_delivery(body: bytes, content_type: str | None) -> list[Mapping[str, A
     return events
 
 
+def load_json(body: bytes) -> Any:
+    """Parse a JSON request body.
+
+    Raises:
+        InvalidInput: ``MALFORMED_JSON`` when it is not JSON or nests too deeply to parse.
+    """
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise InvalidInput("MALFORMED_JSON", "the body nests too deeply to be an event delivery") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("MALFORMED_JSON", "the body is not valid JSON") from exc
+
+
+def check_plain_json(value: Any, *, max_depth: int = MAX_EVENT_DEPTH) -> None:
+    """Refuse what JSON allows but nothing downstream can store or show: text with unpaired surrogates
+    (``\\ud800`` is valid JSON but not Unicode) and nesting deeper than ``max_depth``.
+
+    Raises:
+        InvalidInput: ``INVALID_TEXT`` or ``MALFORMED_EVENT``.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            _require_unicode(item)
+        elif isinstance(item, dict | list):
+            if depth > max_depth:
+                raise InvalidInput("MALFORMED_EVENT", f"the event nests deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _require_unicode(key)
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+
+
+def _require_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "INVALID_TEXT", "the event holds text that is not valid Unicode (an unpaired surrogate)"
+        ) from None
+
+
 def decode_event(raw: Mapping[str, Any], *, registry_hint: str | None = None) -> DecodedEvent:
     """Decode one event of either schema.
 
@@ -140,11 +200,12 @@ def decode_event(raw: Mapping[str, Any], *, registry_hint: str | None = None) ->
             ``data.request.host`` (parent events) or the registry name in the topic.
 
     Raises:
-        InvalidInput: ``MALFORMED_EVENT``, ``MISSING_FIELD`` (naming the field), ``INVALID_DIGEST``,
-            ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_TIME``.
+        InvalidInput: ``MALFORMED_EVENT``, ``INVALID_TEXT``, ``MISSING_FIELD`` (naming the field),
+            ``FIELD_TOO_LONG``, ``INVALID_DIGEST``, ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_TIME``.
     """
+    check_plain_json(raw)
     cloud = "specversion" in raw
-    event_id = _text(raw, "id")
+    event_id = _text(raw, "id", limit=MAX_EVENT_ID_CHARS)
     event_type = _text(raw, "type" if cloud else "eventType")
     topic = raw.get("source" if cloud else "topic")
     data = raw.get("data")
@@ -172,9 +233,9 @@ def decode_event(raw: Mapping[str, Any], *, registry_hint: str | None = None) ->
         digest=digest,
         occurred_at=_time(raw.get("time" if cloud else "eventTime") or data.get("timestamp")),
         tag=validate_tag(tag) if tag not in (None, "") else None,
-        media_type=target.get("mediaType") if isinstance(target.get("mediaType"), str) else None,
+        media_type=_optional_text(target, "mediaType", where="data.target"),
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-        actor=actor.get("name") if isinstance(actor.get("name"), str) and actor.get("name") else None,
+        actor=_optional_text(actor, "name", where="data.actor"),
         connected_registry=edge_name,
     )
 
@@ -350,6 +411,12 @@ def _time(value: Any) -> datetime:
         raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is not an ISO 8601 time") from exc
     if parsed.tzinfo is None:
         raise InvalidInput("INVALID_TIME", f"{value[:40]!r} has no time zone")
+    try:
+        at = parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is outside the representable range") from None
+    if at < EARLIEST_EVENT_TIME:
+        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is before {EARLIEST_EVENT_TIME.year}")
     return parsed
 
 
@@ -364,8 +431,17 @@ def _object(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _text(container: Mapping[str, Any], key: str, *, where: str = "") -> str:
+def _text(container: Mapping[str, Any], key: str, *, where: str = "", limit: int = MAX_TEXT_CHARS) -> str:
     value = container.get(key)
     if not isinstance(value, str) or not value:
         raise InvalidInput("MISSING_FIELD", f"{where + '.' if where else ''}{key} is missing")
+    if len(value) > limit:
+        raise InvalidInput(
+            "FIELD_TOO_LONG", f"{where + '.' if where else ''}{key} is {len(value)} characters; the limit is {limit}"
+        )
     return value
+
+
+def _optional_text(container: Mapping[str, Any], key: str, *, where: str) -> str | None:
+    value = container.get(key)
+    return _text(container, key, where=where) if isinstance(value, str) and value else None

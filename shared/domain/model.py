@@ -32,6 +32,9 @@ DEFAULT_STALE_AFTER_WINDOWS = 2
 # A release keeps the ids of the events that named it, newest last, up to this many; enough to
 # recognise redeliveries (which come within Event Grid's 24 h retry period) without unbounded growth.
 MAX_SOURCE_EVENT_IDS = 64
+# Tags one release keeps: with the event ids, well inside one stored entity's size limit. A digest
+# pushed under more tags keeps its first ones; the push of one more is reported, not stored.
+MAX_RELEASE_TAGS = 100
 
 _SEMVER = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 
@@ -152,7 +155,8 @@ class Release:
         ids = self.source_event_ids
         if event_id not in ids:
             ids = ((*ids, event_id))[-MAX_SOURCE_EVENT_IDS:]
-        return replace(self, source_event_ids=ids, tags=self.tags | tags)
+        merged = self.tags | tags
+        return replace(self, source_event_ids=ids, tags=merged if len(merged) <= MAX_RELEASE_TAGS else self.tags)
 
     def with_count_moved(self, source: SyncState | None, target: SyncState) -> Release:
         counts = dict(self.counts)

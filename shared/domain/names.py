@@ -21,6 +21,8 @@ _KNOWN_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _SITE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _LOGIN_SERVER = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?")
 MAX_REPOSITORY_LENGTH = 255
+# The longest known digest (sha512) is 135 characters; a longer one is refused before any pattern runs.
+MAX_DIGEST_LENGTH = 256
 
 
 def validate_repository(name: str) -> str:
@@ -43,6 +45,8 @@ def validate_digest(digest: str) -> str:
     Raises:
         InvalidInput: ``INVALID_DIGEST`` naming what is wrong.
     """
+    if isinstance(digest, str) and len(digest) > MAX_DIGEST_LENGTH:
+        raise InvalidInput("INVALID_DIGEST", f"a digest of {len(digest)} characters; the limit is {MAX_DIGEST_LENGTH}")
     match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if match is None:
         raise InvalidInput("INVALID_DIGEST", f"{_shown(digest)} is not a digest of the form algorithm:hex")

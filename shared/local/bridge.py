@@ -17,8 +17,7 @@ from typing import Any
 
 from shared.adapters.oci import MANIFEST_MEDIA_TYPES
 from shared.bootstrap import Services
-from shared.domain.acr_events import AcrEventType, image_deleted_event, image_pushed_event
-from shared.domain.names import release_id_for
+from shared.domain.acr_events import AcrEventType, RegistryEvent, decode_event, image_deleted_event, image_pushed_event
 from shared.errors import InvalidInput, NotFound
 from shared.local.names import registry_topic
 from shared.services.ingest import IngestResult, ingest_event
@@ -103,8 +102,11 @@ def _timestamp(value: Any, clock: Callable[[], datetime]) -> datetime:
         with contextlib.suppress(ValueError):
             parsed = datetime.fromisoformat(value)
     if parsed is None or parsed.tzinfo is None:
-        parsed = clock()
-    return parsed
+        return clock()
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # an offset that carries it past year 1 or 9999
+        return clock()
 
 
 def ingest_notifications(services: Services, events: list[dict[str, Any]]) -> list[IngestResult]:
@@ -112,17 +114,23 @@ def ingest_notifications(services: Services, events: list[dict[str, Any]]) -> li
     hold back the others (the registry would resend the whole envelope forever)."""
     results = []
     for event in events:
-        if event["eventType"] == AcrEventType.IMAGE_DELETED and not _known_release(services, event):
+        if _unknown_deletion(services, event):
             continue  # a blob or an untagged manifest: the registry's delete events do not tell them apart
         results.append(ingest_event(services, event))  # a poison event is logged, dropped and reported
     return results
 
 
-def _known_release(services: Services, event: dict[str, Any]) -> bool:
-    target = event["data"]["target"]
-    registry = services.settings.registry or event["data"]["request"]["host"]
-    try:
-        services.store.get_release(release_id_for(registry, target["repository"], target["digest"]))
-    except NotFound:
+def _unknown_deletion(services: Services, event: dict[str, Any]) -> bool:
+    if event["eventType"] != AcrEventType.IMAGE_DELETED:
         return False
-    return True
+    try:
+        decoded = decode_event(event, registry_hint=services.settings.registry)
+    except InvalidInput:
+        return False  # the ingress refuses it and reports why
+    if not isinstance(decoded, RegistryEvent):
+        return False
+    try:
+        services.store.get_release(decoded.release_id)
+    except NotFound:
+        return True
+    return False

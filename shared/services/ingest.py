@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain.acr_events import (
+    DecodedEvent,
     OtherEvent,
     RegistryEvent,
     ValidationRequest,
@@ -55,6 +56,7 @@ class IngestOutcome(StrEnum):
     IGNORED_UNKNOWN_SITE = "ignored-unknown-site"
     IGNORED_EVENT_TYPE = "ignored-event-type"
     IGNORED_WITHDRAWN = "ignored-withdrawn"
+    IGNORED_TAG_LIMIT = "ignored-tag-limit"
     REJECTED = "rejected"
 
 
@@ -65,59 +67,99 @@ class IngestResult:
     release_id: str | None = None
     rows_created: int = 0
     jobs_sent: int = 0
+    # Why a REJECTED event was refused: the InvalidInput code and detail.
+    code: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What a webhook delivery did; ``validation_code`` answers Event Grid's handshake."""
+    """What a webhook delivery did, one result per event in delivery order; ``validation_code``
+    answers Event Grid's handshake when the delivery carried one."""
 
     results: list[IngestResult]
     validation_code: str | None = None
 
+    @property
+    def accepted(self) -> list[IngestResult]:
+        return [result for result in self.results if result.outcome is not IngestOutcome.REJECTED]
+
 
 def ingest_delivery(services: Dependencies, body: bytes, content_type: str | None) -> DeliveryReport:
-    """Handle one webhook delivery. Every event is decoded before anything is written, so a bad
-    event rejects the whole delivery and changes nothing.
+    """Handle one webhook delivery, as the Functions host hands its events to the trigger: each valid
+    event is handled, each malformed one is reported as REJECTED with its code and changes nothing.
 
     Raises:
-        InvalidInput: the delivery or one of its events is malformed (answer 400).
+        InvalidInput: the delivery itself is malformed, or it holds no valid event (nothing changed).
         TransientError: the store or queue failed (answer 5xx so Event Grid retries).
     """
     with traced("acrsync.ingest.delivery"):
-        return _ingest_delivery(services, body, content_type)
-
-
-def _ingest_delivery(services: Dependencies, body: bytes, content_type: str | None) -> DeliveryReport:
-    return ingest_events(services, parse_delivery(body, content_type))
+        return ingest_events(services, parse_delivery(body, content_type))
 
 
 def ingest_events(services: Dependencies, raw_events: Sequence[Mapping[str, Any]]) -> DeliveryReport:
     """Handle the events of one delivery, already parsed. Every event is decoded before anything is
-    written, so a bad event rejects the whole delivery and changes nothing.
+    written; a validation handshake among them is answered and the other events are still handled.
 
     Raises:
-        InvalidInput: one of the events is malformed.
+        InvalidInput: every event is malformed (nothing changed).
         TransientError: the store or queue failed.
     """
-    decoded = [decode_event(raw, registry_hint=services.settings.registry) for raw in raw_events]
-    validation = next((event for event in decoded if isinstance(event, ValidationRequest)), None)
+    decoded = [_decoded_or_refused(services, raw) for raw in raw_events]
+    require_one_accepted([item for item in decoded if isinstance(item, IngestResult)], of=len(decoded))
+    validation = next((item for item in decoded if isinstance(item, ValidationRequest)), None)
     if validation is not None:
         logger.info("answered Event Grid subscription validation %s", validation.event_id)
-        return DeliveryReport(results=[], validation_code=validation.validation_code)
-    return DeliveryReport(results=[handle_event(services, event) for event in decoded])
+    results = [
+        item if isinstance(item, IngestResult) else handle_event(services, item)
+        for item in decoded
+        if item is not validation
+    ]
+    return DeliveryReport(results=results, validation_code=validation.validation_code if validation else None)
 
 
 def ingest_event(services: Dependencies, raw: Mapping[str, Any]) -> IngestResult:
     """Handle one event on its own, as the Functions Event Grid trigger hands them over. A poison event is
     logged and dropped (returning normally completes it); transient errors propagate so Event Grid
     redelivers."""
-    event_id = str(raw.get("id", "?"))
+    decoded = _decoded_or_refused(services, raw)
+    return decoded if isinstance(decoded, IngestResult) else handle_event(services, decoded)
+
+
+def require_one_accepted(refused: Sequence[IngestResult], *, of: int) -> None:
+    """Refuse a delivery in which no event could be taken, with the first event's problem.
+
+    Raises:
+        InvalidInput: every one of the ``of`` events was refused (nothing changed).
+    """
+    if not refused or len(refused) < of:
+        return
+    first = refused[0]
+    detail = first.detail or "the event is malformed"
+    if of > 1:
+        detail = f"all {of} events were refused; the first ({first.event_id}): {detail}"
+    raise InvalidInput(first.code or "MALFORMED_EVENT", detail)
+
+
+def _decoded_or_refused(services: Dependencies, raw: Mapping[str, Any]) -> DecodedEvent | IngestResult:
     try:
-        event = decode_event(raw, registry_hint=services.settings.registry)
-    except InvalidInput as exc:
-        logger.warning("dropped event %s: %s (%s)", event_id, exc.code, exc.detail)
-        return IngestResult(event_id=event_id, outcome=IngestOutcome.REJECTED)
-    return handle_event(services, event)
+        return decode_event(raw, registry_hint=services.settings.registry)
+    except InvalidInput as problem:
+        event_id = _shown_id(raw)
+        logger.warning("dropped event %s: %s (%s)", event_id, problem.code, problem.detail)
+        return IngestResult(event_id, IngestOutcome.REJECTED, code=problem.code, detail=problem.detail)
+
+
+def _shown_id(raw: Mapping[str, Any]) -> str:
+    """The event's id as a report may quote it: short and printable, whatever was sent."""
+    event_id = raw.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        return "?"
+    shown = event_id[:MAX_SHOWN_ID_CHARS].encode("utf-8", "replace").decode("utf-8")
+    return "".join(c if c.isprintable() else "?" for c in shown)
+
+
+MAX_SHOWN_ID_CHARS = 64
 
 
 def handle_event(services: Dependencies, event: RegistryEvent | ValidationRequest | OtherEvent) -> IngestResult:
@@ -125,6 +167,7 @@ def handle_event(services: Dependencies, event: RegistryEvent | ValidationReques
         kind = event.event_type if isinstance(event, OtherEvent) else "validation"
         logger.info("ignored event %s of type %s", event.event_id, kind)
         return IngestResult(event_id=event.event_id, outcome=IngestOutcome.IGNORED_EVENT_TYPE)
+    event = event.as_of_arrival(services.clock.now())
     release_id = event.release_id
     context = {
         "event_id": event.event_id,
@@ -228,6 +271,9 @@ def _register_known_push(services: Dependencies, event: RegistryEvent, sites: Se
     if not published:
         done = resume_fan_out(store, queue, after, sites, now)
         return IngestResult(event.event_id, IngestOutcome.FANOUT_RESUMED, release_id, done.rows_created, done.jobs_sent)
+    if event.tag is not None and event.tag not in after.tags:
+        logger.warning("release %s holds %s tags already; tag %s not recorded", release_id, len(after.tags), event.tag)
+        return IngestResult(event.event_id, IngestOutcome.IGNORED_TAG_LIMIT, release_id)
     if after.tags != before.tags:
         store.publish_release(after)
         done = widen_fan_out(store, queue, after, sites, now, kind=JobKind.FANOUT)

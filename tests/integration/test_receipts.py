@@ -151,6 +151,10 @@ def edge(services: Services, name: str) -> None:
     event["id"] = str(uuid.uuid4())
     event["data"]["connectedregistry"]["name"] = name
     event["topic"] = event["topic"].replace("plant-01", name)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+    # The event arrives after it happened (a later time would be taken as the arrival's).
+    clock.current = max(clock.current, datetime.fromisoformat(event["eventTime"]) + timedelta(seconds=5))
     ingest_delivery(services, delivery(event), "application/json")
 
 
