@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +25,7 @@ from shared.domain.names import (
     validate_repository,
     validate_tag,
 )
+from shared.domain.observations import EARLIEST_BELIEVABLE_TIME, MAX_CLOCK_SKEW
 from shared.errors import InvalidInput
 
 VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -37,10 +38,6 @@ MAX_EVENT_DEPTH = 16
 # grow a stored entity past its size limit.
 MAX_EVENT_ID_CHARS = 256
 MAX_TEXT_CHARS = 1024
-# Registry events from before this are not real; times before it would also underflow date arithmetic.
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-# How far ahead of acrsync's clock a registry's clock may run before its event times are not believed.
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 _JSON_MEDIA_TYPES = {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
 _REGISTRY_IN_TOPIC = re.compile(r"/providers/Microsoft\.ContainerRegistry/registries/([^/]+)", re.IGNORECASE)
 _EDGE_IN_TOPIC = re.compile(r"/connectedRegistries/([^/]+)/?$", re.IGNORECASE)
@@ -415,8 +412,8 @@ def _time(value: Any) -> datetime:
         at = parsed.astimezone(UTC)
     except OverflowError:
         raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is outside the representable range") from None
-    if at < EARLIEST_EVENT_TIME:
-        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is before {EARLIEST_EVENT_TIME.year}")
+    if at < EARLIEST_BELIEVABLE_TIME:
+        raise InvalidInput("INVALID_TIME", f"{value[:40]!r} is before {EARLIEST_BELIEVABLE_TIME.year}")
     return parsed
 
 

@@ -183,6 +183,8 @@ def apply_decision(row: SiteSync, decision: CheckDecision, now: datetime) -> Row
 
 def decide_check(row: SiteSync, site: Site, seen: Observations) -> CheckDecision:
     """Decide one check of ``row`` at ``site`` from ``seen``."""
+    if seen.arm is not None:
+        seen = replace(seen, arm=seen.arm.as_believed(seen.now))
     arm = seen.arm
     schedule = (arm.schedule if arm and arm.schedule else site.schedule) or None
     sync_window = (arm.sync_window if arm and arm.sync_window else site.sync_window) or None

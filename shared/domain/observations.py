@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +51,22 @@ class SyncAuth(StrEnum):
         return next((member for member in cls if member.value.lower() == wanted), cls.SYNC_TOKEN)
 
 
+# Times outside these bounds are not believed, wherever they come from (events, ARM): nothing real
+# happened before 2000 or after now, and such values would also overflow date arithmetic.
+EARLIEST_BELIEVABLE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+# The ranges ARM accepts for messageTtl (P1D..P90D) and syncWindow (PT3H..P7D).
+MAX_MESSAGE_TTL = timedelta(days=90)
+MAX_SYNC_WINDOW = timedelta(days=7)
+
+
+def believable(at: datetime | None, now: datetime) -> datetime | None:
+    """``at`` when it lies between 2000 and ``now`` (give or take clock skew), else unknown."""
+    if at is None or at < EARLIEST_BELIEVABLE_TIME or at > now + MAX_CLOCK_SKEW:
+        return None
+    return at
+
+
 @dataclass(frozen=True)
 class SyncResult:
     """``registrySyncResult`` (preview API): the last sync as the connected registry reported it."""
@@ -85,6 +101,17 @@ class ConnectedRegistryState:
     parent_id: str | None = None
     sync_auth: SyncAuth = SyncAuth.SYNC_TOKEN
     sync_result: SyncResult | None = None
+
+    def as_believed(self, now: datetime) -> ConnectedRegistryState:
+        """This state with times acrsync cannot believe set to unknown and durations within ARM's ranges."""
+        ttl, window = self.message_ttl, self.sync_window
+        return replace(
+            self,
+            last_sync_time=believable(self.last_sync_time, now),
+            last_activity_time=believable(self.last_activity_time, now),
+            message_ttl=min(ttl, MAX_MESSAGE_TTL) if ttl is not None else None,
+            sync_window=min(window, MAX_SYNC_WINDOW) if window is not None else None,
+        )
 
     @property
     def syncs_with_identity(self) -> bool:

@@ -15,11 +15,14 @@ import pytest
 from shared.domain.decisions import (
     MAX_CHECK_MARGIN,
     CheckDecision,
+    Observations,
     apply_decision,
     check_margin,
+    decide_check,
     decide_vanished_site,
     first_check,
 )
+from shared.domain.observations import ConnectedRegistryState, ConnectionState
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.domain.windows import Window
 from shared.errors import IllegalTransition
@@ -157,3 +160,34 @@ def test_a_decision_the_state_machine_forbids_raises() -> None:
     row = replace(make_row(make_release(), "plant-01"), state=SyncState.VERIFIED)
     with pytest.raises(IllegalTransition):
         apply_decision(row, _decision(SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK), at(25, 3))
+
+
+FAR_PAST, FAR_FUTURE = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("last_sync", [FAR_PAST, FAR_FUTURE, at(23, 2)])
+@pytest.mark.parametrize("activity", [FAR_PAST, FAR_FUTURE])
+@pytest.mark.parametrize("ttl", [timedelta(days=3_650_000), timedelta(days=2)])
+@pytest.mark.parametrize("window", [timedelta(days=3_000_000), timedelta(hours=3), None])
+def test_times_arm_cannot_mean_are_unknown_and_never_break_a_check(
+    last_sync: datetime, activity: datetime, ttl: timedelta, window: timedelta | None
+) -> None:
+    now = at(25, 3)
+    release = make_release(pushed_at=at(24, 8))
+    arm = ConnectedRegistryState(
+        resource_id="/cr/plant-01",
+        name="plant-01",
+        connection_state=ConnectionState.ONLINE,
+        observed_at=now,
+        last_sync_time=last_sync,
+        last_activity_time=activity,
+        message_ttl=ttl,
+        schedule=DAILY if window else None,
+        sync_window=window,
+    )
+    site = make_site("plant-01", connected_registry="/cr/plant-01")
+    decision = decide_check(make_row(release, "plant-01"), site, Observations(now=now, arm=arm))
+    # No believable sync after the push: the row is not synced, and every time it names is near.
+    assert decision.state is not SyncState.SYNCED
+    for moment in (decision.next_check_at, decision.expected_ready_at):
+        assert moment is None or now <= moment <= now + timedelta(days=8), moment
