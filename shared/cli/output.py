@@ -181,7 +181,24 @@ def scalar_text(value: Any) -> str:
 
 
 def _clean(text: str) -> str:
-    return text.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    """One line, nothing a terminal would act on: tabs and line breaks become spaces, and control
+    characters (escape sequences, bidirectional overrides) are shown escaped, as ``\\x1b``."""
+    text = text.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == " " else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def plain(value: Any) -> Any:
+    """A table cell that shows ``value`` as text: never read as rich markup (``[/x]``), controls escaped."""
+    from rich.text import Text
+
+    return Text(value if isinstance(value, str) and value.isprintable() else scalar_text(value))
 
 
 def _is_scalar(value: Any) -> bool:
@@ -222,7 +239,7 @@ def build_table(data: Any) -> Any:
     if rows and all(isinstance(row, dict) for row in rows):
         columns = table_columns(rows)
         for column in columns:
-            table.add_column(header(column), overflow="fold")
+            table.add_column(plain(header(column)), overflow="fold")
         for row in rows:
             table.add_row(*[_cell(row.get(column)) for column in columns])
     elif rows and all(isinstance(row, list) for row in rows):
@@ -238,12 +255,10 @@ def build_table(data: Any) -> Any:
     return table
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Any:
     if isinstance(value, list):
-        return ", ".join(scalar_text(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return scalar_text(value)
+        return plain(", ".join(scalar_text(item) for item in value))
+    return plain(value)
 
 
 def render(data: Any, fmt: str, *, stream: TextIO | None = None) -> None:

@@ -19,6 +19,7 @@ import typer
 
 from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiError
+from shared.cli.output import plain
 
 FORMATS = ("table", "csv", "json")
 EXPOSURE_COLUMNS = ("repositories_approved", "drift", "over_exposed", "missing")
@@ -86,7 +87,7 @@ def print_table(body: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"acrsync report {_day(body.get('since'))} – {_day(body.get('until'))}",
+        title=plain(f"acrsync report {_day(body.get('since'))} – {_day(body.get('until'))}"),
         box=box.SIMPLE_HEAD,
         title_justify="left",
     )
@@ -106,8 +107,8 @@ def print_table(body: dict[str, Any]) -> None:
     for entry in body.get("value", []):
         exposure = entry.get("exposure") or {}
         table.add_row(
-            entry["site"] + (" ★" if entry.get("critical") else ""),
-            str(entry.get("ring", "")),
+            plain(str(entry["site"]) + (" ★" if entry.get("critical") else "")),
+            plain(entry.get("ring", "")),
             str(entry.get("releases_received", 0)),
             str(entry.get("releases_ready", 0)),
             format_lag(entry.get("lag_median_seconds")),
@@ -115,7 +116,7 @@ def print_table(body: dict[str, Any]) -> None:
             str(entry.get("windows_missed", 0)),
             str(entry.get("stale_incidents", 0)),
             str(exposure.get("repositories_approved", "")),
-            _drift(exposure),
+            plain(_drift(exposure)),
         )
     interactive = sys.stdout.isatty()
     console = Console(file=sys.stdout) if interactive else Console(file=sys.stdout, no_color=True, width=200)

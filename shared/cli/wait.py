@@ -32,7 +32,7 @@ import typer
 from shared.cli import output as output_module
 from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiConnectionFailed, ApiError, retry_after_of
-from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
+from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error, plain, scalar_text
 from shared.cli.status import (
     ApiKeyOption,
     ApiUrlOption,
@@ -407,9 +407,9 @@ class LiveReporter:
         rows = [("pending", e) for e in gate.get("pending") or []] + [("blocked", e) for e in gate.get("blocked") or []]
         for kind, entry in rows[:MAX_TABLE_ROWS]:
             table.add_row(
-                str(entry.get("site")) + (" *" if entry.get("critical") else ""),
-                Text(str(entry.get("state") or "-"), style="red" if kind == "blocked" else "yellow"),
-                str(entry.get("reason") or ""),
+                plain(str(entry.get("site")) + (" *" if entry.get("critical") else "")),
+                Text(scalar_text(entry.get("state") or "-"), style="red" if kind == "blocked" else "yellow"),
+                plain(entry.get("reason") or ""),
                 short_time(entry.get("expected_ready_at")),
             )
         parts: list[Any] = [head, table]

@@ -197,3 +197,36 @@ def _strip_ansi(text: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# -- API data is text, never markup or terminal control -----------------------------------------------
+
+HOSTILE_TEXT = {
+    "mediaType": "application/vnd.oci[/x]+json",
+    "actor": "[bold red]admin[/]",
+    "tag": "1.0\x1b[2J\x1b]0;owned\x07",
+    "note": "left\u202eright",
+    "[/x]": "key from the API",
+}
+
+
+def test_a_table_shows_markup_and_control_characters_as_text() -> None:
+    text = rendered([HOSTILE_TEXT], "table")
+    assert "application/vnd.oci[/x]+json" in text and "[bold red]admin[/]" in text
+    assert "\x1b[2J" not in text and "\x07" not in text and "\u202e" not in text
+    assert "1.0\\x1b[2J\\x1b]0;owned\\x07" in text and "left\\u202eright" in text
+    assert "[/x]" in text.splitlines()[0]  # the header too
+
+
+def test_tsv_escapes_control_characters() -> None:
+    line = rendered([HOSTILE_TEXT], "tsv")
+    assert line.count("\n") == 1 and "\x1b" not in line and "\u202e" not in line
+    assert line.split("\t")[2] == "1.0\\x1b[2J\\x1b]0;owned\\x07"
+
+
+def test_the_report_table_shows_site_data_as_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.cli.report import print_table
+
+    print_table({"since": "2026-11-01", "until": "[/x]", "value": [{"site": "[/x]\x1b[31m", "ring": "[b]"}]})
+    text = capsys.readouterr().out
+    assert "[/x]\\x1b[31m" in text and "[b]" in text and "\x1b[31m" not in text
