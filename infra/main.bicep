@@ -57,8 +57,14 @@ param functionAppName string = ''
 param appServicePlanName string = ''
 @description('User-assigned managed identity name.')
 param identityName string = ''
-@description('Storage account name (3-24 lowercase letters and digits).')
+@description('Storage account name for the Functions host, deployments and dead letters (3-24 lowercase letters and digits).')
 param storageAccountName string = ''
+@description('Storage account name for acrsync\'s tables, which hold nothing else (3-24 lowercase letters and digits).')
+param stateStorageAccountName string = ''
+@description('Put App Service Authentication (Microsoft Entra ID) in front of the app: callers need a token for the app registration authClientId, whose app roles (Status.Read, Sync.Operate) decide what they may do, and acrsync requires those roles (ACRSYNC_REQUIRE_ROLES). See the README.')
+param enableAppServiceAuth bool = false
+@description('Client id of the Entra app registration that defines the app roles; required when enableAppServiceAuth is true.')
+param authClientId string = ''
 @description('Service Bus namespace name.')
 param serviceBusNamespaceName string = ''
 @description('Event Grid custom topic for the events acrsync publishes.')
@@ -94,6 +100,7 @@ var deadLetterContainerName = 'eg-deadletter'
 var appName = empty(functionAppName) ? '${abbrs.webSitesFunctions}${resourceToken}' : functionAppName
 var deploymentContainerName = toLower('app-package-${take(appName, 32)}-${take(resourceToken, 7)}')
 var stName = empty(storageAccountName) ? '${abbrs.storageStorageAccounts}${resourceToken}' : storageAccountName
+var stateStName = empty(stateStorageAccountName) ? '${abbrs.storageStorageAccounts}state${resourceToken}' : stateStorageAccountName
 var sbName = empty(serviceBusNamespaceName) ? '${abbrs.serviceBusNamespaces}${resourceToken}' : serviceBusNamespaceName
 var egTopicName = empty(eventsTopicName) ? '${abbrs.eventGridDomainsTopics}${resourceToken}' : eventsTopicName
 var egSystemTopicName = empty(acrSystemTopicName) ? '${abbrs.eventGridSystemTopics}acr-${resourceToken}' : acrSystemTopicName
@@ -148,9 +155,19 @@ module storage 'app/storage.bicep' = {
     name: stName
     location: location
     tags: tags
-    tableNames: tableNames
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module stateStorage 'app/state-storage.bicep' = {
+  name: 'state-storage'
+  scope: rg
+  params: {
+    name: stateStName
+    location: location
+    tags: tags
+    tableNames: tableNames
   }
 }
 
@@ -216,12 +233,14 @@ module api 'app/function.bicep' = {
     deploymentContainerName: deploymentContainerName
     serviceBusFqdn: messaging.outputs.fqdn
     syncQueueName: syncQueueName
-    tableEndpoint: storage.outputs.tableEndpoint
+    tableEndpoint: stateStorage.outputs.tableEndpoint
     eventsTopicEndpoint: eventGrid.outputs.eventsTopicEndpoint
     registryLoginServer: acr.properties.loginServer
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    enableAppServiceAuth: enableAppServiceAuth
+    authClientId: authClientId
   }
 }
 
@@ -233,7 +252,7 @@ module rbac 'app/rbac.bicep' = {
     systemTopicPrincipalId: eventGrid.outputs.systemTopicPrincipalId
     developerPrincipalId: assignDeveloperRoles ? principalId : ''
     storageAccountName: storage.outputs.name
-    tableNames: tableNames
+    stateStorageAccountName: stateStorage.outputs.name
     serviceBusNamespaceName: messaging.outputs.name
     queueName: syncQueueName
     eventsTopicName: eventGrid.outputs.eventsTopicName
@@ -269,7 +288,8 @@ output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_BASE_URL string = 'https://${api.outputs.defaultHostname}'
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
-output SYNC_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_STATE_STORAGE_ACCOUNT_NAME string = stateStorage.outputs.name
+output SYNC_TABLE_ENDPOINT string = stateStorage.outputs.tableEndpoint
 output EG_DEADLETTER_CONTAINER string = deadLetterContainerName
 output SERVICEBUS_NAMESPACE string = messaging.outputs.name
 output SERVICEBUS_FQDN string = messaging.outputs.fqdn

@@ -33,6 +33,24 @@ param applicationInsightsConnectionString string
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
 
+@description('Put App Service Authentication (Microsoft Entra ID) in front of the app.')
+param enableAppServiceAuth bool = false
+
+@description('Client id of the Entra app registration whose app roles (Status.Read, Sync.Operate) callers hold.')
+param authClientId string = ''
+
+// Reached without a token: the host's Event Grid webhook (Event Grid authenticates with the system key), and
+// the public health, API description and dashboard pages. Everything else needs a token for authClientId.
+var anonymousPaths = [
+  '/runtime/webhooks/eventgrid'
+  '/api/healthz'
+  '/api/openapi.json'
+  '/api/docs'
+  '/dashboard'
+  '/dashboard/app.js'
+  '/dashboard/app.css'
+]
+
 var blobEndpoint = 'https://${storageAccountName}.blob.${environment().suffixes.storage}/'
 var queueEndpoint = 'https://${storageAccountName}.queue.${environment().suffixes.storage}/'
 
@@ -52,6 +70,8 @@ var appSettings = {
   EVENTS_TOPIC_ENDPOINT: eventsTopicEndpoint
   AZURE_CLIENT_ID: identityClientId
   ACRSYNC_REGISTRY: registryLoginServer
+  // With App Service Authentication in front, every state change needs the caller's Sync.Operate role.
+  ACRSYNC_REQUIRE_ROLES: enableAppServiceAuth ? 'true' : 'false'
   // Application Insights with Entra ID ingestion (the resource has local auth off).
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
@@ -100,6 +120,52 @@ module site 'br/public:avm/res/web/site:0.15.1' = {
       ftpsState: 'Disabled'
     }
     appSettingsKeyValuePairs: appSettings
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: name
+}
+
+// authsettingsV2: App Service sets WEBSITE_AUTH_ENABLED and X-MS-CLIENT-PRINCIPAL, which acrsync trusts only then.
+resource authentication 'Microsoft.Web/sites/config@2024-04-01' = if (enableAppServiceAuth) {
+  parent: app
+  name: 'authsettingsV2'
+  dependsOn: [
+    site
+  ]
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: anonymousPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

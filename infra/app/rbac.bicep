@@ -14,7 +14,9 @@ param systemTopicPrincipalId string
 param developerPrincipalId string = ''
 
 param storageAccountName string
-param tableNames array
+
+@description('The storage account that holds acrsync\'s tables and nothing else.')
+param stateStorageAccountName string
 param serviceBusNamespaceName string
 param queueName string
 param eventsTopicName string
@@ -45,15 +47,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
-  parent: storage
-  name: 'default'
+resource stateStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: stateStorageAccountName
 }
-
-resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = [for table in tableNames: {
-  parent: tableService
-  name: table
-}]
 
 resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusNamespaceName
@@ -89,16 +85,18 @@ resource appStorageBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The state store: each acrsync table, not the account.
-resource appTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (table, i) in tableNames: {
-  name: guid(tables[i].id, appPrincipalId, roles.storageTableDataContributor)
-  scope: tables[i]
+// The state store. Entity-group transactions (every row write with its evidence) go to the account-level
+// /$batch URL, which a role on one table may not authorize: the role is on the account that holds only
+// acrsync's tables (infra/app/state-storage.bicep).
+resource appTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(stateStorage.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: stateStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
-}]
+}
 
 // Fan-out, re-checks and the sweeper send jobs.
 resource appQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -183,11 +181,10 @@ resource systemTopicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-
 
 // ---- the developer (optional) ----
 
-// `acrsync sites import` and a laptop run against this environment's tables. Account scope, unlike the app:
-// the local runtime creates missing tables (create_table_if_not_exists), which a table-scoped role may not allow.
+// `acrsync sites import` and a laptop run against this environment's tables.
 resource developerTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withDeveloper) {
-  name: guid(storage.id, developerPrincipalId, roles.storageTableDataContributor)
-  scope: storage
+  name: guid(stateStorage.id, developerPrincipalId, roles.storageTableDataContributor)
+  scope: stateStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: developerPrincipalId

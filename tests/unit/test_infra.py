@@ -237,7 +237,7 @@ def test_the_registry_is_existing_and_may_live_in_another_resource_group() -> No
     assert dotted(scope["parameters"]["resource_group_name"]) == "acrResourceGroupName"
 
 
-def test_storage_allows_no_shared_keys_and_holds_the_tables_and_containers() -> None:
+def test_storage_allows_no_shared_keys_and_holds_the_containers() -> None:
     params = avm_params("app/storage.bicep", "avm/res/storage/storage-account")
     assert params["allowSharedKeyAccess"] is False
     assert params["allowBlobPublicAccess"] is False
@@ -249,18 +249,30 @@ def test_storage_allows_no_shared_keys_and_holds_the_tables_and_containers() -> 
     assert storage_module["deadLetterContainerName"] == "deadLetterContainerName"
     assert main_variable("deadLetterContainerName") == "eg-deadletter"
     assert storage_module["deploymentContainerName"] == "deploymentContainerName"
+    assert not resources_of_type("app/storage.bicep", "Microsoft.Storage/storageAccounts/tableServices/tables")
 
+
+def test_the_tables_live_in_an_account_of_their_own_without_shared_keys() -> None:
+    params = avm_params("app/state-storage.bicep", "avm/res/storage/storage-account")
+    assert params["allowSharedKeyAccess"] is False and params["allowBlobPublicAccess"] is False
+    assert params["minimumTlsVersion"] == "TLS1_2"
+    assert "blobServices" not in params and "queueServices" not in params and "fileServices" not in params
     (tables,) = resources_of_type(
-        "app/storage.bicep", "Microsoft.Storage/storageAccounts/tableServices/tables"
+        "app/state-storage.bicep", "Microsoft.Storage/storageAccounts/tableServices/tables"
     ).values()
     assert tables["config"]["loop_type"]["detail"]["array_name"] == "tableNames"
     assert body(tables)["name"] == "${name}/default/${table}"
+    # Its own name, not the host storage account's, and the app reads its tables there.
+    assert "state" in main_variable("stateStName")["operator"]["operands"]["true_value"]
+    api = body(bicep("main.bicep")["modules"]["api"])["params"]
+    assert dotted(api["tableEndpoint"]) == "stateStorage.outputs.tableEndpoint"
+    assert "output SYNC_TABLE_ENDPOINT string = stateStorage.outputs.tableEndpoint" in text("main.bicep")
 
 
 def test_the_tables_are_the_ones_the_store_uses() -> None:
     expected = set(_table_names(shared.config.DEFAULT_TABLE_PREFIX).values())
     assert {resolve_main(name) for name in main_variable("tableNames")} == expected
-    assert body(bicep("main.bicep")["modules"]["storage"])["params"]["tableNames"] == "tableNames"
+    assert body(bicep("main.bicep")["modules"]["stateStorage"])["params"]["tableNames"] == "tableNames"
 
 
 def test_service_bus_has_no_local_auth_and_the_queue_matches_the_worker() -> None:
@@ -363,7 +375,6 @@ LOCAL_ONLY = {
     "ACRSYNC_SITE_CREDENTIALS",  # secret: in Azure a Key Vault reference added by the operator (README)
     "ACRSYNC_SIGNING_KEY",  # secret: in Azure a Key Vault reference added by the operator (README)
     "ACRSYNC_API_KEY",  # the local runtime's API key; Azure uses function keys (AuthLevel.FUNCTION)
-    "ACRSYNC_REQUIRE_ROLES",  # local/self-hosted auth switch; not part of this deployment
 }
 # Settings the code reads that the platform sets on every Functions host.
 PLATFORM_PROVIDED = {
@@ -529,7 +540,7 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
         granted.add((principal, role, scope))
     assert granted == {
         ("appPrincipalId", "roles.storageBlobDataOwner", "storage"),
-        ("appPrincipalId", "roles.storageTableDataContributor", "tables[i]"),
+        ("appPrincipalId", "roles.storageTableDataContributor", "stateStorage"),
         ("appPrincipalId", "roles.serviceBusDataSender", "syncQueue"),
         ("appPrincipalId", "roles.serviceBusDataReceiver", "syncQueue"),
         ("appPrincipalId", "roles.eventGridDataSender", "eventsTopic"),
@@ -543,10 +554,14 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
     assert registry["scope"]["function"]["type"] == "resource_group"  # deployed into the registry's group
 
 
-def test_table_roles_are_scoped_to_each_table() -> None:
-    (tables,) = [res for name, res in bicep("app/rbac.bicep")["resources"].items() if name == "appTables"]
-    assert tables["config"]["loop_type"]["detail"]["array_name"] == "tableNames"
-    assert dotted(body(tables)["scope"]) == "tables[i]"
+def test_the_table_role_is_on_the_account_that_holds_only_acrsyncs_tables() -> None:
+    # Entity-group transactions go to the account-level /$batch URL: a role on each table may not cover them.
+    resources = bicep("app/rbac.bicep")["resources"]
+    for name in ("appTables", "developerTables"):
+        assert dotted(body(resources[name])["scope"]) == "stateStorage", name
+        assert "loop_type" not in resources[name]["config"]
+    state = resources["stateStorage"]
+    assert state["existing"] and body(bicep("main.bicep")["modules"]["rbac"])["params"]["stateStorageAccountName"]
 
 
 def test_developer_roles_are_behind_a_flag() -> None:
@@ -566,17 +581,25 @@ def test_developer_roles_are_behind_a_flag() -> None:
 # -- parameters and outputs -------------------------------------------------------------------------
 
 
-def test_parameters_file_maps_exactly_the_required_params() -> None:
+# Optional parameters azd fills from the environment, with azd's ${NAME=default} when the value is unset.
+OPTIONAL_FROM_AZD_ENV = {
+    "enableAppServiceAuth": "${ENABLE_APP_SERVICE_AUTH=false}",
+    "authClientId": "${AUTH_CLIENT_ID=}",
+}
+
+
+def test_parameters_file_maps_the_required_params_and_the_auth_option() -> None:
     parameters = json.loads(text("main.parameters.json"))["parameters"]
     params = bicep("main.bicep")["parameters"]
     required = {name for name, param in params.items() if param["default"] is None}
-    assert set(parameters) == required
+    assert set(parameters) == required | set(OPTIONAL_FROM_AZD_ENV)
     assert set(parameters) <= set(params)
     assert {name: p["value"] for name, p in parameters.items()} == {
         "environmentName": "${AZURE_ENV_NAME}",
         "location": "${AZURE_LOCATION}",
         "principalId": "${AZURE_PRINCIPAL_ID}",
         "acrResourceId": "${ACR_RESOURCE_ID}",
+        **OPTIONAL_FROM_AZD_ENV,
     }
 
 
@@ -823,3 +846,41 @@ def test_readme_says_what_was_validated_offline() -> None:
     section = readme.split("## Deploy to Azure", 1)[1].split("\n## ", 1)[0]
     for phrase in ("azd up", "azd down --purge", "postdeploy", "acrsync sites import", "/readiness", "offline"):
         assert phrase in section, phrase
+
+
+# -- App Service Authentication (optional) ------------------------------------------------------------
+
+
+def test_app_service_authentication_is_an_option_with_entra_id_and_the_app_roles() -> None:
+    main = bicep("main.bicep")
+    assert main["parameters"]["enableAppServiceAuth"]["type"] == "bool"
+    assert main["parameters"]["enableAppServiceAuth"]["default"] is False
+    api = body(main["modules"]["api"])["params"]
+    assert (api["enableAppServiceAuth"], api["authClientId"]) == ("enableAppServiceAuth", "authClientId")
+
+    (auth,) = resources_of_type("app/function.bicep", "Microsoft.Web/sites/config").values()
+    assert condition(auth) == "enableAppServiceAuth"
+    settings = body(auth)
+    assert settings["name"] == "authsettingsV2"
+    properties = settings["properties"]
+    assert properties["platform"]["enabled"] is True
+    validation = properties["globalValidation"]
+    assert validation["requireAuthentication"] is True and validation["unauthenticatedClientAction"] == "Return401"
+    entra = properties["identityProviders"]["azureActiveDirectory"]
+    assert entra["enabled"] is True and entra["registration"]["clientId"] == "authClientId"
+    # acrsync then requires the roles the platform vouches for.
+    app_settings = bicep("app/function.bicep")["variables"]["appSettings"]["value"]
+    flag = app_settings["ACRSYNC_REQUIRE_ROLES"]["operator"]
+    assert flag["type"] == "conditional" and flag["operands"]["condition"] == "enableAppServiceAuth"
+
+
+def test_the_paths_reached_without_a_token_are_exactly_the_apps_anonymous_ones() -> None:
+    anonymous = set(bicep("app/function.bicep")["variables"]["anonymousPaths"]["value"])
+    routes = re.findall(
+        r'route="([^"]+)", methods=\w+, auth_level=func\.AuthLevel\.ANONYMOUS',
+        (ROOT / "orchestrations" / "http.py").read_text(),
+    )
+    expected = {"/" + route.replace("/{*page}", "") for route in routes}
+    assert expected == {"/api/healthz", "/api/openapi.json", "/api/docs", "/dashboard"}
+    # The host's Event Grid webhook authenticates with its system key; Event Grid has no Entra token for it.
+    assert anonymous == expected | {"/runtime/webhooks/eventgrid", "/dashboard/app.js", "/dashboard/app.css"}
