@@ -85,3 +85,30 @@ def test_strict_booleans() -> None:
     assert parse_bool({}, "X", default=True) is True
     with pytest.raises(ConfigurationError, match="X"):
         parse_bool({"X": "maybe"}, "X", default=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"plant-01": {"username": "t", "password": "pw-Secret-1"',  # truncated JSON
+        '{"plant-01": {"username": "t"}}',  # no password
+        '{"plant-01": {"username": "t", "password": "pw-Secret-1", "token_realms": "https://x"}}',  # not a list
+        '["pw-Secret-1"]',
+    ],
+)
+def test_broken_site_credentials_stop_start_up_naming_the_setting_never_the_value(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="ACRSYNC_SITE_CREDENTIALS") as caught:
+        Settings.from_environ({"ACRSYNC_SITE_CREDENTIALS": value})
+    assert "pw-Secret-1" not in str(caught.value)
+
+
+def test_site_credentials_are_read_once_at_start_up_with_their_token_realms() -> None:
+    settings = Settings.from_environ(
+        {
+            "ACRSYNC_SITE_CREDENTIALS": '{"plant-01": {"username": "t", "password": "pw-Secret-1",'
+            ' "token_realms": ["https://auth.contoso.example"]}}'
+        }
+    )
+    credentials = settings.site_credentials["plant-01"]
+    assert credentials.username == "t" and credentials.token_realms == ("https://auth.contoso.example",)
+    assert "pw-Secret-1" not in repr(settings)
