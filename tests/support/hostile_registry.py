@@ -24,7 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.process import STOP_TIMEOUT_S
+from tests.support.registry import LoopbackServer
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class _HostileHandler(BaseHTTPRequestHandler):
         return ANSWERED
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """A loopback HTTP server answering every request with ``respond(request)``.
 
     ``events`` is the ordered log of ``("arrived", n)``, ``("answering", n)`` and
@@ -161,20 +161,7 @@ class HostileServer:
         self.changed = threading.Condition(self.lock)
         self.requests: list[Seen] = []
         self.events: list[tuple[Any, ...]] = []
-        self._server = _Server(("127.0.0.1", 0), _HostileHandler)
-        self._server.owner = self  # type: ignore[attr-defined]  # handlers reach their server's state
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="HostileServer", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(_HostileHandler, _Server)
 
     def seen(self) -> list[Seen]:
         with self.lock:
@@ -206,10 +193,8 @@ class HostileServer:
             return self.changed.wait_for(lambda: condition(self), timeout=limit)
 
     def stop(self) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=STOP_TIMEOUT_S)
+        self.stopping.set()  # answers still dripping or held stop first
+        super().stop()
 
     # -- called by the handler threads -------------------------------------------------------
 

@@ -322,11 +322,13 @@ class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class _LoopbackServer:
+class LoopbackServer:
     """A stdlib HTTP server on a free loopback port, served from a daemon thread until :meth:`stop`."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], server_class: type[ThreadingHTTPServer] = _QuietServer
+    ) -> None:
+        self._server = server_class(("127.0.0.1", 0), handler)
         self._server.owner = self  # type: ignore[attr-defined]  # handlers reach their server's state
         # A short poll interval keeps shutdown (which waits for the next poll) from costing 0.5 s a server.
         self._thread = threading.Thread(
@@ -418,7 +420,7 @@ class _TokenHandler(_Handler):
         self._send(200, {"Content-Type": "application/json"}, json.dumps(document).encode())
 
 
-class TokenServer(_LoopbackServer):
+class TokenServer(LoopbackServer):
     """A token realm (distribution token spec) for a registry running with ``auth: token``.
 
     Grants every action a scope asks for to a known user (and to anyone when ``anonymous``); the
@@ -539,7 +541,7 @@ class _StubHandler(_Handler):
     do_HEAD = _answer
 
 
-class StubRegistry(_LoopbackServer):
+class StubRegistry(LoopbackServer):
     """A loopback server answering every request with ``respond(request)``; records the requests."""
 
     def __init__(self, respond: Callable[[StubRequest], StubAnswer]) -> None:
