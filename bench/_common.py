@@ -39,6 +39,18 @@ class FixedClock:
         return NOW
 
 
+_STARTED = time.time()
+
+
+class RunningClock:
+    """NOW when the benchmark started, then moving with the wall clock. For runs whose queue must
+    deliver scheduled messages (release summaries are due at the end of their interval): give the
+    job queue the same clock. Worker processes forked from the benchmark share its start."""
+
+    def now(self) -> datetime:
+        return NOW + timedelta(seconds=time.time() - _STARTED)
+
+
 def bench_settings() -> Settings:
     """Default settings but for the data dir: a new temporary folder, removed at exit, since the
     default (./.acrsync) would leave a receipt-signing key wherever the benchmark was started."""

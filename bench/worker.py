@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import multiprocessing
 import secrets
 import sqlite3
 import sys
@@ -29,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from azure.core import MatchConditions
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from bench._common import NOW, SUBSCRIPTION, Counting, FixedClock, HttpCounter, bench_settings, push_event, sites
+from bench._common import (
+    NOW,
+    PUSHED_AT,
+    REGISTRY,
+    SUBSCRIPTION,
+    TOPIC,
+    Counting,
+    HttpCounter,
+    RunningClock,
+    bench_settings,
+    push_event,
+    sites,
+)
 from shared.adapters import codec
 from shared.adapters.azure_tables import AzureTableStore
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
-from shared.domain.acr_events import decode_event
+from shared.config import Settings
+from shared.domain.acr_events import decode_event, image_pushed_event
 from shared.domain.decisions import Observations, apply_decision, decide_check
+from shared.domain.model import Site
 from shared.domain.observations import (
     BasicCredentials,
     ConnectedRegistryState,
@@ -83,17 +99,20 @@ def connected_registry_state() -> ConnectedRegistryState:
 
 
 class FixedArm:
-    """A ConnectedRegistryReader that answers at once with one fixed state (no scope lookups)."""
+    """A ConnectedRegistryReader that answers at once with one fixed state (no scope lookups): synced
+    after the push, last heard from a few seconds ago whatever the clock says."""
 
     def __init__(self) -> None:
         self.state = connected_registry_state()
+        self.clock = RunningClock()
         self.calls = 0
         self._lock = threading.Lock()
 
     def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
         with self._lock:
             self.calls += 1
-        return self.state
+        now = self.clock.now()
+        return replace(self.state, observed_at=now, last_activity_time=now - timedelta(seconds=5))
 
     def get_sync_scope(self, token_id: str) -> SyncScope:
         raise AssertionError("the fixed state has no sync token: no scope lookups expected")
@@ -212,17 +231,27 @@ def run_workers(runtime: LocalRuntime, threads: int) -> int:
     return state["handled"] + runtime.process_available()  # anything a late abandon put back
 
 
+def settle(runtime: LocalRuntime) -> None:
+    """Handle what the queue still holds as it comes due (release summaries come at the end of their
+    interval); not timed."""
+    deadline = time.monotonic() + 120
+    while runtime.services.queue.count() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        if not runtime.process_available():
+            time.sleep(0.2)
+
+
 def run_acrsync(backend: str, store: Any, queue_path: Path, count: int, threads: int, http: HttpCounter) -> Run:
     store.upsert_sites(sites(count, connected_registry=connected_registry_id))
     counting_store = Counting(store)
-    queue = SqliteJobQueue(queue_path)
+    clock = RunningClock()
+    queue = SqliteJobQueue(queue_path, clock=clock.now)
     counting_queue = Counting(queue)
     events, arm = CountingEvents(), FixedArm()
     services = bootstrap(
         bench_settings(),
         store=counting_store,
         queue=counting_queue,
-        clock=FixedClock(),
+        clock=clock,
         arm=arm,
         probe=NoProbe(),
         credentials=NoCredentials(),
@@ -239,6 +268,7 @@ def run_acrsync(backend: str, store: Any, queue_path: Path, count: int, threads:
     started = time.perf_counter()
     handled = run_workers(LocalRuntime(services), threads)
     elapsed = time.perf_counter() - started
+    settle(LocalRuntime(services))  # the release summary, due at the end of its interval
     run = Run(
         backend,
         threads,
@@ -384,6 +414,281 @@ def raw_tables(conn: str, count: int, threads: int) -> tuple[float, int]:
     return elapsed, http.total
 
 
+# -- contention: one release against the same jobs spread over many ---------------------------
+
+
+def contention_sites(count: int, releases: int) -> list[Site]:
+    """``count`` continuous-sync sites; site i approves only repository ``inspection/r<i % releases>``,
+    so one push per repository spreads the same ``count`` jobs over ``releases`` releases."""
+    return [
+        Site(
+            name=f"site-{i:05d}",
+            repositories=(f"inspection/r{i % releases}",),
+            connected_registry=connected_registry_id(i),
+        )
+        for i in range(count)
+    ]
+
+
+def contention_push(repository: str) -> dict[str, Any]:
+    return image_pushed_event(
+        event_id=secrets.token_hex(16),
+        topic=TOPIC,
+        registry=REGISTRY,
+        repository=repository,
+        tag="1.4.2",
+        digest="sha256:" + secrets.token_hex(32),
+        at=PUSHED_AT,
+        size=1574,
+    )
+
+
+class Delayed:
+    """A StateStore whose every call first waits ``seconds``: a round trip to a store further away."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self.seconds)
+            return target(*args, **kwargs)
+
+        return call
+
+
+class GaveUp(logging.Handler):
+    """Counts jobs whose row kept changing under every attempt (ConcurrencyConflict out of the check)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "ConcurrencyConflict" in record.getMessage():
+            self.count += 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one contention run keeps its state: the store (a SQLite file or an Azurite table
+    prefix), the queue file, the settings folder (one signing key for every worker)."""
+
+    store: str
+    target: str
+    queue: Path
+    data_dir: Path
+    rtt: float
+
+    def open_store(self) -> Any:
+        if self.store == "sqlite":
+            store: Any = SqliteStateStore(Path(self.target))
+        else:
+            connection, prefix = self.target.split("|", 1)
+            hooks: dict[str, Any] = {}
+            if self.rtt:
+                hooks["raw_request_hook"] = lambda _request: time.sleep(self.rtt)
+            store = AzureTableStore.from_connection_string(connection, table_prefix=prefix, **hooks)
+        if self.rtt and self.store == "sqlite":
+            store = Delayed(store, self.rtt)
+        return store
+
+
+def contention_worker(layout: Layout, start: Any, results: Any) -> None:
+    """One worker process: one message at a time, as a Service Bus session trigger hands them,
+    until the queue holds nothing."""
+    store = Counting(layout.open_store())
+    clock = RunningClock()
+    queue = SqliteJobQueue(layout.queue, clock=clock.now)
+    services = bootstrap(
+        Settings(data_dir=layout.data_dir),
+        store=store,
+        queue=queue,
+        clock=clock,
+        arm=FixedArm(),
+        probe=NoProbe(),
+        credentials=NoCredentials(),
+        events=CountingEvents(),
+    )
+    services.catalog.sites()  # a warm process
+    gave_up = GaveUp()
+    logging.getLogger("shared.local.runtime").addHandler(gave_up)
+    runtime = LocalRuntime(services)
+    handled = redelivered = 0
+    last_check = None
+    start.wait()
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        messages = queue.receive_messages(max_count=1)
+        if not messages:
+            if queue.count() == 0:
+                break
+            time.sleep(0.005)
+            continue
+        for message in messages:
+            redelivered += message.delivery_count > 1
+            runtime.handle_job(message)
+            handled += 1
+            if not (message.session_id or "").startswith("release:"):  # a site check, not a summary
+                last_check = time.time()
+    events: CountingEvents = services.events  # type: ignore[assignment]
+    results.put(
+        {
+            "conflicts": store.conflicts,
+            "calls": dict(store.calls),
+            "gave_up": gave_up.count,
+            "redelivered": redelivered,
+            "handled": handled,
+            "ready": events.published[OutboundEventType.RELEASE_READY],
+            "last_check": last_check,
+        }
+    )
+    queue.close()
+    store.close()
+
+
+@dataclass
+class ContentionRun:
+    releases: int
+    jobs: int
+    seconds: float
+    conflicts: int
+    gave_up: int
+    redelivered: int
+    dead_lettered: int
+    store_calls: Counter[str]
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds
+
+    def row(self) -> str:
+        calls = sum(self.store_calls.values()) / self.jobs
+        return (
+            f"{self.releases:>8} {self.jobs:>5} {self.jobs_per_s:8.1f} {self.conflicts / self.jobs:10.3f} "
+            f"{self.gave_up:>9} {self.redelivered:>11} {self.dead_lettered:>13} {calls:12.2f}"
+        )
+
+
+def run_contention(
+    store_kind: str, target: str, workdir: Path, sites: int, workers: int, releases: int, rtt: float
+) -> ContentionRun:
+    """The same ``sites`` jobs on ``releases`` releases, handled by ``workers`` processes; verified
+    afterwards: every row SYNCED, each release's counts and one release.ready per release."""
+    tag = secrets.token_hex(4)
+    data_dir = workdir / f"settings-{tag}"
+    layout = Layout(
+        store_kind,
+        str(workdir / f"store-{tag}.db") if store_kind == "sqlite" else f"{target}|c{tag}",
+        workdir / f"queue-{tag}.db",
+        data_dir,
+        rtt,
+    )
+    setup = layout.open_store()
+    if store_kind == "azurite":
+        setup.ensure_tables()
+    setup.upsert_sites(contention_sites(sites, releases))
+    clock = RunningClock()
+    queue = SqliteJobQueue(layout.queue, clock=clock.now)
+    services = bootstrap(
+        Settings(data_dir=data_dir),
+        store=setup,
+        queue=queue,
+        clock=clock,
+        arm=FixedArm(),
+        probe=NoProbe(),
+        credentials=NoCredentials(),
+        events=CountingEvents(),
+    )
+    assert services.signer is not None  # made here, once, so every worker signs with the same key
+    release_ids = []
+    for index in range(releases):
+        fanned = ingest_event(services, contention_push(f"inspection/r{index}"))
+        assert fanned.release_id is not None and fanned.jobs_sent == len(range(index, sites, releases)), fanned
+        release_ids.append(fanned.release_id)
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    processes = [context.Process(target=contention_worker, args=(layout, start, results)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    time.sleep(1.0 + workers * 0.05)  # every worker built and waiting
+    began = time.time()
+    start.set()
+    reports = [results.get(timeout=1200) for _ in processes]
+    # Until the last site check ended: the release summaries that follow are due up to one interval later.
+    elapsed = max(r["last_check"] or began for r in reports) - began
+    for process in processes:
+        process.join()
+    run = ContentionRun(
+        releases,
+        sites,
+        elapsed,
+        sum(r["conflicts"] for r in reports),
+        sum(r["gave_up"] for r in reports),
+        sum(r["redelivered"] for r in reports),
+        queue.count(dead_letter=True),
+        sum((Counter(r["calls"]) for r in reports), Counter()),
+    )
+    for release_id in release_ids:
+        rows = setup.list_site_syncs(release_id)
+        states = Counter(row.value.state for row in rows)
+        assert states == {SyncState.SYNCED: len(rows)}, (release_id, states)
+        header = setup.get_release(release_id).value
+        assert dict(header.counts) == {SyncState.SYNCED: len(rows)}, (release_id, header.counts)
+    assert sum(r["ready"] for r in reports) == releases, [r["ready"] for r in reports]
+    queue.close()
+    setup.close()
+    return run
+
+
+def contention(args: argparse.Namespace) -> None:
+    """``--store``: all jobs on one release against the same jobs spread over as many releases as
+    workers, in the same run; the last line is the contention summary."""
+    rtt = args.rtt_ms / 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        azurite = start_azurite(workdir / "azurite") if args.store == "azurite" else None
+        target = azurite.connection_string if azurite else ""
+        try:
+            layouts = [args.releases] if args.releases > 1 else [1, args.workers]
+            runs = [
+                run_contention(args.store, target, workdir, args.sites, args.workers, releases, rtt)
+                for releases in layouts
+            ]
+        finally:
+            if azurite:
+                azurite.stop()
+    print(
+        f"contention: {args.sites} jobs (each check PENDING -> SYNCED) on {args.store}, {args.workers} worker "
+        f"processes, {args.rtt_ms:g} ms added per store request; the same jobs on one release and spread over "
+        f"{args.workers} releases. Every run asserted: every row SYNCED, exact release counts, one release.ready "
+        "per release."
+    )
+    print(
+        f"{'releases':>8} {'jobs':>5} {'jobs/s':>8} {'conflicts/job':>13} {'exhausted':>9} {'redelivered':>11} "
+        f"{'dead-lettered':>13} {'store calls/job':>15}"
+    )
+    for run in runs:
+        print(run.row())
+    if len(runs) == 2:
+        one, spread = runs
+        ratio = one.jobs_per_s / spread.jobs_per_s
+        exhausted = one.gave_up + one.dead_lettered
+        print(
+            f"contention: conflicts_per_job={one.conflicts / one.jobs:.3f} "
+            f"exhausted={exhausted} one_release_vs_spread={ratio:.2f}"
+        )
+    else:
+        [spread] = runs
+        exhausted = spread.gave_up + spread.dead_lettered
+        print(f"spread: conflicts_per_job={spread.conflicts / spread.jobs:.3f} exhausted={exhausted}")
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -391,7 +696,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=1000, help="sites = jobs per run (default 1,000)")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 4, 8], help="worker threads per run")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "azurite"],
+        help="only the contention run, on this store (without it: the table above, then the contention run "
+        "on Azurite with 8 workers)",
+    )
+    parser.add_argument("--workers", type=int, default=8, help="worker processes of the contention run")
+    parser.add_argument(
+        "--releases",
+        type=int,
+        default=1,
+        help="1: all jobs on one release, against the same jobs spread over --workers releases; N: only spread over N",
+    )
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="delay added to every store request (ms)")
     args = parser.parse_args()
+    if args.store is not None:
+        contention(args)
+        return
     count = args.sites
     runs: list[Run] = []
     began = time.perf_counter()
@@ -441,7 +763,9 @@ def main() -> None:
         http = ", ".join(f"{name} {n / run.jobs:.2f}" for name, n in sorted(run.http.items()))
         print(f"{run.backend:8} T={run.threads}: store calls/job (mean time per call): {store}")
         print(f"{'':8}      queue/job: {queue}" + (f" | HTTP/job: {http}" if http else ""))
-    print(f"\ntotal {time.perf_counter() - began:.0f} s")
+    print(f"\ntotal {time.perf_counter() - began:.0f} s\n")
+    args.store = "azurite"
+    contention(args)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ class ReleaseModel(Model):
     actor: str | None
     withdrawn_at: datetime | None
     counts: dict[str, int] = Field(description="Site rows per state.")
+    counts_as_of: datetime | None = Field(
+        description="When the counts were taken. A listing shows the release's summary, which lags the "
+        "rows by up to one summary interval (15 s plus queue latency); a single release counts its rows."
+    )
 
 
 class ReleasePageModel(Model):
@@ -212,12 +216,35 @@ class DsseEnvelopeModel(Model):
     signatures: list[DsseSignatureModel]
 
 
+class CheckpointSiteModel(Model):
+    site: str
+    state: str
+    sequence: int = Field(description="How many receipts the site's chain holds (0: none yet).")
+    head: str | None = Field(description="SHA-256 (hex) of the site's newest receipt envelope; null without one.")
+
+
+class CheckpointModel(Model):
+    envelope: DsseEnvelopeModel = Field(
+        description="The signed release checkpoint: an in-toto statement (predicateType "
+        "https://acrsync.dev/release-checkpoint/v1) naming the Merkle root (RFC 6962) over sites."
+    )
+    sites: list[CheckpointSiteModel] = Field(description="The tree's leaves: every site in scope, by name.")
+
+
 class EvidenceBundleModel(Model):
-    mediaType: str = Field(description="application/vnd.acrsync.evidence-bundle.v1+json")
-    release: dict[str, Any] = Field(description="The release, with its receipt chain head (receipts).")
-    keyid: str | None = Field(description="SHA-256 (hex) of the raw Ed25519 public key; null without a key.")
-    public_key: str | None = Field(description="The Ed25519 public key (PEM); null without a key.")
-    receipts: list[DsseEnvelopeModel] = Field(description="Signed delivery receipts, in sequence order.")
+    mediaType: str = Field(description="application/vnd.acrsync.evidence-bundle.v2+json")
+    release: dict[str, Any] = Field(description="The release, counted from its rows.")
+    keyid: str = Field(description="SHA-256 (hex) of the raw Ed25519 public key.")
+    public_key: str = Field(description="The Ed25519 public key (PEM).")
+    checkpoint: CheckpointModel
+    receipts: list[DsseEnvelopeModel] = Field(
+        description="Signed delivery receipts of every site up to the head the checkpoint names, by site, "
+        "then sequence."
+    )
+    release_chain_receipts: list[DsseEnvelopeModel] = Field(
+        description="Receipts of the per-release chain (releases written before receipts chained per site), "
+        "in sequence order; its head is in the checkpoint."
+    )
 
 
 class SigningKeyModel(Model):

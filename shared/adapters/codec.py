@@ -150,8 +150,10 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "source_event_ids": list(release.source_event_ids),
         "withdrawn_at": _dt(release.withdrawn_at),
         "counts": {state.value: n for state, n in sorted(release.counts.items())},
+        "counts_as_of": _dt(release.counts_as_of),
         "receipt_sequence": release.receipt_sequence,
         "receipt_head": release.receipt_head,
+        "checkpoint": release.checkpoint,
     }
 
 
@@ -169,8 +171,10 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         source_event_ids=tuple(doc.get("source_event_ids", ())),
         withdrawn_at=_parse_dt(doc.get("withdrawn_at")),
         counts={SyncState(k): int(v) for k, v in (doc.get("counts") or {}).items()},
+        counts_as_of=_parse_dt(doc.get("counts_as_of")),
         receipt_sequence=int(doc.get("receipt_sequence", 0)),
         receipt_head=doc.get("receipt_head"),
+        checkpoint=doc.get("checkpoint"),
     )
 
 
@@ -192,6 +196,8 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "evidence_source": row.evidence_source.value if row.evidence_source else None,
         "checks": row.checks,
         "next_check_at": _dt(row.next_check_at),
+        "receipt_sequence": row.receipt_sequence,
+        "receipt_head": row.receipt_head,
     }
 
 
@@ -213,6 +219,8 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         evidence_source=EvidenceSource(doc["evidence_source"]) if doc.get("evidence_source") else None,
         checks=int(doc.get("checks", 0)),
         next_check_at=_parse_dt(doc.get("next_check_at")),
+        receipt_sequence=int(doc.get("receipt_sequence", 0)),
+        receipt_head=doc.get("receipt_head"),
     )
 
 

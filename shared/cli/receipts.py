@@ -1,9 +1,12 @@
 """`acrsync receipts`: signed delivery receipts.
 
-* ``receipts verify BUNDLE [--public-key PEM]`` checks a bundle offline: every DSSE signature
-  (Ed25519), the chain (sequence 1..n, each ``previous`` the SHA-256 of the envelope before it, the
-  last one the release's chain head) and that every receipt is about the bundle's release. Exit 0
-  when valid, 1 naming the first broken receipt and why, 3 when a file cannot be read.
+* ``receipts verify BUNDLE [--public-key PEM] [--against OLDER]`` checks a bundle offline: every
+  DSSE signature (Ed25519), every site's chain (sequence 1..n, each ``previous`` the SHA-256 of the
+  envelope before it) ending at the head the signed release checkpoint names, the checkpoint's
+  signature and its list of every site in scope (a Merkle root), and that everything is about the
+  bundle's release. With ``--against`` an older bundle of the same release must be consistent with
+  it: no site vanished or went back, no chain was rewritten. Exit 0 when valid, 1 naming the first
+  broken receipt or site and why, 3 when a file cannot be read.
 * ``receipts bundle RELEASE [--file F]`` fetches ``GET /api/releases/{id}/evidence?format=bundle``.
 * ``receipts public-key`` prints the signing key's PEM (``GET /api/signing-key``); pin it with
   ``verify --public-key`` so a bundle proves where it came from, not just that it is intact.
@@ -41,30 +44,55 @@ def verify(
             "inside the bundle is used, which proves the bundle intact but not who signed it.",
         ),
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            metavar="OLDER",
+            help="An older bundle of the same release: BUNDLE must extend it (no site vanished or went "
+            "back, no chain rewritten).",
+        ),
+    ] = None,
 ) -> None:
-    """Check every signature and the receipt chain of a bundle, offline."""
-    from shared.domain.receipts import NotABundle, ReceiptError, load_public_key, verify_bundle
+    """Check every signature, every site's receipt chain and the signed checkpoint of a bundle, offline."""
+    from shared.domain.evidence_bundles import verify_bundle, verify_consistency
+    from shared.domain.receipts import NotABundle, ReceiptError, load_public_key
 
     document = _read_json(bundle)
+    older = _read_json(against) if against is not None else None
     key = None
     if public_key is not None:
         try:
             key = load_public_key(_read_bytes(public_key))
         except ValueError as exc:
             _fail(f"{public_key}: {exc}", ExitCode.USAGE)
+    path = bundle
     try:
         result = verify_bundle(document, public_key=key)
+        moved = None
+        if against is not None:
+            path = against
+            # The older bundle must be signed by the key that signed this one.
+            earlier = verify_bundle(older, public_key=key or load_public_key(document["public_key"]))
+            path = bundle
+            moved = verify_consistency(result, earlier)
     except NotABundle as exc:
-        _fail(f"{bundle}: {exc}", ExitCode.USAGE)
+        _fail(f"{path}: {exc}", ExitCode.USAGE)
     except ReceiptError as exc:
-        _fail(f"INVALID: {exc}", ExitCode.FAILED)
-    chain = f"chain head {result.head}" if result.head else "no receipts yet"
+        where = f"{against}: " if path == against and against is not None else ""
+        _fail(f"INVALID: {where}{exc}", ExitCode.FAILED)
+    if result.checkpoint is not None:
+        chain = f"{len(result.heads)} site(s) in the checkpoint as of {result.checkpoint} (root {result.head})"
+    else:
+        chain = f"chain head {result.head}" if result.head else "no receipts yet"
     typer.echo(
         f"OK: {result.receipts} signed receipt(s) for {result.subject}@{result.digest} "
         f"(release {result.release_id}), {chain}, key {result.keyid}"
     )
     if result.sites:
         typer.echo(f"sites: {', '.join(result.sites)}")
+    if against is not None:
+        typer.echo(f"consistent with {against}: {moved} site(s) moved on since its checkpoint")
     if key is None:
         typer.echo(
             "note: checked against the public key inside the bundle; pass --public-key to pin the signer", err=True

@@ -6,6 +6,7 @@ outbox and by subscribers that dedupe on the CloudEvents id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,41 +15,49 @@ from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.domain.states import READY_STATES, SyncState
 
 
-def release_is_ready(release: Release) -> bool:
+def release_is_ready(counts: Mapping[SyncState, int]) -> bool:
     """Every in-scope site (all but SKIPPED) holds the release, and there is at least one."""
-    counts = release.counts
     in_scope = sum(n for state, n in counts.items() if state is not SyncState.SKIPPED)
     ready = sum(counts.get(state, 0) for state in READY_STATES)
     return in_scope > 0 and ready == in_scope
 
 
 def events_for_change(before: SiteSync, after: SiteSync, release: Release, now: datetime) -> list[OutboundEvent]:
-    """The events one row change raises; release-level ones only when the change crossed the line."""
+    """The site events one row change raises (release-level ones come from :func:`events_for_release`)."""
     events: list[OutboundEvent] = []
     if after.state in READY_STATES and before.state not in READY_STATES:
         events.append(_site_event(OutboundEventType.SITE_SYNCED, after, release, now, key="synced"))
     if after.state is SyncState.STALE and before.state is not SyncState.STALE:
         events.append(_stale_event(after, release, now))
-    if before.state is not after.state:
-        previous = release.with_count_moved(after.state, before.state) if release.counts.get(after.state) else release
-        if release_is_ready(release) and not release_is_ready(previous):
-            events.append(_release_event(OutboundEventType.RELEASE_READY, release, now))
-        if after.state is SyncState.FAILED and not previous.counts.get(SyncState.FAILED):
-            events.append(_release_event(OutboundEventType.RELEASE_FAILED, release, now))
+    return events
+
+
+def announces(before: SiteSync, after: SiteSync) -> bool:
+    """Whether :func:`events_for_change` has anything to say about this change."""
+    arrived = after.state in READY_STATES and before.state not in READY_STATES
+    return arrived or (after.state is SyncState.STALE and before.state is not SyncState.STALE)
+
+
+def events_for_release(
+    before: Mapping[SyncState, int], release: Release, counts: Mapping[SyncState, int], now: datetime
+) -> list[OutboundEvent]:
+    """The release events a recount raises: ready when every in-scope site now holds it, failed when
+    a site failed; only when the counts crossed that line since ``before`` (the last recount)."""
+    events: list[OutboundEvent] = []
+    if release_is_ready(counts) and not release_is_ready(before):
+        events.append(_release_event(OutboundEventType.RELEASE_READY, release, counts, now))
+    if counts.get(SyncState.FAILED) and not before.get(SyncState.FAILED):
+        events.append(_release_event(OutboundEventType.RELEASE_FAILED, release, counts, now))
     return events
 
 
 def events_for_current_state(row: SiteSync, release: Release, now: datetime) -> list[OutboundEvent]:
-    """Re-announce what the row and release already are (after a crash between save and publish)."""
+    """Re-announce what the row already is (after a crash between save and publish)."""
     events: list[OutboundEvent] = []
     if row.state in READY_STATES:
         events.append(_site_event(OutboundEventType.SITE_SYNCED, row, release, now, key="synced"))
     if row.state is SyncState.STALE:
         events.append(_stale_event(row, release, now))
-    if release_is_ready(release):
-        events.append(_release_event(OutboundEventType.RELEASE_READY, release, now))
-    if release.counts.get(SyncState.FAILED):
-        events.append(_release_event(OutboundEventType.RELEASE_FAILED, release, now))
     return events
 
 
@@ -76,7 +85,9 @@ def _stale_event(row: SiteSync, release: Release, now: datetime) -> OutboundEven
     return _site_event(OutboundEventType.SITE_STALE, row, release, now, key=f"stale:{stale_since}")
 
 
-def _release_event(kind: OutboundEventType, release: Release, now: datetime) -> OutboundEvent:
+def _release_event(
+    kind: OutboundEventType, release: Release, counts: Mapping[SyncState, int], now: datetime
+) -> OutboundEvent:
     suffix = "ready" if kind is OutboundEventType.RELEASE_READY else "failed"
     data = {
         "release_id": release.release_id,
@@ -84,7 +95,7 @@ def _release_event(kind: OutboundEventType, release: Release, now: datetime) -> 
         "repository": release.repository,
         "digest": release.digest,
         "tags": sorted(release.tags),
-        "counts": {state.value: n for state, n in sorted(release.counts.items())},
+        "counts": {state.value: n for state, n in sorted(counts.items()) if n},
     }
     return _outbound(kind, f"{release.release_id}:{suffix}", release, f"releases/{release.release_id}", now, data=data)
 

@@ -81,3 +81,58 @@ class SiteSyncJob:
             raise InvalidInput("MALFORMED_JOB", exc.detail) from exc
         except (ValueError, TypeError, KeyError) as exc:
             raise InvalidInput("MALFORMED_JOB", f"job body is not a site-sync job ({type(exc).__name__})") from exc
+
+
+RELEASE_SUMMARY_TYPE = "release-summary"
+
+
+@dataclass(frozen=True)
+class ReleaseSummaryJob:
+    """Recount one release's rows, announce what its sites add up to, and sign a checkpoint.
+
+    Row changes enqueue one per release and summary interval (``interval`` is the interval's
+    number since the epoch), scheduled for the interval's end: the queue drops every duplicate of
+    the id, so a release whose sites change all at once is summarised once per interval.
+    """
+
+    release_id: str
+    interval: int
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.release_id}:summary:{self.interval}"
+
+    @property
+    def session_id(self) -> str:
+        """Summaries of one release run one at a time (site names cannot contain ':')."""
+        return f"release:{self.release_id}"
+
+    def encode(self) -> bytes:
+        body = {"type": RELEASE_SUMMARY_TYPE, **asdict(self)}
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+Job = SiteSyncJob | ReleaseSummaryJob
+
+
+def decode_job(body: bytes | str) -> Job:
+    """Parse a job body of either kind (a body without ``type`` is a site-sync job).
+
+    Raises:
+        InvalidInput: ``MALFORMED_JOB`` when the body is no job of a known kind and schema version.
+    """
+    try:
+        raw = json.loads(body)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("MALFORMED_JOB", f"job body is not JSON ({type(exc).__name__})") from exc
+    if not isinstance(raw, dict) or raw.get("type") != RELEASE_SUMMARY_TYPE:
+        return SiteSyncJob.decode(body)
+    release_id, interval = raw.get("release_id"), raw.get("interval")
+    if raw.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InvalidInput("MALFORMED_JOB", f"unsupported job schema_version {raw.get('schema_version')!r}")
+    if not isinstance(release_id, str) or not release_id.isalnum() or len(release_id) > 64:
+        raise InvalidInput("MALFORMED_JOB", "release_id must be an alphanumeric id")
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
+        raise InvalidInput("MALFORMED_JOB", "interval must be a non-negative integer")
+    return ReleaseSummaryJob(release_id, interval)

@@ -126,14 +126,18 @@ class Release:
     kind: ArtifactKind = ArtifactKind.IMAGE
     source_event_ids: tuple[str, ...] = ()
     withdrawn_at: datetime | None = None
-    # Release-level counters: rows per state, kept exact by updating them in the same atomic write
-    # as the row that changed.
+    # Rows per state as of ``counts_as_of``: a summary kept off the site-check path (the release
+    # summary job recounts the rows after changes), so it may lag by one summary interval. Answers
+    # that read the rows anyway count them instead.
     counts: Mapping[SyncState, int] = field(default_factory=dict)
-    # Head of the release's chain of signed delivery receipts (shared.domain.receipts): how many there
-    # are and the SHA-256 of the last envelope. It moves in the same atomic write as the row that
-    # earned the receipt, so concurrent workers extend the chain without gaps or forks.
+    counts_as_of: datetime | None = None
+    # The chain of signed delivery receipts of releases written before receipts chained per site
+    # (shared.domain.receipts): how many there are and the SHA-256 of the last envelope. Frozen
+    # since; the release checkpoint covers it, so those receipts cannot be truncated either.
     receipt_sequence: int = 0
     receipt_head: str | None = None
+    # The newest signed release checkpoint (a DSSE envelope in canonical JSON), when one was issued.
+    checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)
@@ -188,6 +192,11 @@ class SiteSync:
     evidence_source: EvidenceSource | None = None
     checks: int = 0  # checks run so far; the next job for this row carries this number
     next_check_at: datetime | None = None  # when the job in flight is due; the sweeper recovers lost ones
+    # Head of this site's chain of signed delivery receipts for this release: how many there are and
+    # the SHA-256 of the last envelope. It moves in the same conditional write as the row, and jobs
+    # of one site run one at a time, so the chain has one writer and never forks.
+    receipt_sequence: int = 0
+    receipt_head: str | None = None
 
     def moved_to(self, target: SyncState, reason: SyncReason | None, at: datetime, **changes: object) -> SiteSync:
         """A copy in ``target`` state; stamps the matching timestamp.

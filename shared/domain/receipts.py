@@ -1,12 +1,18 @@
-"""Signed delivery receipts: in-toto Statements in DSSE envelopes, signed with Ed25519, chained per release.
+"""Signed delivery receipts: in-toto Statements in DSSE envelopes, signed with Ed25519, chained per site.
 
 A receipt says "this digest of this repository reached this site, in this state, at this time, and
 this is what proved it". Its statement (in-toto Statement v1) names the image as the subject; the
 DSSE envelope signs the statement's bytes through the DSSE pre-authentication encoding (PAE), so a
-payload cannot be reinterpreted under another type. Each receipt of a release carries ``sequence``
-(1, 2, ...) and ``previous``: the SHA-256 of the previous receipt's envelope in canonical JSON
-(:func:`envelope_digest`). Dropping, reordering, editing or swapping in a receipt therefore breaks
-either a signature or the chain, and :func:`verify_bundle` says which receipt and why.
+payload cannot be reinterpreted under another type. Each receipt carries ``sequence`` (1, 2, ...)
+and ``previous``: the SHA-256 of the previous receipt's envelope in canonical JSON
+(:func:`envelope_digest`).
+
+Receipts chain per (release, site) (:data:`SITE_PREDICATE_TYPE`): the head lives on the site's row,
+so a site's check writes nothing shared with other sites. A signed release checkpoint
+(:mod:`shared.domain.evidence_bundles`) then names every site's head, so dropping, reordering,
+editing or swapping in a receipt breaks a signature, a chain or the checkpoint. Releases written
+before that chained receipts per release (:data:`PREDICATE_TYPE`); :func:`verify_release_chain`
+still checks those.
 
 Everything here is computation on bytes (no I/O): the services sign, the CLI verifies offline.
 """
@@ -18,7 +24,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +38,14 @@ from shared.domain.states import SyncState
 from shared.domain.windows import Window
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+# One chain per release: what releases written before per-site chains hold.
 PREDICATE_TYPE = "https://acrsync.dev/delivery-receipt/v1"
+# One chain per (release, site): what every receipt is signed as now.
+SITE_PREDICATE_TYPE = "https://acrsync.dev/delivery-receipt/v2"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-BUNDLE_MEDIA_TYPE = "application/vnd.acrsync.evidence-bundle.v1+json"
+# A bundle of one release chain, with an unsigned head (bundles made before checkpoints).
+LEGACY_BUNDLE_MEDIA_TYPE = "application/vnd.acrsync.evidence-bundle.v1+json"
+BUNDLE_MEDIA_TYPE = LEGACY_BUNDLE_MEDIA_TYPE  # kept for readers of the old name
 RAW_KEY_BYTES = 32
 _PREDICATE_FIELDS = (
     "site",
@@ -164,15 +175,28 @@ def subject_digest(digest: str) -> dict[str, str]:
     return {algorithm: encoded}
 
 
+def image_subject(release: Release) -> list[dict[str, Any]]:
+    """The in-toto subject of every statement about a release: its image and digest."""
+    return [{"name": f"{release.registry}/{release.repository}", "digest": subject_digest(release.digest)}]
+
+
 def delivery_statement(
-    release: Release, row: SiteSync, *, sequence: int, previous: str | None, window: Window | None
+    release: Release,
+    row: SiteSync,
+    *,
+    sequence: int,
+    previous: str | None,
+    window: Window | None,
+    predicate_type: str = SITE_PREDICATE_TYPE,
 ) -> dict[str, Any]:
-    """The in-toto statement of one row's arrival (SYNCED or VERIFIED) at its site."""
+    """The in-toto statement of one row's arrival (SYNCED or VERIFIED) at its site: receipt
+    ``sequence`` of the site's chain (``predicate_type`` :data:`PREDICATE_TYPE` makes a receipt of
+    the older per-release chain, for tests of that format)."""
     observed = arrival_time(row)
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": f"{release.registry}/{release.repository}", "digest": subject_digest(release.digest)}],
-        "predicateType": PREDICATE_TYPE,
+        "subject": image_subject(release),
+        "predicateType": predicate_type,
         "predicate": {
             "site": row.site,
             "registry": release.registry,
@@ -217,7 +241,11 @@ class NotABundle(ReceiptError):
 
 @dataclass(frozen=True)
 class VerifiedBundle:
-    """What a valid bundle proves: ``receipts`` receipts for the release, signed by ``keyid``."""
+    """What a valid bundle proves: ``receipts`` receipts for the release, signed by ``keyid``.
+
+    ``chains`` maps each site to the envelope digests of its receipts in order (per-site chains;
+    empty for a bundle of one release chain); ``checkpoint`` is the moment the signed checkpoint
+    describes (its ``as_of``) and ``heads`` the per-site heads it names, when the bundle has one."""
 
     release_id: str
     subject: str
@@ -226,6 +254,21 @@ class VerifiedBundle:
     receipts: int
     head: str | None
     sites: tuple[str, ...]
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    checkpoint: str | None = None
+    heads: Mapping[str, tuple[str, int, str | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """One verified chain: how many receipts, the digest of each in order, and the sites they name."""
+
+    digests: tuple[str, ...]
+    sites: frozenset[str]
+
+    @property
+    def head(self) -> str | None:
+        return self.digests[-1] if self.digests else None
 
 
 @dataclass(frozen=True)
@@ -243,70 +286,120 @@ class _Opened:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def verify_bundle(bundle: Any, *, public_key: Ed25519PublicKey | None = None) -> VerifiedBundle:
-    """Check every signature and the chain of an evidence bundle, offline.
+def verify_legacy_bundle(bundle: Any, *, public_key: Ed25519PublicKey | None = None) -> VerifiedBundle:
+    """Check a bundle of one release chain (:data:`LEGACY_BUNDLE_MEDIA_TYPE`), offline.
 
     ``public_key`` pins the expected key; without it the bundle's own ``public_key`` is used (which
     proves integrity, not origin). Receipt n must have sequence n, ``previous`` equal to the digest
     of receipt n-1 (null for the first), a valid signature by the expected key, and name the
-    bundle's release; the last must match the release's chain head when the bundle states it.
+    bundle's release; the last must match the release's chain head when the bundle states it. That
+    head is not signed: such a bundle proves each receipt, not that none was cut from its end.
 
     Raises:
         NotABundle: not an evidence bundle.
         ReceiptError: the first thing that is wrong, naming the receipt.
     """
-    release, receipts = _bundle_parts(bundle)
-    key = public_key or _embedded_key(bundle)
+    release, receipts = bundle_parts(bundle, LEGACY_BUNDLE_MEDIA_TYPE)
+    key = public_key or embedded_key(bundle)
+    checked = verify_release_chain(receipts, key=key, release=release)
+    _check_head(release, len(checked.digests), checked.head)
+    return VerifiedBundle(
+        release_id=release["id"],
+        subject=f"{release['registry']}/{release['repository']}",
+        digest=release["digest"],
+        keyid=key_id(key),
+        receipts=len(checked.digests),
+        head=checked.head,
+        sites=tuple(sorted(checked.sites)),
+    )
+
+
+def verify_release_chain(receipts: Sequence[Any], *, key: Ed25519PublicKey, release: Mapping[str, Any]) -> ChainCheck:
+    """Check one per-release chain (:data:`PREDICATE_TYPE`): receipts 1..n of ``release``."""
+    return verify_chain(receipts, key=key, release=release, predicate_type=PREDICATE_TYPE, site=None)
+
+
+def verify_chain(
+    receipts: Sequence[Any],
+    *,
+    key: Ed25519PublicKey,
+    release: Mapping[str, Any],
+    predicate_type: str,
+    site: str | None,
+) -> ChainCheck:
+    """Check one chain: receipt n has sequence n, ``previous`` the digest of receipt n-1 (null for
+    the first), a good signature by ``key``, the bundle's release as its subject and, for a site's
+    chain, that site.
+
+    Raises:
+        ReceiptError: the first thing that is wrong, naming the receipt (and the site).
+    """
+    label = f"site {site}: " if site is not None else ""
     expected_keyid = key_id(key)
     subject = f"{release['registry']}/{release['repository']}"
-    opened = [_open(envelope) for envelope in receipts]
+    opened = [_open(envelope, predicate_type) for envelope in receipts]
     sequences = [item.sequence for item in opened]
     previous: str | None = None
+    digests: list[str] = []
     sites: set[str] = set()
     for number, item in enumerate(opened, start=1):
-        where = f"receipt #{number}"
+        where = f"{label}receipt #{number}"
         if item.problem is not None or item.statement is None:
             raise ReceiptError(f"{where}: {item.problem}", receipt=number)
-        signature = item.envelope["signatures"][0]
-        if signature["keyid"] != expected_keyid:
-            raise ReceiptError(
-                f"{where}: wrong key: signed by key {signature['keyid']}, not by the expected key {expected_keyid}",
-                receipt=number,
-            )
-        try:
-            key.verify(_b64(signature["sig"]), pae(item.envelope["payloadType"], _b64(item.envelope["payload"])))
-        except (InvalidSignature, ValueError):
-            raise ReceiptError(
-                f"{where}: bad signature: the payload or the signature was changed after signing", receipt=number
-            ) from None
+        check_signature(where, item.envelope, key, expected_keyid, receipt=number)
         statement = item.statement
         predicate = statement["predicate"]
-        _check_release(where, number, statement, release, subject)
+        check_release(where, number, statement, release, subject)
+        if site is not None and predicate["site"] != site:
+            raise ReceiptError(
+                f"{where}: it is about site {predicate['site']}, not {site}: a receipt moved between chains",
+                receipt=number,
+            )
         sequence = item.sequence
         if sequence != number:
-            raise ReceiptError(_sequence_problem(number, sequence, sequences), receipt=number)
+            raise ReceiptError(label + _sequence_problem(number, sequence, sequences), receipt=number)
         if predicate["previous"] != previous:
             expected = f"{previous} (the digest of receipt #{number - 1})" if previous else "null (the first)"
             raise ReceiptError(
                 f"{where}: broken chain: previous is {predicate['previous']}, expected {expected}", receipt=number
             )
         previous = envelope_digest(item.envelope)
+        digests.append(previous)
         sites.add(str(predicate["site"]))
-    _check_head(release, len(opened), previous)
-    return VerifiedBundle(
-        release_id=release["id"],
-        subject=subject,
-        digest=release["digest"],
-        keyid=expected_keyid,
-        receipts=len(opened),
-        head=previous,
-        sites=tuple(sorted(sites)),
-    )
+    return ChainCheck(tuple(digests), frozenset(sites))
 
 
-def _bundle_parts(bundle: Any) -> tuple[dict[str, Any], list[Any]]:
-    if not isinstance(bundle, dict) or bundle.get("mediaType") != BUNDLE_MEDIA_TYPE:
-        raise NotABundle(f"not an evidence bundle (mediaType is not {BUNDLE_MEDIA_TYPE})")
+def check_signature(
+    where: str, envelope: Mapping[str, Any], key: Ed25519PublicKey, expected_keyid: str, *, receipt: int | None
+) -> None:
+    """The envelope's one signature is by ``key`` and covers its payload.
+
+    Raises:
+        ReceiptError: signed by another key, or the payload or signature changed after signing.
+    """
+    signature = envelope["signatures"][0]
+    if signature["keyid"] != expected_keyid:
+        raise ReceiptError(
+            f"{where}: wrong key: signed by key {signature['keyid']}, not by the expected key {expected_keyid}",
+            receipt=receipt,
+        )
+    try:
+        key.verify(_b64(signature["sig"]), pae(envelope["payloadType"], _b64(envelope["payload"])))
+    except (InvalidSignature, ValueError):
+        raise ReceiptError(
+            f"{where}: bad signature: the payload or the signature was changed after signing", receipt=receipt
+        ) from None
+
+
+def bundle_parts(bundle: Any, media_type: str) -> tuple[dict[str, Any], list[Any]]:
+    """The release and the receipts list of a bundle of ``media_type``, checked for shape.
+
+    Raises:
+        NotABundle: another media type, or parts missing.
+        ReceiptError: the release id is not the id of its registry, repository and digest.
+    """
+    if not isinstance(bundle, dict) or bundle.get("mediaType") != media_type:
+        raise NotABundle(f"not an evidence bundle (mediaType is not {media_type})")
     release, receipts = bundle.get("release"), bundle.get("receipts")
     if not isinstance(receipts, list):
         raise NotABundle("not an evidence bundle: no receipts list")
@@ -322,7 +415,12 @@ def _bundle_parts(bundle: Any) -> tuple[dict[str, Any], list[Any]]:
     return release, receipts
 
 
-def _embedded_key(bundle: dict[str, Any]) -> Ed25519PublicKey:
+def embedded_key(bundle: dict[str, Any]) -> Ed25519PublicKey:
+    """The public key a bundle carries (integrity without origin).
+
+    Raises:
+        ReceiptError: none, unusable, or its keyid does not match it.
+    """
     pem = bundle.get("public_key")
     if not isinstance(pem, str):
         raise ReceiptError("the bundle carries no public key: pass the signing key's PEM")
@@ -335,11 +433,15 @@ def _embedded_key(bundle: dict[str, Any]) -> Ed25519PublicKey:
     return key
 
 
-def _open(envelope: Any) -> _Opened:
+def open_statement(
+    envelope: Any, predicate_type: str, fields: Sequence[str]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The statement of a DSSE envelope with one signature, or why it is not one of ``predicate_type``
+    with every one of ``fields`` in its predicate."""
     if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), str):
-        return _Opened(envelope, None, "not a DSSE envelope (no payload)")
+        return None, "not a DSSE envelope (no payload)"
     if envelope.get("payloadType") != PAYLOAD_TYPE:
-        return _Opened(envelope, None, f"payloadType is {envelope.get('payloadType')!r}, not {PAYLOAD_TYPE}")
+        return None, f"payloadType is {envelope.get('payloadType')!r}, not {PAYLOAD_TYPE}"
     signatures = envelope.get("signatures")
     if (
         not isinstance(signatures, list)
@@ -348,24 +450,45 @@ def _open(envelope: Any) -> _Opened:
         or not isinstance(signatures[0].get("keyid"), str)
         or not isinstance(signatures[0].get("sig"), str)
     ):
-        return _Opened(envelope, None, "not a DSSE envelope with one {keyid, sig} signature")
+        return None, "not a DSSE envelope with one {keyid, sig} signature"
     try:
         statement = json.loads(_b64(envelope["payload"]))
     except (ValueError, UnicodeDecodeError):
-        return _Opened(envelope, None, "edited payload: it is not base64 of a JSON statement")
+        return None, "edited payload: it is not base64 of a JSON statement"
     if (
         not isinstance(statement, dict)
         or statement.get("_type") != STATEMENT_TYPE
-        or statement.get("predicateType") != PREDICATE_TYPE
+        or statement.get("predicateType") != predicate_type
         or not isinstance(statement.get("predicate"), dict)
         or not isinstance(statement.get("subject"), list)
-        or any(name not in statement["predicate"] for name in _PREDICATE_FIELDS)
+        or any(name not in statement["predicate"] for name in fields)
     ):
-        return _Opened(envelope, None, "the payload is not an acrsync delivery-receipt statement")
+        return None, None
+    return statement, None
+
+
+def _open(envelope: Any, predicate_type: str) -> _Opened:
+    statement, problem = open_statement(envelope, predicate_type, _PREDICATE_FIELDS)
+    if statement is None:
+        return _Opened(envelope, None, problem or _not_a_receipt(envelope, predicate_type))
     return _Opened(envelope, statement, None)
 
 
-def _check_release(where: str, number: int, statement: dict[str, Any], release: dict[str, Any], subject: str) -> None:
+def _not_a_receipt(envelope: dict[str, Any], predicate_type: str) -> str:
+    try:
+        found = json.loads(_b64(envelope["payload"])).get("predicateType")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        found = None
+    if predicate_type == SITE_PREDICATE_TYPE and found == PREDICATE_TYPE:
+        return "a receipt of the per-release chain among the per-site chains"
+    if predicate_type == PREDICATE_TYPE and found == SITE_PREDICATE_TYPE:
+        return "a receipt of a per-site chain among the per-release chain"
+    return "the payload is not an acrsync delivery-receipt statement"
+
+
+def check_release(
+    where: str, number: int | None, statement: dict[str, Any], release: Mapping[str, Any], subject: str
+) -> None:
     predicate = statement["predicate"]
     subjects = statement["subject"]
     names = [(s.get("name"), s.get("digest")) for s in subjects if isinstance(s, dict)]

@@ -1,7 +1,7 @@
 """The local runtime: what the Functions host does in Azure, done by threads on one machine.
 
-Workers receive site-check jobs from the job queue and run the same service function as the
-Service Bus trigger; a dead-letter worker runs the dead-letter handler; a timer thread runs the
+Workers receive jobs (site checks, release summaries) from the job queue and run the same service
+function as the Service Bus trigger; a dead-letter worker runs the dead-letter handler; a timer thread runs the
 sweeper. Settlement mirrors the host: success completes, a transient error abandons (the queue
 redelivers, then dead-letters), a malformed job is dead-lettered at once with its reason.
 """
@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.bootstrap import Services
-from shared.domain.messages import SiteSyncJob
+from shared.domain.messages import decode_job
 from shared.errors import AcrSyncError, InvalidInput, TransientError
 from shared.logs import log_context
 from shared.ports import ReceivedMessage
-from shared.services.site_check import check_site, record_dead_letter
+from shared.services.jobs import run_job
+from shared.services.site_check import record_dead_letter
 from shared.services.sweeper import sweep
 
 logger = logging.getLogger(__name__)
@@ -58,23 +59,23 @@ class LocalRuntime:
         queue = self.services.queue
         with log_context(message_id=message.message_id, delivery_count=message.delivery_count):
             try:
-                job = SiteSyncJob.decode(message.body)
+                job = decode_job(message.body)
             except InvalidInput as exc:
-                logger.warning("dead-lettering a message that is not a site-sync job: %s", exc.code)
+                logger.warning("dead-lettering a message that is not a job: %s", exc.code)
                 queue.dead_letter_message(message, reason=exc.code, description=exc.detail)
                 return
             try:
-                check_site(self.services, job)
+                run_job(self.services, job)
             except TransientError as exc:
-                logger.warning("site check failed transiently (%s); the queue will redeliver", type(exc).__name__)
+                logger.warning("job failed transiently (%s); the queue will redeliver", type(exc).__name__)
                 queue.abandon_message(message)
                 return
             except AcrSyncError as exc:
-                logger.error("site check failed permanently (%s); dead-lettering", type(exc).__name__)
+                logger.error("job failed permanently (%s); dead-lettering", type(exc).__name__)
                 queue.dead_letter_message(message, reason=type(exc).__name__, description=str(exc)[:500])
                 return
             except Exception:
-                logger.exception("site check crashed; the queue will redeliver")
+                logger.exception("job crashed; the queue will redeliver")
                 queue.abandon_message(message)
                 return
             queue.complete_message(message)

@@ -110,7 +110,7 @@ def resume_fan_out(
     """Finish an interrupted fan-out (or one started by an edge event): idempotent in every step."""
     plan = plan_fanout(release, sites, now)
     created = store.add_site_syncs(plan.rows)
-    recount(store, release.release_id)
+    recount(store, release.release_id, now)
     waiting = {
         row.value.site
         for row in store.list_site_syncs(release.release_id)
@@ -131,20 +131,21 @@ def widen_fan_out(
     plan = plan_fanout(release, sites, now, kind=kind)
     existing = {row.value.site: row.value for row in store.list_site_syncs(release.release_id)}
     created = store.add_site_syncs([row for row in plan.rows if row.site not in existing])
-    if created:
-        recount(store, release.release_id)
     planned_rows = {row.site: row for row in plan.rows}
     jobs: list[PlannedJob] = []
+    reopened = 0
     for planned in plan.jobs:
         site = planned.job.site
         row = existing.get(site)
         if row is None:
             jobs.append(planned)
         elif row.state is SyncState.SKIPPED:
-            update_row(store, release.release_id, site, _reopen(planned_rows[site], now))
+            reopened += update_row(store, release.release_id, site, _reopen(planned_rows[site], now)).changed
             jobs.append(planned)
         elif kind is JobKind.BACKFILL and row.state not in TERMINAL_STATES | READY_STATES:
             jobs.append(PlannedJob(SiteSyncJob(release.release_id, site, kind, row.checks), None))
+    if created or reopened:
+        recount(store, release.release_id, now)  # rare (a new tag, a grown scope): counted at once
     sent, batches = send_jobs(queue, jobs)
     return FanoutResult(rows_created=created, jobs_sent=sent, send_batches=batches)
 

@@ -37,7 +37,8 @@ from shared.ports import StateStore
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.receipts import receipt_hook
-from shared.services.rows import Decision, modify_release, recount, update_row
+from shared.services.rows import Decision, modify_release, recount, release_loader, update_row
+from shared.services.summaries import schedule_summary
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult
     sites = services.catalog.sites()
     plan = plan_fanout(candidate, sites, now)
     try:
-        store.create_release(replace(candidate, counts=plan.counts))
+        store.create_release(replace(candidate, counts=plan.counts, counts_as_of=now))
     except AlreadyExists:
         return _register_known_push(services, event, sites)
     done = fan_out_new(store, queue, candidate, plan)
@@ -302,6 +303,7 @@ def _withdraw(services: Dependencies, event: RegistryEvent) -> IngestResult:
         return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
     for row in store.list_site_syncs(release_id):
         update_row(store, release_id, row.value.site, _withdrawal_decision(event, now))
+    schedule_summary(services.queue, services.clock, release_id)
     if store.is_release_published(release_id):
         store.publish_release(after)
     logger.info("withdrew release %s after its deletion from the parent registry", release_id)
@@ -351,10 +353,11 @@ def _record_edge_event(services: Dependencies, event: RegistryEvent) -> IngestRe
             store.add_site_syncs(
                 [new_row(release, site.name, SyncState.PENDING, SyncReason.AWAITING_FIRST_CHECK, now, expected=None)]
             )
-            recount(store, release_id)
-        update_row(
-            store, release_id, site.name, _edge_arrival(store, event, now), on_state_change=receipt_hook(services, site)
-        )
+            recount(store, release_id, now)
+        signs = receipt_hook(services, site, release_loader(store, release_id))
+        arrival = update_row(store, release_id, site.name, _edge_arrival(store, event, now), on_state_change=signs)
+        if arrival.state_changed:
+            schedule_summary(services.queue, services.clock, release_id)
     return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
 
 

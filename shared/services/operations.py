@@ -24,6 +24,7 @@ from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.lookup import require_release
 from shared.services.rows import Decision, update_row
+from shared.services.summaries import schedule_summary
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def retry_sites(
             skipped.append(SkippedSite(name, row.state))
     send_jobs(services.queue, jobs)
     if jobs:
+        schedule_summary(services.queue, services.clock, release_id)
         logger.info("operator retry of release %s: %d checks enqueued", release_id, len(jobs))
     return RetryResult(release_id, requested, enqueued, skipped)
 

@@ -1,27 +1,34 @@
 """Signed delivery receipts on the write path: every arrival (a row reaching SYNCED or VERIFIED) is
-signed in the same atomic write as the row, its evidence and the release counters. Reading them back
-as one verifiable bundle is :mod:`shared.services.bundles`'s job.
+signed in the same conditional write as the row and its evidence. Reading them back as one
+verifiable bundle is :mod:`shared.services.bundles`'s job; release checkpoints are signed there and
+by :mod:`shared.services.summaries`.
 
-The chain head (how many receipts, and the SHA-256 of the last envelope) lives in the release
-header. :func:`receipt_hook` runs inside :func:`shared.services.rows.update_row`'s attempt: it reads
-the head from the header that attempt has just read, signs receipt ``head + 1`` and writes the new
-head with the row. The header write is conditional on its ETag, so when two workers race for one
-release only one commits; the other retries on fresh reads and signs the next number. The chain is
-therefore exact: no gaps, no two receipts with the same ``previous``.
+Receipts chain per (release, site): the head (how many receipts, and the SHA-256 of the last
+envelope) lives on the site's row. :func:`receipt_hook` runs inside
+:func:`shared.services.rows.update_row`'s attempt: it reads the head from the row that attempt has
+just read, signs receipt ``head + 1`` and writes the new head with the row. Jobs of one site run
+one at a time, and the row write is conditional on its ETag, so when an edge event races a check
+only one commits and the other signs again on the fresh read: no gaps, no two receipts with the
+same ``previous``, and nothing shared with the other sites of the release.
 
 The envelope is stored on the evidence record of the transition it attests (``details["dsse"]``,
-with ``details["receipt_sequence"]``), so it round-trips through every store adapter unchanged.
+with ``details["receipt_sequence"]`` and ``details["receipt_chain"] = "site"``), so it round-trips
+through every store adapter unchanged. Records without ``receipt_chain`` hold the receipts of the
+older per-release chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from shared.domain.changes import RowChange
+from shared.domain.evidence_bundles import checkpoint_as_of, checkpoint_statement, site_heads
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.receipts import (
+    ReceiptSigner,
     arrival_time,
     canonical_json,
     delivery_statement,
@@ -35,32 +42,44 @@ from shared.services.rows import StateChangeHook
 
 RECEIPT_DETAIL = "dsse"
 SEQUENCE_DETAIL = "receipt_sequence"
+CHAIN_DETAIL = "receipt_chain"
+SITE_CHAIN = "site"
 RECEIPT_SUMMARY = "delivery receipt"
 
 
-def receipt_hook(services: Dependencies, site: Site | None) -> StateChangeHook:
+def receipt_hook(services: Dependencies, site: Site | None, release: Callable[[], Release]) -> StateChangeHook:
     """The :data:`~shared.services.rows.StateChangeHook` that signs a row's arrival at ``site``.
 
     Every path that can move a row to SYNCED or VERIFIED passes it to ``update_row``. Other moves,
-    and every move when no key is configured, pass through unchanged.
+    and every move when no key is configured, pass through unchanged. ``release`` gives the header
+    (the statement names the release's registry); it is asked only when a receipt is signed.
     """
 
-    def sign(before: SiteSync, change: RowChange, release: Release) -> tuple[Release, Sequence[Evidence]]:
+    def sign(before: SiteSync, change: RowChange) -> RowChange:
         after = change.row
         if after.state not in READY_STATES or after.state is before.state:
-            return release, change.evidence
+            return change
         signer = services.signer
         if signer is None:
-            return release, change.evidence
-        sequence = release.receipt_sequence + 1
+            return change
+        sequence = before.receipt_sequence + 1
         window = _window(site, arrival_time(after))
-        statement = delivery_statement(release, after, sequence=sequence, previous=release.receipt_head, window=window)
+        statement = delivery_statement(release(), after, sequence=sequence, previous=before.receipt_head, window=window)
         envelope = signer.sign(statement)
         text = canonical_json(envelope).decode()
         evidence = _with_receipt(change.evidence, before, after, text, sequence)
-        return replace(release, receipt_sequence=sequence, receipt_head=envelope_digest(envelope)), evidence
+        signed = replace(after, receipt_sequence=sequence, receipt_head=envelope_digest(envelope))
+        return RowChange(signed, evidence)
 
     return sign
+
+
+def sign_checkpoint(signer: ReceiptSigner, release: Release, rows: Sequence[SiteSync]) -> dict[str, Any]:
+    """A signed release checkpoint over the rows' receipt heads, with the leaves a verifier needs:
+    ``{"envelope": <DSSE>, "sites": [{site, state, sequence, head}, ...]}``."""
+    heads = site_heads(rows)
+    envelope = signer.sign(checkpoint_statement(release, heads, checkpoint_as_of(release, rows)))
+    return {"envelope": envelope, "sites": [head.as_dict() for head in heads]}
 
 
 def _window(site: Site | None, at: datetime) -> Window | None:
@@ -79,7 +98,7 @@ def _with_receipt(
 ) -> list[Evidence]:
     """The change's evidence with the receipt on the record of this transition (one is always there;
     a record of its own otherwise)."""
-    receipt = {RECEIPT_DETAIL: envelope, SEQUENCE_DETAIL: str(sequence)}
+    receipt = {RECEIPT_DETAIL: envelope, SEQUENCE_DETAIL: str(sequence), CHAIN_DETAIL: SITE_CHAIN}
     records = list(evidence)
     for index, record in enumerate(records):
         if record.site == after.site and record.state_from is before.state and record.state_to is after.state:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from shared.domain.announcements import events_for_current_state
 from shared.domain.changes import RowChange, transition
 from shared.domain.decisions import Observations, apply_decision, decide_check, decide_vanished_site
-from shared.domain.messages import JobKind, SiteSyncJob
+from shared.domain.messages import JobKind, ReleaseSummaryJob, SiteSyncJob, decode_job
 from shared.domain.model import Site, SiteSync, Versioned
 from shared.domain.observations import ProbeOutcome, refused_by_site_registry
 from shared.domain.states import READY_STATES, TERMINAL_STATES, EvidenceSource, SyncReason, SyncState, check_transition
@@ -28,7 +28,8 @@ from shared.services.announce import announce, publish
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.receipts import receipt_hook
-from shared.services.rows import RowUpdate, update_row
+from shared.services.rows import RowUpdate, release_loader, update_row
+from shared.services.summaries import schedule_summary
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +90,16 @@ def _registered_site(services: Dependencies, name: str) -> Site | None:
 
 
 def record_dead_letter(services: Dependencies, body: bytes, reason: str, description: str) -> CheckResult:
-    """A job the queue gave up on: the row becomes FAILED with the queue's reason as evidence."""
+    """A job the queue gave up on: the row becomes FAILED with the queue's reason as evidence.
+
+    A release summary that was given up on is dropped: the next row change or sweep enqueues another."""
     try:
-        job = SiteSyncJob.decode(body)
+        job = decode_job(body)
     except InvalidInput as exc:
         logger.warning("dead-lettered message is not a site-sync job (%s); dropping it", exc.code)
+        return CheckResult(CheckOutcome.MISSING)
+    if isinstance(job, ReleaseSummaryJob):
+        logger.warning("a release summary was dead-lettered (%s); the next change or sweep enqueues another", reason)
         return CheckResult(CheckOutcome.MISSING)
     now = services.clock.now()
 
@@ -121,7 +127,8 @@ def record_dead_letter(services: Dependencies, body: bytes, reason: str, descrip
         record_job("deadlettered")
         if update.changed:
             logger.warning("check dead-lettered (%s): row marked FAILED", reason)
-            announce(services.events, update, now)
+            schedule_summary(services.queue, services.clock, job.release_id)
+            announce(services.events, update, release_loader(services.store, job.release_id), now)
         return CheckResult(CheckOutcome.CHECKED, update.after.state, update.after.reason)
 
 
@@ -172,8 +179,9 @@ def _record(
             decision = decide_check(row, site, seen)
         return apply_decision(row, decision, now)
 
+    release = release_loader(services.store, job.release_id)
     try:
-        signs = receipt_hook(services, site)
+        signs = receipt_hook(services, site, release)
         update = update_row(services.store, job.release_id, job.site, decide, current=versioned, on_state_change=signs)
     except NotFound:
         return CheckResult(CheckOutcome.MISSING)
@@ -182,7 +190,9 @@ def _record(
     after = update.after
     if after.next_check_at is not None:
         _send_recheck(services, after)
-    announce(services.events, update, now)
+    if update.state_changed:
+        schedule_summary(services.queue, services.clock, job.release_id)
+    announce(services.events, update, release, now)
     _log(update)
     _measure(update)
     return CheckResult(CheckOutcome.CHECKED, after.state, after.reason, after.next_check_at)

@@ -201,10 +201,21 @@ def list_releases(
     return ListPage([release_view(release) for release in page.items], page.continuation)
 
 
-def release_view(release: Release, *, counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """The release header: identity, tags, push metadata and rows per state."""
+def count_rows(rows: Sequence[SiteSync]) -> dict[str, int]:
+    """Rows per state, counted from the rows themselves (exact for the answer that shows them)."""
+    return {state.value: n for state, n in Counter(row.state for row in rows).items()}
+
+
+def release_view(
+    release: Release, *, counts: dict[str, int] | None = None, counts_as_of: datetime | None = None
+) -> dict[str, Any]:
+    """The release header: identity, tags, push metadata and rows per state.
+
+    Without ``counts`` the header's own are shown, as of when the release was last summarised
+    (``counts_as_of``: they may lag the rows by one summary interval)."""
     if counts is None:
         counts = {state.value: n for state, n in release.counts.items() if n}
+        counts_as_of = release.counts_as_of
     return {
         "id": release.release_id,
         "registry": release.registry,
@@ -219,6 +230,7 @@ def release_view(release: Release, *, counts: dict[str, int] | None = None) -> d
         "actor": release.actor,
         "withdrawn_at": _iso(release.withdrawn_at),
         "counts": dict(sorted(counts.items())),
+        "counts_as_of": _iso(counts_as_of),
     }
 
 
@@ -237,8 +249,7 @@ def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
     rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
     catalog = {site.name: site for site in services.catalog.sites()}
     # Counted from the rows shown, so the counts and the list always agree within one answer.
-    counts = {state.value: n for state, n in Counter(row.state for row in rows).items()}
-    view = release_view(release, counts=counts)
+    view = release_view(release, counts=count_rows(rows), counts_as_of=services.clock.now())
     view["sites"] = [_row_view(row, catalog.get(row.site)) for row in sorted(rows, key=lambda r: r.site)]
     return view
 

@@ -28,7 +28,8 @@ from shared.services.announce import announce
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.governance import check_tokens
-from shared.services.rows import update_row
+from shared.services.rows import release_loader, update_row
+from shared.services.summaries import schedule_summary
 
 logger = logging.getLogger(__name__)
 
@@ -170,5 +171,6 @@ def _now_stale(services: Dependencies, row: SiteSync, site: Site, now: datetime)
 
     update = update_row(services.store, row.release_id, row.site, decide)
     if update.changed:
-        announce(services.events, update, now)
+        schedule_summary(services.queue, services.clock, row.release_id)
+        announce(services.events, update, release_loader(services.store, row.release_id), now)
     return update.changed

@@ -14,12 +14,14 @@ import pytest
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.bootstrap import Services, bootstrap
 from shared.config import Settings
+from shared.domain.messages import ReleaseSummaryJob, decode_job
 from shared.domain.model import Site, TagPolicy
 from shared.domain.names import release_id_for
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.errors import QueueUnavailable
 from shared.ports import ReceivedMessage, StateStore
 from shared.services.ingest import IngestOutcome, backfill_site, ingest_delivery, ingest_event
+from shared.services.summaries import summarize_release
 from tests.fakes import FailingSends, FakeClock, delivery, load_event
 
 REGISTRY = "contosoacr.azurecr.io"
@@ -70,12 +72,14 @@ def services(store: StateStore, queue: SqliteJobQueue, clock: FakeClock, tmp_pat
 
 
 def drain(queue: SqliteJobQueue, clock: FakeClock, *, until: timedelta = timedelta(days=2)) -> list[ReceivedMessage]:
-    """Every job the queue will ever deliver (scheduled ones included), completed as received."""
+    """Every site-sync job the queue will ever deliver (scheduled ones included), completed as
+    received; release summaries are completed too, and left out."""
     saved, seen = clock.current, []
     clock.current = NOW + until
     while batch := queue.receive_messages(max_count=100):
         for message in batch:
-            seen.append(message)
+            if not isinstance(decode_job(message.body), ReleaseSummaryJob):
+                seen.append(message)
             queue.complete_message(message)
     clock.current = saved
     return seen
@@ -143,6 +147,7 @@ def test_duplicated_and_reordered_deliveries_leave_one_release_and_one_job_per_s
     assert in_flight <= {"plant-01", "plant-02", "mine-07"} and {"plant-02", "mine-07"} <= in_flight
     edge = [e for e in services.store.list_evidence(CAMERA_ID) if e.source is EvidenceSource.CONNECTED_REGISTRY_EVENT]
     assert len(edge) == 1 and edge[0].observed_digest == CAMERA_DIGEST and edge[0].site == "plant-01"
+    summarize_release(services, CAMERA_ID)  # the header's counts follow the rows through the summary
     assert services.store.get_release(CAMERA_ID).value.counts == {
         SyncState.VERIFIED: 1,
         SyncState.PENDING: 1,
@@ -220,6 +225,7 @@ def test_deletion_withdraws_rows_not_yet_synced_and_keeps_proof_of_synced_ones(
     still_there = [e for e in services.store.list_evidence(CAMERA_ID, site="plant-01") if "still present" in e.summary]
     assert len(still_there) == 1 and still_there[0].source is EvidenceSource.PARENT_REGISTRY_EVENT
     assert services.store.get_release(CAMERA_ID).value.withdrawn_at is not None
+    summarize_release(services, CAMERA_ID)  # the summary the withdrawal scheduled
     assert services.store.get_release(CAMERA_ID).value.counts == {
         SyncState.VERIFIED: 1,
         SyncState.WITHDRAWN: 2,

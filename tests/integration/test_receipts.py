@@ -1,7 +1,9 @@
 """Signed delivery receipts end to end, on every store backend: the site check and edge events sign
-each arrival in the same atomic write as the row, the chain stays exact with eight workers and
-concurrent edge events on one release, the API serves a bundle and the public key, and the CLI
-verifies the bundle offline (and refuses a tampered one)."""
+each arrival in the same conditional write as the row, into the site's own chain; site checks
+write nothing shared with the other sites of the release; chains stay exact with eight workers and
+concurrent edge events on one release; the release summary signs a checkpoint; the API serves a
+bundle and the public key, and the CLI verifies the bundle offline, refuses every kind of
+tampering by name, and checks a later bundle against an earlier one."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.bootstrap import Services, bootstrap, use_services
 from shared.cli import main
 from shared.config import Settings
+from shared.domain.evidence_bundles import verify_bundle
 from shared.domain.model import Site
 from shared.domain.observations import (
     BasicCredentials,
@@ -35,7 +38,7 @@ from shared.domain.observations import (
     ProbeOutcome,
     SyncScope,
 )
-from shared.domain.receipts import ReceiptSigner, envelope_digest, verify_bundle
+from shared.domain.receipts import ReceiptSigner, canonical_json, envelope_digest
 from shared.domain.states import READY_STATES, SyncState
 from shared.errors import UpstreamUnavailable
 from shared.local.runtime import LocalRuntime
@@ -43,6 +46,7 @@ from shared.ports import StateStore
 from shared.services.bundles import evidence_bundle
 from shared.services.ingest import ingest_delivery
 from shared.services.receipts import RECEIPT_DETAIL, SEQUENCE_DETAIL
+from shared.services.summaries import CLOCK_MARGIN, SUMMARY_INTERVAL
 from tests.fakes import FakeArmReader, FakeClock, delivery, load_event
 from tests.support.server import serve
 
@@ -138,9 +142,12 @@ def wire(store: StateStore, tmp_path: Path, signer: ReceiptSigner) -> Iterator[W
         services.events.close()  # type: ignore[attr-defined]
 
 
-def push(services: Services) -> str:
+def push(services: Services, *, digest: str | None = None) -> str:
     event = copy.deepcopy(load_event("eventgrid-image-pushed"))
     event["eventTime"] = PUSHED_AT.isoformat()
+    if digest is not None:
+        event["id"] = str(uuid.uuid4())
+        event["data"]["target"]["digest"] = digest
     [result] = ingest_delivery(services, delivery(event), "application/json").results
     assert result.release_id is not None
     return result.release_id
@@ -158,7 +165,18 @@ def edge(services: Services, name: str) -> None:
     ingest_delivery(services, delivery(event), "application/json")
 
 
-def run_jobs(services: Services, workers: int = 1) -> None:
+def run_jobs(services: Services, workers: int = 1, *, summaries: bool = True) -> None:
+    """Every visible job; then (``summaries``) the release summaries the changes scheduled, which
+    are due at the end of their interval."""
+    _drain(services, workers)
+    if summaries:
+        clock = services.clock
+        assert isinstance(clock, FakeClock)
+        clock.advance(seconds=(SUMMARY_INTERVAL + CLOCK_MARGIN).total_seconds())
+        _drain(services, 1)
+
+
+def _drain(services: Services, workers: int) -> None:
     runtime = LocalRuntime(services)
     errors: list[BaseException] = []
 
@@ -178,13 +196,14 @@ def run_jobs(services: Services, workers: int = 1) -> None:
     assert errors == []
 
 
-def receipts_in_store(services: Services, release_id: str) -> dict[int, dict[str, Any]]:
-    found: dict[int, dict[str, Any]] = {}
+def receipts_in_store(services: Services, release_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every stored receipt by (site, sequence)."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
     for record in services.store.list_evidence(release_id):
         if RECEIPT_DETAIL in record.details:
-            number = int(record.details[SEQUENCE_DETAIL])
-            assert number not in found, f"two receipts #{number}"
-            found[number] = {"record": record, "envelope": json.loads(record.details[RECEIPT_DETAIL])}
+            key = (record.site, int(record.details[SEQUENCE_DETAIL]))
+            assert key not in found, f"two receipts {key}"
+            found[key] = {"record": record, "envelope": json.loads(record.details[RECEIPT_DETAIL])}
     return found
 
 
@@ -195,26 +214,34 @@ def predicate(envelope: dict[str, Any]) -> dict[str, Any]:
 # -- signing on arrival ---------------------------------------------------------------------------
 
 
-def test_each_arrival_is_signed_with_the_row_and_chained(wire: Wire, signer: ReceiptSigner) -> None:
+def test_each_arrival_is_signed_into_the_sites_own_chain_with_the_row(wire: Wire, signer: ReceiptSigner) -> None:
     services = wire(out_of_scope=frozenset({"plant-02"}))
     services.store.upsert_sites(
         [
             # syncs daily 09:00-12:00 UTC: the check at 09:41 falls in the window open since 09:00
             site("plant-01", schedule="0 9 * * *", sync_window=timedelta(hours=3)),
             site("plant-02"),  # its scope map leaves the repository out: FAILED, no receipt
+            site("plant-03", schedule="0 9 * * *", sync_window=timedelta(hours=3)),
         ]
     )
     release_id = push(services)
-    run_jobs(services)
-    header = services.store.get_release(release_id).value
-    assert services.store.get_site_sync(release_id, "plant-01").value.state is SyncState.SYNCED
+    header_before = services.store.get_release(release_id)
+    run_jobs(services, summaries=False)
+    # Three sites changed state, and none of them wrote the release header: they share nothing.
+    assert services.store.get_release(release_id).etag == header_before.etag
+    row = services.store.get_site_sync(release_id, "plant-01").value
+    assert row.state is SyncState.SYNCED
     assert services.store.get_site_sync(release_id, "plant-02").value.state is SyncState.FAILED
-    [first] = receipts_in_store(services, release_id).values()
-    assert header.receipt_sequence == 1 and header.receipt_head == envelope_digest(first["envelope"])
+    receipts = receipts_in_store(services, release_id)
+    assert sorted(receipts) == [("plant-01", 1), ("plant-03", 1)]  # each site's chain starts at 1
+    first = receipts[("plant-01", 1)]
+    assert row.receipt_sequence == 1 and row.receipt_head == envelope_digest(first["envelope"])
     # The receipt rides on the evidence record of the transition it attests.
     record = first["record"]
     assert (record.site, record.state_from, record.state_to) == ("plant-01", SyncState.PENDING, SyncState.SYNCED)
-    assert predicate(first["envelope"]) == {
+    statement = json.loads(base64.b64decode(first["envelope"]["payload"]))
+    assert statement["predicateType"] == "https://acrsync.dev/delivery-receipt/v2"
+    assert statement["predicate"] == {
         "site": "plant-01",
         "registry": "contosoacr.azurecr.io",
         "repository": "inspection/camera",
@@ -229,24 +256,37 @@ def test_each_arrival_is_signed_with_the_row_and_chained(wire: Wire, signer: Rec
     }
     assert all(RECEIPT_DETAIL not in e.details for e in services.store.list_evidence(release_id, site="plant-02"))
 
-    edge(services, "plant-01")  # the connected registry's own event: SYNCED -> VERIFIED, receipt #2
+    edge(services, "plant-01")  # the connected registry's own event: SYNCED -> VERIFIED, receipt #2 of plant-01
     edge(services, "plant-01")  # late proof again: evidence, but no transition and no receipt
     receipts = receipts_in_store(services, release_id)
-    assert sorted(receipts) == [1, 2]
-    second = predicate(receipts[2]["envelope"])
+    assert sorted(receipts) == [("plant-01", 1), ("plant-01", 2), ("plant-03", 1)]
+    second = predicate(receipts[("plant-01", 2)]["envelope"])
     assert second["state"] == "VERIFIED" and second["evidence_source"] == "connected-registry-event"
-    assert second["previous"] == envelope_digest(receipts[1]["envelope"])
+    assert second["previous"] == envelope_digest(receipts[("plant-01", 1)]["envelope"])
     assert second["window"] is None  # 22:07 is outside the 09:00-12:00 window
+
+    run_jobs(services)  # the summaries the changes scheduled
+    header = services.store.get_release(release_id).value
+    assert header.counts == {SyncState.VERIFIED: 1, SyncState.FAILED: 1, SyncState.SYNCED: 1}
+    assert header.counts_as_of is not None and header.checkpoint is not None
     bundle = evidence_bundle(services, release_id)
     assert [envelope_digest(e) for e in bundle["receipts"]] == [
-        envelope_digest(receipts[n]["envelope"]) for n in (1, 2)
+        envelope_digest(receipts[key]["envelope"]) for key in sorted(receipts)
     ]
     verified = verify_bundle(bundle, public_key=signer.public_key)
-    assert verified.receipts == 2 and verified.sites == ("plant-01",)
-    assert verified.head == services.store.get_release(release_id).value.receipt_head
+    assert verified.receipts == 3 and verified.sites == ("plant-01", "plant-03")
+    assert verified.heads == {
+        "plant-01": ("VERIFIED", 2, envelope_digest(receipts[("plant-01", 2)]["envelope"])),
+        "plant-02": ("FAILED", 0, None),  # in scope, never arrived: the checkpoint says so too
+        "plant-03": ("SYNCED", 1, envelope_digest(receipts[("plant-03", 1)]["envelope"])),
+    }
+    # The checkpoint the summary stored is the one the bundle carries: same state, same bytes.
+    assert header.checkpoint == canonical_json(bundle["checkpoint"]["envelope"]).decode()
 
 
-def test_eight_workers_and_edge_events_on_one_release_sign_an_exact_chain(wire: Wire, signer: ReceiptSigner) -> None:
+def test_eight_workers_and_edge_events_on_one_release_keep_every_site_chain_exact(
+    wire: Wire, signer: ReceiptSigner
+) -> None:
     names = [f"store-{i:04d}" for i in range(48)]
     # Even sites answer the manifest check (VERIFIED at once); odd ones are inferred SYNCED from ARM,
     # while their edge events race the workers and move them to VERIFIED.
@@ -270,26 +310,29 @@ def test_eight_workers_and_edge_events_on_one_release_sign_an_exact_chain(wire: 
     for thread in senders:
         thread.join()
     assert errors == []
+    run_jobs(services)
 
     rows = {v.value.site: v.value for v in services.store.list_site_syncs(release_id)}
     assert {row.state for row in rows.values()} == {SyncState.VERIFIED}
-    header = services.store.get_release(release_id).value
-    assert header.counts == {SyncState.VERIFIED: 48}
-    # One receipt per move into SYNCED or VERIFIED, numbered 1..n without gaps or repeats.
+    assert services.store.get_release(release_id).value.counts == {SyncState.VERIFIED: 48}
+    # One receipt per move into SYNCED or VERIFIED, numbered 1..n per site without gaps or repeats.
+    stored = receipts_in_store(services, release_id)
     arrivals = [
         e
         for e in services.store.list_evidence(release_id)
         if e.state_to in READY_STATES and e.state_from is not e.state_to
     ]
-    stored = receipts_in_store(services, release_id)
-    assert 48 <= len(arrivals) == len(stored) == header.receipt_sequence <= 72
-    assert sorted(stored) == list(range(1, header.receipt_sequence + 1))
-    assert all(RECEIPT_DETAIL in e.details for e in arrivals)
-    previous = [predicate(item["envelope"])["previous"] for item in stored.values()]
-    assert len(set(previous)) == len(previous)  # no two workers signed after the same receipt
+    assert all(RECEIPT_DETAIL in e.details for e in arrivals) and len(arrivals) == len(stored)
+    for name, row in rows.items():
+        chain = [stored[(name, n)] for n in range(1, row.receipt_sequence + 1)]
+        assert len([key for key in stored if key[0] == name]) == row.receipt_sequence in (1, 2)
+        assert [predicate(item["envelope"])["previous"] for item in chain] == [
+            None,
+            *[envelope_digest(item["envelope"]) for item in chain[:-1]],
+        ]
+        assert row.receipt_head == envelope_digest(chain[-1]["envelope"])
     result = verify_bundle(evidence_bundle(services, release_id), public_key=signer.public_key)
-    assert result.receipts == header.receipt_sequence and result.head == header.receipt_head
-    assert result.sites == tuple(names)
+    assert result.receipts == len(stored) and result.sites == tuple(names)
 
 
 def test_without_a_key_in_azure_rows_move_and_nothing_is_signed(wire: Wire, tmp_path: Path) -> None:
@@ -300,12 +343,14 @@ def test_without_a_key_in_azure_rows_move_and_nothing_is_signed(wire: Wire, tmp_
     release_id = push(services)
     run_jobs(services)
     assert services.store.get_site_sync(release_id, "plant-01").value.state is SyncState.VERIFIED
-    assert services.store.get_release(release_id).value.receipt_sequence == 0
+    assert services.store.get_release(release_id).value.counts == {SyncState.VERIFIED: 1}
+    assert services.store.get_release(release_id).value.checkpoint is None
     assert receipts_in_store(services, release_id) == {}
-    bundle = evidence_bundle(services, release_id)
-    assert bundle["receipts"] == [] and bundle["keyid"] is None and bundle["public_key"] is None
     use_services(services)
-    answer = TestClient(asgi_app).get("/api/signing-key")
+    client = TestClient(asgi_app)
+    answer = client.get("/api/signing-key")
+    assert answer.status_code == 404 and answer.json()["code"] == "SIGNING_KEY_NOT_CONFIGURED"
+    answer = client.get(f"/api/releases/{release_id}/evidence", params={"format": "bundle"})
     assert answer.status_code == 404 and answer.json()["code"] == "SIGNING_KEY_NOT_CONFIGURED"
 
 
@@ -314,13 +359,16 @@ def test_without_a_key_in_azure_rows_move_and_nothing_is_signed(wire: Wire, tmp_
 
 @pytest.fixture
 def signed(wire: Wire) -> tuple[Services, str]:
-    """A release with three receipts: plant-01 and plant-02 VERIFIED, plant-03 SYNCED."""
+    """A release with four receipts in three chains: plant-01 and plant-02 VERIFIED at once (one
+    receipt each), plant-03 SYNCED then VERIFIED by its edge event (two)."""
     services = wire(present={"https://plant-01.example", "https://plant-02.example"})
     services.store.upsert_sites([site("plant-01"), site("plant-02"), site("plant-03")])
     release_id = push(services)
     run_jobs(services)
+    edge(services, "plant-03")
+    run_jobs(services)
     use_services(services)
-    assert services.store.get_release(release_id).value.receipt_sequence == 3
+    assert [v.value.receipt_sequence for v in services.store.list_site_syncs(release_id)] == [1, 1, 2]
     return services, release_id
 
 
@@ -331,18 +379,40 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_the_api_bundle_verifies_with_the_cli_and_a_tampered_one_does_not(
+def fetch_bundle(release_id: str) -> dict[str, Any]:
+    answer = TestClient(asgi_app).get(f"/api/releases/{release_id}/evidence", params={"format": "bundle"})
+    assert answer.status_code == 200 and answer.headers["etag"], answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_the_api_bundle_verifies_with_the_cli(
     signed: tuple[Services, str], signer: ReceiptSigner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, release_id = signed
     client = TestClient(asgi_app)
     answer = client.get(f"/api/releases/{release_id}/evidence", params={"format": "bundle"})
-    assert answer.status_code == 200 and answer.headers["etag"]
     bundle = answer.json()
-    assert bundle["mediaType"] == "application/vnd.acrsync.evidence-bundle.v1+json"
-    assert bundle["release"]["id"] == release_id and bundle["release"]["receipts"]["sequence"] == 3
+    assert bundle["mediaType"] == "application/vnd.acrsync.evidence-bundle.v2+json"
+    assert bundle["release"]["id"] == release_id and bundle["release"]["counts"] == {"VERIFIED": 3}
     assert bundle["keyid"] == signer.keyid and bundle["public_key"] == signer.public_key_pem
-    assert [predicate(e)["sequence"] for e in bundle["receipts"]] == [1, 2, 3]
+    assert [(predicate(e)["site"], predicate(e)["sequence"]) for e in bundle["receipts"]] == [
+        ("plant-01", 1),
+        ("plant-02", 1),
+        ("plant-03", 1),
+        ("plant-03", 2),
+    ]
+    assert [(s["site"], s["state"], s["sequence"]) for s in bundle["checkpoint"]["sites"]] == [
+        ("plant-01", "VERIFIED", 1),
+        ("plant-02", "VERIFIED", 1),
+        ("plant-03", "VERIFIED", 2),
+    ]
+    # Nothing changed, so the next answer is byte-identical and a conditional GET is a 304.
+    again = client.get(
+        f"/api/releases/{release_id}/evidence",
+        params={"format": "bundle"},
+        headers={"If-None-Match": answer.headers["etag"]},
+    )
+    assert again.status_code == 304
     key = client.get("/api/signing-key").json()
     assert key == {"keyid": signer.keyid, "algorithm": "ed25519", "public_key": signer.public_key_pem}
     refused = client.get(f"/api/releases/{release_id}/evidence", params={"format": "bundle", "site": "plant-01"})
@@ -354,35 +424,17 @@ def test_the_api_bundle_verifies_with_the_cli_and_a_tampered_one_does_not(
     good.write_text(json.dumps(bundle))
     code, out, _ = cli(capsys, "receipts", "verify", str(good), "--public-key", str(pem))
     assert code == 0, out
-    assert out.splitlines()[0] == (
-        f"OK: 3 signed receipt(s) for {SUBJECT}@{bundle['release']['digest']} (release {release_id}), "
-        f"chain head {envelope_digest(bundle['receipts'][-1])}, key {signer.keyid}"
-    )
+    statement = json.loads(base64.b64decode(bundle["checkpoint"]["envelope"]["payload"]))
+    assert out.splitlines() == [
+        f"OK: 4 signed receipt(s) for {SUBJECT}@{bundle['release']['digest']} (release {release_id}), "
+        f"3 site(s) in the checkpoint as of {statement['predicate']['as_of']} (root {statement['predicate']['root']}), "
+        f"key {signer.keyid}",
+        "sites: plant-01, plant-02, plant-03",
+    ]
     code, _, err = cli(capsys, "receipts", "verify", str(good))
     assert code == 0 and "pass --public-key to pin the signer" in err
 
-    tampered = copy.deepcopy(bundle)
-    envelope = tampered["receipts"][1]
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    statement["predicate"]["state"] = "VERIFIED" if statement["predicate"]["state"] == "SYNCED" else "SYNCED"
-    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    bad = tmp_path / "tampered.json"
-    bad.write_text(json.dumps(tampered))
-    code, _, err = cli(capsys, "receipts", "verify", str(bad), "--public-key", str(pem))
-    assert code == 1
-    assert err.strip() == "INVALID: receipt #2: bad signature: the payload or the signature was changed after signing"
-
-    dropped = copy.deepcopy(bundle)
-    del dropped["receipts"][0]
-    bad.write_text(json.dumps(dropped))
-    code, _, err = cli(capsys, "receipts", "verify", str(bad), "--public-key", str(pem))
-    assert (code, err.strip()) == (1, "INVALID: receipt #1 is missing: position 1 holds #2")
-
-    other = tmp_path / "other.pem"
-    other.write_text(ReceiptSigner(Ed25519PrivateKey.generate()).public_key_pem)
-    code, _, err = cli(capsys, "receipts", "verify", str(good), "--public-key", str(other))
-    assert code == 1 and "INVALID: receipt #1: wrong key: signed by key " + signer.keyid in err
-
+    bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert cli(capsys, "receipts", "verify", str(bad))[0] == 3
     assert cli(capsys, "receipts", "verify", str(tmp_path / "missing.json"))[0] == 3
@@ -391,6 +443,158 @@ def test_the_api_bundle_verifies_with_the_cli_and_a_tampered_one_does_not(
     assert code == 3 and "not an evidence bundle" in err
     pem.write_text("not a key")
     assert cli(capsys, "receipts", "verify", str(good), "--public-key", str(pem))[0] == 3
+
+
+# Each tampering an auditor could try on a bundle from the API, and what `receipts verify` says.
+# The bundle holds plant-01 #1, plant-02 #1, plant-03 #1, plant-03 #2 (in that order).
+
+
+def _edit_payload(bundle: dict[str, Any], index: int, change: Callable[[dict[str, Any]], None]) -> None:
+    envelope = bundle["receipts"][index]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    change(statement)
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+
+
+def _edit_checkpoint(bundle: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> None:
+    envelope = bundle["checkpoint"]["envelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    change(statement)
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+
+
+def _resign_checkpoint(bundle: dict[str, Any], by: ReceiptSigner) -> None:
+    statement = json.loads(base64.b64decode(bundle["checkpoint"]["envelope"]["payload"]))
+    bundle["checkpoint"]["envelope"] = by.sign(statement)
+
+
+def _hide_newest_as_before(bundle: dict[str, Any]) -> None:
+    """The attack the unsigned chain head allowed: drop the newest receipt, and restate the head."""
+    dropped = bundle["receipts"].pop()
+    bundle["checkpoint"]["sites"][2].update(sequence=1, head=envelope_digest(bundle["receipts"][-1]))
+    bundle["release"]["receipts"] = {"sequence": 3, "head": predicate(dropped)["previous"]}
+
+
+OTHER_KEY = ReceiptSigner(Ed25519PrivateKey.generate())
+TAMPERING: dict[str, tuple[Callable[[dict[str, Any], dict[str, Any]], None], str]] = {
+    "edited payload": (
+        lambda b, _: _edit_payload(b, 0, lambda s: s["predicate"].update(state="SYNCED")),
+        "site plant-01: receipt #1: bad signature: the payload or the signature was changed after signing",
+    ),
+    "first receipt of a chain dropped": (
+        lambda b, _: b["receipts"].pop(2),
+        "site plant-03: receipt #1 is missing: position 1 holds #2",
+    ),
+    "newest receipt of a chain dropped": (
+        lambda b, _: b["receipts"].pop(3),
+        "site plant-03: receipt #2 is missing: the checkpoint names receipt #2 as the site's head",
+    ),
+    "newest receipt dropped and its head restated": (
+        lambda b, _: _hide_newest_as_before(b),
+        "checkpoint: its list of 3 sites does not match the signed root over 3 sites: "
+        "a site was dropped, added or changed",
+    ),
+    "a site's only receipt dropped": (
+        lambda b, _: b["receipts"].pop(1),
+        "site plant-02: receipt #1 is missing: the checkpoint names receipt #1 as the site's head",
+    ),
+    "a site dropped from the checkpoint and its receipts": (
+        lambda b, _: (b["receipts"].pop(1), b["checkpoint"]["sites"].pop(1)),
+        "checkpoint: its list of 2 sites does not match the signed root over 3 sites: "
+        "a site was dropped, added or changed",
+    ),
+    "a site dropped from the checkpoint only": (
+        lambda b, _: b["checkpoint"]["sites"].pop(1),
+        "checkpoint: its list of 2 sites does not match the signed root over 3 sites",
+    ),
+    "receipts reordered": (
+        lambda b, _: b["receipts"].insert(2, b["receipts"].pop(3)),
+        "site plant-03: receipt #1 is out of order: position 1 holds #2, #1 comes later",
+    ),
+    "a receipt from another release": (
+        lambda b, other: b["receipts"].__setitem__(0, other["receipts"][0]),
+        "site plant-01: receipt #1: wrong release: it is about",
+    ),
+    "edited checkpoint": (
+        lambda b, _: _edit_checkpoint(b, lambda s: s["predicate"].update(sites=2)),
+        "checkpoint: bad signature: the payload or the signature was changed after signing",
+    ),
+    "unsigned checkpoint": (
+        lambda b, _: b["checkpoint"]["envelope"].update(signatures=[]),
+        "checkpoint: not signed",
+    ),
+    "no checkpoint": (
+        lambda b, _: b.pop("checkpoint"),
+        "the bundle has no release checkpoint: nothing says which receipts it must hold",
+    ),
+    "checkpoint signed by another key": (
+        lambda b, _: _resign_checkpoint(b, OTHER_KEY),
+        f"checkpoint: wrong key: signed by key {OTHER_KEY.keyid}, not by the expected key",
+    ),
+    "checkpoint of another release": (
+        lambda b, other: b.__setitem__("checkpoint", other["checkpoint"]),
+        "checkpoint: wrong release: it is about",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING))
+def test_every_tampering_of_an_api_bundle_is_named_by_the_cli(
+    tampering: str,
+    signed: tuple[Services, str],
+    signer: ReceiptSigner,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    services, release_id = signed
+    other_id = push(services, digest="sha256:" + "ab" * 32)  # another release at the same sites
+    run_jobs(services)
+    bundle, other = fetch_bundle(release_id), fetch_bundle(other_id)
+    assert verify_bundle(other, public_key=signer.public_key).receipts == 3
+    tamper, expected = TAMPERING[tampering]
+    tamper(bundle, other)
+    path, pem = tmp_path / "bundle.json", tmp_path / "key.pem"
+    path.write_text(json.dumps(bundle))
+    pem.write_text(signer.public_key_pem)
+    code, out, err = cli(capsys, "receipts", "verify", str(path), "--public-key", str(pem))
+    assert (code, out) == (1, "")
+    assert err.startswith("INVALID: " + expected), err
+
+
+def test_a_later_bundle_is_checked_against_an_earlier_one(
+    wire: Wire, signer: ReceiptSigner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = wire(present={"https://plant-01.example"})
+    services.store.upsert_sites([site("plant-01"), site("plant-02")])
+    release_id = push(services)
+    run_jobs(services)
+    use_services(services)
+    earlier, later, pem = tmp_path / "earlier.json", tmp_path / "later.json", tmp_path / "key.pem"
+    pem.write_text(signer.public_key_pem)
+    earlier.write_text(json.dumps(fetch_bundle(release_id)))  # plant-01 VERIFIED, plant-02 SYNCED
+    edge(services, "plant-02")
+    run_jobs(services)
+    later.write_text(json.dumps(fetch_bundle(release_id)))  # plant-02 VERIFIED: its chain grew
+
+    code, out, err = cli(capsys, "receipts", "verify", str(later), "--against", str(earlier), "--public-key", str(pem))
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"consistent with {earlier}: 1 site(s) moved on since its checkpoint"
+    code, _, err = cli(capsys, "receipts", "verify", str(earlier), "--against", str(later))
+    assert code == 1 and "is older than the one it is checked against" in err and "swap the bundles" in err
+
+    other_id = push(services, digest="sha256:" + "cd" * 32)
+    run_jobs(services)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(fetch_bundle(other_id)))
+    code, _, err = cli(capsys, "receipts", "verify", str(later), "--against", str(other))
+    assert code == 1 and err.startswith("INVALID: the bundles are about different releases")
+    foreign = tmp_path / "foreign.json"
+    forged = json.loads(earlier.read_text())
+    _resign_checkpoint(forged, OTHER_KEY)
+    forged["public_key"], forged["keyid"] = OTHER_KEY.public_key_pem, OTHER_KEY.keyid
+    foreign.write_text(json.dumps(forged))
+    code, _, err = cli(capsys, "receipts", "verify", str(later), "--against", str(foreign))
+    assert code == 1 and err.startswith(f"INVALID: {foreign}: ") and "wrong key" in err
 
 
 @pytest.fixture(scope="module")
@@ -409,11 +613,11 @@ def test_the_cli_fetches_the_bundle_and_the_key_then_verifies_offline(
     pem.write_text(out)
     bundle = tmp_path / "bundle.json"
     code, _, err = cli(capsys, "receipts", "bundle", release_id, "--file", str(bundle), "--api-url", server)
-    assert code == 0 and "wrote 3 receipt(s)" in err
+    assert code == 0 and "wrote 4 receipt(s)" in err
     code, out, _ = cli(capsys, "receipts", "bundle", f"{SUBJECT}:1.4.2", "--api-url", server)
     assert code == 0 and json.loads(out) == json.loads(bundle.read_text())
     code, out, _ = cli(capsys, "receipts", "verify", str(bundle), "--public-key", str(pem))
-    assert code == 0 and out.startswith("OK: 3 signed receipt(s)")
+    assert code == 0 and out.startswith("OK: 4 signed receipt(s)")
     assert out.splitlines()[1] == "sites: plant-01, plant-02, plant-03"
     code, _, err = cli(capsys, "receipts", "bundle", "0" * 32, "--api-url", server)
     assert code == 1 and "RELEASE_NOT_FOUND" in err

@@ -20,6 +20,7 @@ from shared.adapters.outbox import SqliteOutbox
 from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.bootstrap import Services, bootstrap
 from shared.config import Settings
+from shared.domain.messages import ReleaseSummaryJob
 from shared.domain.model import Site
 from shared.domain.names import release_id_for
 from shared.domain.observations import OutboundEventType
@@ -27,6 +28,8 @@ from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.local.runtime import LocalRuntime, RuntimeOptions
 from shared.ports import OutgoingMessage, StateStore
 from shared.services.ingest import ingest_delivery
+from shared.services.site_check import CheckOutcome, record_dead_letter
+from shared.services.summaries import CLOCK_MARGIN, SUMMARY_INTERVAL
 from shared.services.sweeper import sweep
 from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential, delivery, load_event
 from tests.support.arm_server import ArmServer
@@ -161,6 +164,12 @@ def run(services: Services, clock: FakeClock, *, at: datetime | None = None) -> 
     return LocalRuntime(services).process_available()
 
 
+def summarize(services: Services, clock: FakeClock) -> int:
+    """Run the release summaries the row changes scheduled (due at their interval's end)."""
+    clock.advance(seconds=(SUMMARY_INTERVAL + CLOCK_MARGIN).total_seconds())
+    return LocalRuntime(services).process_available()
+
+
 def row(services: Services, site: str, release_id: str = CAMERA_ID) -> Any:
     return services.store.get_site_sync(release_id, site).value
 
@@ -187,9 +196,15 @@ def test_a_sync_after_the_push_makes_the_site_synced_with_arm_evidence_and_the_r
     assert evidence.state_from is SyncState.PENDING and evidence.state_to is SyncState.SYNCED
     assert evidence.details["lastSyncTime"] == "2026-11-24T09:41:32.418924+00:00"
     assert evidence.details["connectionState"] == "Online"
+    # The site's own event goes out with the check; the release's once its summary has counted the rows.
+    assert [e.type for e in published(services)] == [OutboundEventType.SITE_SYNCED]
+    assert services.store.get_release(CAMERA_ID).value.counts == {SyncState.PENDING: 1}
+    assert summarize(services, clock) == 1
     kinds = [e.type for e in published(services)]
     assert kinds == [OutboundEventType.SITE_SYNCED, OutboundEventType.RELEASE_READY]
+    assert services.store.get_release(CAMERA_ID).value.counts == {SyncState.SYNCED: 1}
     assert services.queue.count() == 0  # type: ignore[attr-defined]
+    assert summarize(services, clock) == 0  # nothing changed since: no further summary
 
 
 def test_the_manifest_at_the_site_verifies_with_the_registry_answer_as_evidence(
@@ -312,6 +327,7 @@ def test_permanent_blockers_fail_the_row_and_complete_the_message(
     services.store.upsert_sites([Site(name="plant-01", repositories=("inspection/*",), connected_registry=cr)])
     push(services)
     run(services, clock)
+    summarize(services, clock)
     failed = row(services, "plant-01")
     assert (failed.state, failed.reason) == (SyncState.FAILED, reason)
     assert services.queue.count() == 0 and services.queue.count(dead_letter=True) == 0  # type: ignore[attr-defined]
@@ -359,6 +375,7 @@ def test_a_redelivered_job_for_a_final_row_does_no_work(services: Services, azur
     services.store.upsert_sites([Site(name="plant-01", repositories=("inspection/*",), connected_registry=cr)])
     push(services)
     run(services, clock)
+    summarize(services, clock)
     requests_before = len(azure.server.requests)
     clock.advance(minutes=15)  # past the duplicate-detection window, so the queue takes it again
     services.queue.send_messages(
@@ -384,6 +401,15 @@ def test_a_malformed_job_is_dead_lettered_with_its_reason_and_changes_nothing(
     runtime.handle_job(message)
     [dead] = services.queue.peek_dead_letters()  # type: ignore[attr-defined]
     assert dead.dead_letter_reason == "MALFORMED_JOB"
+
+
+def test_a_dead_lettered_release_summary_changes_nothing(services: Services, clock: FakeClock) -> None:
+    push(services)
+    before = services.store.get_release(CAMERA_ID), services.store.list_site_syncs(CAMERA_ID)
+    body = ReleaseSummaryJob(CAMERA_ID, 1).encode()
+    result = record_dead_letter(services, body, "MaxDeliveryCountExceeded", "")
+    assert result.outcome is CheckOutcome.MISSING
+    assert (services.store.get_release(CAMERA_ID), services.store.list_site_syncs(CAMERA_ID)) == before
 
 
 def test_eight_concurrent_workers_on_one_release_lose_no_update(
@@ -420,6 +446,7 @@ def test_eight_concurrent_workers_on_one_release_lose_no_update(
         thread.join()
     assert errors == []
     assert {r.value.state for r in services.store.list_site_syncs(CAMERA_ID)} == {SyncState.SYNCED}
+    assert summarize(services, clock) == 1  # 120 row changes, one summary of the release
     assert services.store.get_release(CAMERA_ID).value.counts == {SyncState.SYNCED: 120}
     kinds = [e.type for e in published(services)]
     assert kinds.count(OutboundEventType.RELEASE_READY) == 1 and kinds.count(OutboundEventType.SITE_SYNCED) == 120

@@ -1,5 +1,6 @@
-"""Signed delivery receipts: the statement, DSSE's PAE, Ed25519 signing, the per-release chain, and
-offline verification that names the first broken receipt and why. Also the key handling around it:
+"""Signed delivery receipts: the statement, DSSE's PAE, Ed25519 signing, the per-release chain of
+releases written before receipts chained per site (its bundles still verify), and offline
+verification that names the first broken receipt and why. Also the key handling around it:
 the setting, the local key file, and the composition root's lazily built signer."""
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from shared.adapters.codec import release_from_doc, release_to_doc
 from shared.adapters.signing_key import load_or_create_key
 from shared.bootstrap import bootstrap
 from shared.config import Settings
+from shared.domain.evidence_bundles import verify_bundle
 from shared.domain.model import Release
 from shared.domain.receipts import (
     BUNDLE_MEDIA_TYPE,
     PAYLOAD_TYPE,
+    PREDICATE_TYPE,
     NotABundle,
     ReceiptError,
     ReceiptSigner,
@@ -38,7 +41,6 @@ from shared.domain.receipts import (
     load_private_key,
     load_public_key,
     pae,
-    verify_bundle,
 )
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.domain.windows import Window
@@ -65,12 +67,17 @@ def arrived(release: Release, site: str, *, verified: bool = False, minutes: int
     )
 
 
+def legacy_statement(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A receipt of the per-release chain, as releases written before per-site chains hold."""
+    return delivery_statement(*args, predicate_type=PREDICATE_TYPE, **kwargs)
+
+
 def chain(signer: ReceiptSigner, release: Release, sites: list[str]) -> list[dict[str, Any]]:
     """Receipts 1..n as the services sign them: each names the digest of the one before."""
     envelopes: list[dict[str, Any]] = []
     previous = None
     for number, site in enumerate(sites, start=1):
-        statement = delivery_statement(
+        statement = legacy_statement(
             release, arrived(release, site, minutes=number), sequence=number, previous=previous, window=None
         )
         envelope = signer.sign(statement)
@@ -122,7 +129,7 @@ def fails(bundle: dict[str, Any], message: str, *, receipt: int | None, **kw: An
 def test_the_statement_is_an_in_toto_v1_delivery_receipt(release: Release) -> None:
     row = arrived(release, "plant-01", verified=True)
     window = Window(T0, T0 + timedelta(hours=3))
-    statement = delivery_statement(release, row, sequence=4, previous="ab" * 32, window=window)
+    statement = legacy_statement(release, row, sequence=4, previous="ab" * 32, window=window)
     assert statement == {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": "contosoacr.azurecr.io/inspection/camera", "digest": {"sha256": release.digest[7:]}}],
@@ -140,7 +147,7 @@ def test_the_statement_is_an_in_toto_v1_delivery_receipt(release: Release) -> No
             "previous": "ab" * 32,
         },
     }
-    first = delivery_statement(release, arrived(release, "plant-02"), sequence=1, previous=None, window=None)
+    first = legacy_statement(release, arrived(release, "plant-02"), sequence=1, previous=None, window=None)
     assert first["predicate"]["window"] is None and first["predicate"]["previous"] is None
     assert first["predicate"]["state"] == "SYNCED" and first["predicate"]["evidence_source"] == "arm-last-sync"
 
@@ -155,7 +162,7 @@ def test_pae_is_the_dsse_v1_encoding() -> None:
 
 
 def test_an_envelope_signs_the_pae_of_the_canonical_statement(signer: ReceiptSigner, release: Release) -> None:
-    statement = delivery_statement(release, arrived(release, "plant-01"), sequence=1, previous=None, window=None)
+    statement = legacy_statement(release, arrived(release, "plant-01"), sequence=1, previous=None, window=None)
     envelope = signer.sign(statement)
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     payload = base64.b64decode(envelope["payload"])
@@ -257,7 +264,7 @@ def test_a_receipt_of_another_release_is_refused(
     other = make_release("inspection/model-runtime")
     # Signed by the right key, with the right number and even the right `previous`: only its
     # subject gives it away.
-    statement = delivery_statement(
+    statement = legacy_statement(
         other,
         arrived(other, "plant-02"),
         sequence=2,
@@ -275,7 +282,7 @@ def test_a_receipt_of_another_release_is_refused(
 
 
 def test_a_broken_link_is_named(signer: ReceiptSigner, release: Release, bundle: dict[str, Any]) -> None:
-    statement = delivery_statement(release, arrived(release, "plant-02"), sequence=2, previous="00" * 32, window=None)
+    statement = legacy_statement(release, arrived(release, "plant-02"), sequence=2, previous="00" * 32, window=None)
     bundle["receipts"][1] = signer.sign(statement)
     head = envelope_digest(bundle["receipts"][0])
     fails(

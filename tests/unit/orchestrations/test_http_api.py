@@ -228,6 +228,7 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "actor": None,
         "withdrawn_at": None,
         "counts": {"PENDING": 1, "SKIPPED": 1, "VERIFIED": 1, "WAITING_FOR_WINDOW": 1},
+        "counts_as_of": NOW.isoformat(),  # counted from the rows shown, when they were read
     }
     sites = {s["site"]: s for s in release["sites"]}
     assert list(sites) == ["plant-01", "plant-02", "plant-03", "store-01"]
