@@ -125,6 +125,11 @@ class StateStore(Protocol):
             InvalidInput: ``CROSS_RELEASE_WRITE`` when the header or evidence belong to another release.
         """
 
+    def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:
+        """Rows of one release whose :attr:`~shared.domain.model.SiteSync.due_at` is at or before
+        ``due_by``, ordered by site name: an index kept with the row in the same write, so the cost
+        follows the rows that are due, not the rows of the release."""
+
     def list_site_syncs_for_site(
         self, site: str, *, page_size: int = 100, continuation: str | None = None
     ) -> Page[SiteSync]:

@@ -10,7 +10,8 @@ Layout (``{prefix}`` lets tests and environments share an account):
     group transaction:
 
     - RowKey ``"release"``: the header (``doc``, ``repository``, ``digest``);
-    - RowKey ``"s|<site>"``: one site-sync row (``doc``, ``site``, ``state``);
+    - RowKey ``"s|<site>"``: one site-sync row (``doc``, ``site``, ``state``, and ``due_at`` when the
+      row is due at some time: the sweeper's index, a fixed-width UTC time compared in the service);
     - RowKey ``"e|<site>|<observed_at, UTC, fixed width>|<evidence_id>"``: evidence (``doc``, ``site``).
 ``{prefix}releaseindex``
     PartitionKey ``"all"``, RowKey = ``inverted_time_key(pushed_at) + "|" + release_id`` so a
@@ -222,13 +223,17 @@ def _header_entity(release: Release) -> dict[str, Any]:
 
 
 def _row_entity(row: SiteSync) -> dict[str, Any]:
-    return {
+    entity = {
         "PartitionKey": _pk(row.release_id),
         "RowKey": _row_rk(row.site),
         "doc": dump_document(site_sync_to_doc(row), what=f"site-sync row {row.release_id}/{row.site}"),
         "site": row.site,
         "state": row.state.value,
     }
+    due = row.due_at
+    if due is not None:
+        entity["due_at"] = _time_key(due)  # the due index: absent when the row is never due
+    return entity
 
 
 def _evidence_entity(ev: Evidence) -> dict[str, Any]:
@@ -591,6 +596,19 @@ class AzureTableStore:
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
             {"pk": _pk(release_id), "low": ROW_PREFIX, "high": ROW_PREFIX[:-1] + _AFTER_BAR},
             select=["doc"],  # the document is the row; the other columns would only cost decoding (ETag still comes)
+        )
+        rows = [Versioned(site_sync_from_doc(_doc(e)), _etag(e)) for e in entities]
+        return sorted(rows, key=lambda versioned: versioned.value.site)
+
+    def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:
+        # The filter on due_at runs in the service: only due rows cross the wire. A row without the
+        # property (never due) does not match a comparison.
+        entities = self._query(
+            _RELEASES,
+            f"list due site syncs of release {release_id}",
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high and due_at le @due",
+            {"pk": _pk(release_id), "low": ROW_PREFIX, "high": ROW_PREFIX[:-1] + _AFTER_BAR, "due": _time_key(due_by)},
+            select=["doc"],
         )
         rows = [Versioned(site_sync_from_doc(_doc(e)), _etag(e)) for e in entities]
         return sorted(rows, key=lambda versioned: versioned.value.site)

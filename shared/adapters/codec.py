@@ -154,6 +154,7 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "receipt_sequence": release.receipt_sequence,
         "receipt_head": release.receipt_head,
         "checkpoint": release.checkpoint,
+        "due_indexed": release.due_indexed,
     }
 
 
@@ -175,6 +176,7 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         receipt_sequence=int(doc.get("receipt_sequence", 0)),
         receipt_head=doc.get("receipt_head"),
         checkpoint=doc.get("checkpoint"),
+        due_indexed=bool(doc.get("due_indexed", False)),
     )
 
 

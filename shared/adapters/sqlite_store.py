@@ -217,6 +217,11 @@ def _pushed_key(release: Release | SiteSync, release_id: str) -> str:
     return codec.inverted_time_key(release.pushed_at) + "|" + release_id
 
 
+def _due_key(row: SiteSync) -> int | None:
+    due = row.due_at
+    return None if due is None else _micros(due)
+
+
 def _micros(value: datetime) -> int:
     # Exact integer arithmetic: a float timestamp can misorder observations a microsecond apart.
     return (value - _EPOCH) // timedelta(microseconds=1)
@@ -240,6 +245,15 @@ class SqliteStateStore:
             rejected=StoreRejected,
             busy_timeout=busy_timeout,
         )
+        self._add_due_index()
+
+    def _add_due_index(self) -> None:
+        """The due index (a column beside the row document) on a file made before it existed."""
+        with self._db.write("add the due index") as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(site_syncs)")}
+            if "due_key" not in columns:
+                conn.execute("ALTER TABLE site_syncs ADD COLUMN due_key INTEGER")
+            conn.execute("CREATE INDEX IF NOT EXISTS site_syncs_due ON site_syncs (release_id, due_key)")
 
     def close(self) -> None:
         self._db.close()
@@ -356,6 +370,7 @@ class SqliteStateStore:
                     row.site,
                     codec.dump_document(codec.site_sync_to_doc(row), what=f"site sync {row.release_id}/{row.site}"),
                     _pushed_key(row, row.release_id),
+                    _due_key(row),
                 )
                 for row in rows
             ),
@@ -368,8 +383,8 @@ class SqliteStateStore:
                 with self._db.write("add site syncs") as conn:
                     before = conn.total_changes
                     conn.executemany(
-                        "INSERT OR IGNORE INTO site_syncs (release_id, site, doc, version, saved, pushed_key)"
-                        " VALUES (?, ?, ?, 1, 0, ?)",
+                        "INSERT OR IGNORE INTO site_syncs (release_id, site, doc, version, saved, pushed_key, due_key)"
+                        " VALUES (?, ?, ?, 1, 0, ?, ?)",
                         batch[start : start + MAX_ROWS_PER_BATCH],
                     )
                     created += conn.total_changes - before
@@ -425,12 +440,20 @@ class SqliteStateStore:
             if release is not None and release_doc is not None:
                 release_etag = _etag(self._replace_header(conn, release.value, release_doc, release.etag))
             conn.execute(
-                "UPDATE site_syncs SET doc = ?, version = version + 1, saved = 1, pushed_key = ?"
+                "UPDATE site_syncs SET doc = ?, version = version + 1, saved = 1, pushed_key = ?, due_key = ?"
                 " WHERE release_id = ? AND site = ?",
-                (doc, _pushed_key(row, row.release_id), row.release_id, row.site),
+                (doc, _pushed_key(row, row.release_id), _due_key(row), row.release_id, row.site),
             )
             self._insert_evidence(conn, evidence_rows)
         return SavedSiteSync(row_etag=_etag(found[0] + 1), release_etag=release_etag)
+
+    def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:
+        with self._db.read("list due site syncs") as conn:
+            rows = conn.execute(
+                "SELECT doc, version FROM site_syncs WHERE release_id = ? AND due_key <= ? ORDER BY site",
+                (release_id, _micros(due_by)),
+            ).fetchall()
+        return [Versioned(codec.site_sync_from_doc(codec.load_document(doc)), _etag(v)) for doc, v in rows]
 
     def list_site_syncs_for_site(
         self, site: str, *, page_size: int = 100, continuation: str | None = None

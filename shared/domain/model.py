@@ -36,6 +36,8 @@ MAX_SOURCE_EVENT_IDS = 64
 # pushed under more tags keeps its first ones; the push of one more is reported, not stored.
 MAX_RELEASE_TAGS = 100
 
+_ON_ITS_WAY = frozenset({SyncState.PENDING, SyncState.WAITING_FOR_WINDOW})
+_AWAITING_CHECK_ONLY = frozenset({SyncState.STALE, SyncState.SYNCED})
 _SEMVER = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 
 
@@ -138,6 +140,10 @@ class Release:
     receipt_head: str | None = None
     # The newest signed release checkpoint (a DSSE envelope in canonical JSON), when one was issued.
     checkpoint: str | None = None
+    # Whether every row of this release carries its due time in the store's due index
+    # (SiteSync.due_at): true for releases created since that index exists. The sweeper reads only
+    # the due rows of such a release, and every row of an older one.
+    due_indexed: bool = False
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)
@@ -197,6 +203,25 @@ class SiteSync:
     # of one site run one at a time, so the chain has one writer and never forks.
     receipt_sequence: int = 0
     receipt_head: str | None = None
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When the sweeper next has work with this row; ``None`` when it never will.
+
+        A row still on its way (pending, waiting) is due at its next check (a lost job shows as
+        overdue), at its expected arrival (once that passed, a closed window may have made it
+        stale before its next check) and no later than a day after the push (the shortest message
+        TTL). A stale or synced row is due at its next check, if any (a lost job); final rows are
+        never due. The stores index this, so a sweep reads the rows that are due, not every row of
+        every recent release."""
+        if self.state in _AWAITING_CHECK_ONLY:
+            return self.next_check_at
+        if self.state not in _ON_ITS_WAY:
+            return None
+        candidates = [self.next_check_at or self.updated_at, self.pushed_at + MIN_MESSAGE_TTL]
+        if self.expected_ready_at is not None:
+            candidates.append(self.expected_ready_at)
+        return min(candidates)
 
     def moved_to(self, target: SyncState, reason: SyncReason | None, at: datetime, **changes: object) -> SiteSync:
         """A copy in ``target`` state; stamps the matching timestamp.

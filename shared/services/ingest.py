@@ -231,6 +231,7 @@ def _candidate(event: RegistryEvent) -> Release:
         actor=event.actor,
         kind=event.event_type.kind,
         source_event_ids=(event.event_id,),
+        due_indexed=True,
     )
 
 

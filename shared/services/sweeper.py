@@ -3,6 +3,10 @@
 * Rows past their deadline become STALE even when their next job is far away or lost.
 * Rows whose job should have run a while ago get a recovery job (a message can be lost when a
   send fails after the row was saved, or when an operator purges a queue).
+* Only rows that are due are read (the stores' due index, :attr:`SiteSync.due_at`): a sweep costs
+  one small query per recent release with rows on their way, and the due rows; releases whose
+  summary says every row has arrived are skipped, and synced history is never read. Releases
+  created before the index existed are read whole, as before.
 * Each site's schedule, window and TTL are refreshed from its connected registry in ARM: they
   can change in Azure, and the window arithmetic must follow.
 * Each site's sync and client tokens are checked for expiry (hourly; :mod:`shared.services.governance`).
@@ -133,8 +137,14 @@ def _sweep_release(
     services: Dependencies, release: Release, sites: dict[str, Site], now: datetime, grace: timedelta
 ) -> tuple[int, int]:
     stale, lost_jobs = 0, []
+    store = services.store
     with log_context(release_id=release.release_id):
-        for versioned in services.store.list_site_syncs(release.release_id):
+        due = (
+            store.list_due_site_syncs(release.release_id, due_by=now)
+            if release.due_indexed
+            else store.list_site_syncs(release.release_id)
+        )
+        for versioned in due:
             row = versioned.value
             site = sites.get(row.site)
             if row.state not in _OPEN or site is None:

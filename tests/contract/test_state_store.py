@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.domain.model import Site, TagPolicy, Versioned
+from shared.domain.changes import RowChange
+from shared.domain.evidence_bundles import verify_bundle, verify_consistency
+from shared.domain.model import Site, SiteSync, TagPolicy, Versioned
+from shared.domain.receipts import ReceiptSigner
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.errors import AlreadyExists, ConcurrencyConflict, EntityTooLarge, InvalidInput, NotFound
 from shared.ports import StateStore
+from shared.services.bundles import evidence_bundle
+from shared.services.receipts import receipt_hook
+from shared.services.rows import release_loader, update_row
+from shared.services.summaries import summarize_release
 from tests.builders import T0, make_evidence, make_release, make_row, make_site, random_digest, site_names
+from tests.fakes import FakeClock
 
 # -- sites ---------------------------------------------------------------------------------------
 
@@ -365,3 +377,111 @@ def test_continuation_is_bound_to_its_filters(store: StateStore) -> None:
     assert token
     with pytest.raises(InvalidInput):
         store.list_releases(repository="retail/pos-api", page_size=1, continuation=token)
+
+
+# -- fleet scale: the due index, per-site chains and checkpoints racing transitions ---------------
+
+
+def test_the_due_index_follows_every_write(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    pending = replace(make_row(release, "plant-01"), next_check_at=T0 + timedelta(hours=2))
+    later = replace(make_row(release, "plant-02"), next_check_at=T0 + timedelta(hours=5))
+    final = make_row(release, "plant-03", state=SyncState.SKIPPED)
+    store.add_site_syncs([pending, later, final])
+    release_id = release.release_id
+
+    def due(at: timedelta) -> list[str]:
+        return [v.value.site for v in store.list_due_site_syncs(release_id, due_by=T0 + at)]
+
+    assert due(timedelta(hours=1)) == []
+    assert due(timedelta(hours=2)) == ["plant-01"]  # at or before: inclusive
+    assert due(timedelta(hours=6)) == ["plant-01", "plant-02"]  # a skipped row is never due
+    assert due(timedelta(days=2)) == ["plant-01", "plant-02"]
+    # Arrived: never due again. Rescheduled: due at its new time. Both with the row's own write.
+    current = store.get_site_sync(release_id, "plant-01")
+    arrived = current.value.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0 + timedelta(hours=2))
+    store.save_site_sync(replace(arrived, next_check_at=None), etag=current.etag)
+    current = store.get_site_sync(release_id, "plant-02")
+    store.save_site_sync(replace(current.value, next_check_at=T0 + timedelta(days=3)), etag=current.etag)
+    assert due(timedelta(hours=12)) == []
+    # A day after the push a row on its way is due whatever its next check says (the shortest TTL).
+    [row] = store.list_due_site_syncs(release_id, due_by=T0 + timedelta(days=1))
+    assert row.value.site == "plant-02" and row.etag == store.get_site_sync(release_id, "plant-02").etag
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def publish(self, events: Sequence[Any]) -> None:
+        self.events.extend(events)
+
+
+@dataclass
+class _Services:
+    """What the row-change, receipt, summary and bundle services read, around the store under test."""
+
+    store: StateStore
+    signer: ReceiptSigner
+    clock: FakeClock
+    events: _Sink = field(default_factory=_Sink)
+
+
+def test_many_sites_of_one_release_move_at_once_with_checkpoints_and_summaries_racing(store: StateStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    sites = site_names(48)
+    store.add_site_syncs([make_row(release, s) for s in sites])
+    services = _Services(store, ReceiptSigner(Ed25519PrivateKey.generate()), FakeClock(T0 + timedelta(minutes=5)))
+    release_id, loader = release.release_id, release_loader(store, release.release_id)
+    sign = receipt_hook(services, None, loader)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+    bundles: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def arrive(row: SiteSync, state: SyncState) -> RowChange | None:
+        if row.state is state or (state is SyncState.SYNCED and row.state is SyncState.VERIFIED):
+            return None
+        moved = row.moved_to(state, SyncReason.MANIFEST_PRESENT, T0 + timedelta(minutes=1))
+        return RowChange(moved, [make_evidence(moved, at=T0 + timedelta(minutes=1), summary=state.value)])
+
+    def work(mine: list[str]) -> None:
+        try:
+            for site in mine:
+                for state in (SyncState.SYNCED, SyncState.VERIFIED):
+                    update = update_row(store, release_id, site, lambda r, s=state: arrive(r, s), on_state_change=sign)
+                    assert update.changed
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+
+    def audit() -> None:
+        try:
+            while not done.is_set():
+                bundles.append(evidence_bundle(services, release_id))  # type: ignore[arg-type]
+                summarize_release(services, release_id)  # type: ignore[arg-type]
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    auditor = threading.Thread(target=audit)
+    auditor.start()
+    workers = [threading.Thread(target=work, args=(sites[i::8],)) for i in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    done.set()
+    auditor.join()
+    assert errors == []
+    bundles.append(evidence_bundle(services, release_id))  # type: ignore[arg-type]
+    summarize_release(services, release_id)  # type: ignore[arg-type]
+
+    rows = [v.value for v in store.list_site_syncs(release_id)]
+    assert [(r.state, r.receipt_sequence) for r in rows] == [(SyncState.VERIFIED, 2)] * 48  # no update lost
+    assert store.get_release(release_id).value.counts == {SyncState.VERIFIED: 48}  # exact, from the rows
+    # Every checkpoint issued during the race is a consistent snapshot, and each one extends the last.
+    checked = [verify_bundle(bundle, public_key=services.signer.public_key) for bundle in bundles]
+    assert len(checked) >= 2 and checked[-1].receipts == 96 and checked[-1].sites == tuple(sites)
+    for older, newer in itertools.pairwise(checked):
+        verify_consistency(newer, older)
+    assert [e.type.value for e in services.events.events] == ["acrsync.release.ready"]

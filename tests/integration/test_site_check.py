@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -484,6 +485,67 @@ def test_the_sweeper_marks_rows_past_their_ttl_stale(services: Services, azure: 
     stale = row(services, "plant-01")
     assert (stale.state, stale.reason) == (SyncState.STALE, SyncReason.MESSAGE_TTL_EXPIRED)
     assert [e.type for e in published(services)] == [OutboundEventType.SITE_STALE]
+
+
+class RecordingStore:
+    """The store under test, noting which row listings a caller made and how many rows they returned."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.listed: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name not in ("list_site_syncs", "list_due_site_syncs"):
+            return target
+
+        def listing(*args: Any, **kwargs: Any) -> Any:
+            rows = target(*args, **kwargs)
+            self.listed.append((name, len(rows)))
+            return rows
+
+        return listing
+
+
+def test_the_sweeper_reads_only_the_rows_that_are_due(services: Services, azure: Azure, clock: FakeClock) -> None:
+    synced = [
+        Site(
+            name=f"store-{i:04d}",
+            repositories=("inspection/*",),
+            connected_registry=azure.connected_registry(f"store-{i:04d}", last_sync=PUSHED_AT + timedelta(seconds=5)),
+        )
+        for i in range(30)
+    ]
+    # Syncs nightly 22:00-01:00 UTC; one closed window without the digest is late enough.
+    camp = Site(name="camp-01", repositories=("inspection/*",), schedule="0 22 * * *", sync_window=timedelta(hours=3))
+    services.store.upsert_sites([*synced, replace(camp, stale_after_windows=1)])
+    push(services)
+    run(services, clock)
+    summarize(services, clock)
+    waiting = row(services, "camp-01")
+    assert waiting.state is SyncState.WAITING_FOR_WINDOW and waiting.next_check_at < waiting.expected_ready_at
+    recording = RecordingStore(services.store)
+    sweeping = bootstrap(
+        Settings(data_dir=services.settings.data_dir),
+        store=recording,  # type: ignore[arg-type]
+        queue=services.queue,
+        clock=clock,
+        arm=services.arm,
+        events=services.events,
+    )
+    assert sweep(sweeping).rows_marked_stale == 0
+    # One indexed query for the release, answering nothing: the 30 synced rows are not read.
+    assert recording.listed == [("list_due_site_syncs", 0)]
+    # Its check at 22:05 was lost, and the window closed at 01:00 without the digest: the row is
+    # due, and the sweep finds it stale (and recovers the check).
+    recording.listed.clear()
+    clock.current = waiting.expected_ready_at + timedelta(minutes=5)
+    assert sweep(sweeping).rows_marked_stale == 1
+    assert recording.listed == [("list_due_site_syncs", 1)]
+    assert (row(services, "camp-01").state, row(services, "camp-01").reason) == (
+        SyncState.STALE,
+        SyncReason.WINDOW_MISSED,
+    )
 
 
 def test_the_sweeper_follows_schedule_changes_made_in_azure(services: Services, azure: Azure) -> None:
