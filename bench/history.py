@@ -35,6 +35,7 @@ from shared.bootstrap import bootstrap
 from shared.domain.model import Release, SiteSync
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.services.report import site_report
+from shared.services.rows import earliest_due
 from shared.services.sweeper import sweep
 
 
@@ -65,7 +66,7 @@ def release(index: int, pushed_hours_ago: float) -> Release:
         digest="sha256:" + f"{index:064x}",
         pushed_at=NOW - timedelta(hours=pushed_hours_ago),
         tags=frozenset({f"1.{index}.0"}),
-        due_indexed=True,
+        indexed=True,
     )
 
 
@@ -114,7 +115,7 @@ def build(path: Path, site_count: int, releases: int, in_flight: int) -> SqliteS
         made = release(index, hours_ago)
         rows = [row(made, name, in_flight=flying) for name in names]
         counts = {rows[0].state: len(rows)}
-        store.create_release(replace(made, counts=counts, counts_as_of=NOW))
+        store.create_release(replace(made, counts=counts, counts_as_of=NOW, next_due_at=earliest_due(rows)))
         store.add_site_syncs(rows)
         store.publish_release(made)
     return store

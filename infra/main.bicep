@@ -94,6 +94,7 @@ var tableNames = [
   '${tablePrefix}releases'
   '${tablePrefix}releaseindex'
   '${tablePrefix}siteindex'
+  '${tablePrefix}siteledger'
 ]
 var deadLetterContainerName = 'eg-deadletter'
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.inventory import RegistryState, TokenState
+from shared.domain.ledger import LedgerEntry
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.domain.observations import (
     BasicCredentials,
@@ -135,6 +136,13 @@ class StateStore(Protocol):
     ) -> Page[SiteSync]:
         """Rows of one site that have been saved at least once (:meth:`save_site_sync`), newest
         release first. Rows only created by fan-out and never checked may be absent."""
+
+    # -- the site ledger -----------------------------------------------------------------------
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
+        """The site-ledger entries (:mod:`shared.domain.ledger`) of releases pushed in
+        ``[pushed_from, pushed_until]``, every site. :meth:`save_site_sync` writes a row's entry (in
+        the same transaction on SQLite; right after it, like the per-site listing, on Table
+        Storage); rows never saved have none. The cost follows sites × push days in the period."""
 
     # -- evidence ------------------------------------------------------------------------------
     def append_evidence(self, evidence: Sequence[Evidence]) -> int:

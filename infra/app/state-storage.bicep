@@ -6,7 +6,7 @@ param name string
 param location string
 param tags object = {}
 
-@description('The acrsync tables (<prefix>sites, <prefix>releases, <prefix>releaseindex, <prefix>siteindex).')
+@description('The acrsync tables (<prefix>sites, <prefix>releases, <prefix>releaseindex, <prefix>siteindex, <prefix>siteledger).')
 param tableNames array
 
 module account 'br/public:avm/res/storage/storage-account:0.8.3' = {

@@ -19,6 +19,12 @@ Layout (``{prefix}`` lets tests and environments share an account):
     list) to filter on. Written only by :meth:`AzureTableStore.publish_release`, so a row here is
     the fan-out-complete marker. The release document itself is not copied: the header changes with
     every counted save, so listings read the headers (parallel point reads) to return current counts.
+``{prefix}siteledger``
+    PartitionKey = the push day (UTC, ``YYYY-MM-DD``), RowKey = site; ``site`` and one property per
+    release pushed that day, ``r<release id>`` = its ledger entry (JSON, :mod:`shared.domain.ledger`),
+    merged in right after :meth:`AzureTableStore.save_site_sync` commits. A report reads one
+    partition per day of its period. An entity holds at most 252 properties: a site that receives
+    more than 250 releases pushed on one day loses the report's figures of the others (logged).
 ``{prefix}siteindex``
     PartitionKey = site, RowKey = ``inverted_time_key(row.pushed_at) + "|" + release_id``; ``doc`` =
     the row as last saved. Rows enter it when :meth:`AzureTableStore.save_site_sync` has committed.
@@ -40,7 +46,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
@@ -78,6 +84,7 @@ from shared.adapters.codec import (
     site_sync_to_doc,
     site_to_doc,
 )
+from shared.domain.ledger import LedgerEntry, ledger_day, ledger_entry
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.errors import (
     AlreadyExists,
@@ -103,6 +110,8 @@ _Op = tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX = "sites", "releases", "releaseindex", "siteindex"
+_LEDGER = "siteledger"
+_LEDGER_PREFIX = "r"  # one property per release: "r<release id>" = the entry (JSON)
 
 SITE_PK = "site"
 INDEX_PK = "all"
@@ -245,6 +254,15 @@ def _evidence_entity(ev: Evidence) -> dict[str, Any]:
     }
 
 
+def _ledger_entity(row: SiteSync, entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "PartitionKey": ledger_day(row.pushed_at),
+        "RowKey": encode_key(row.site),
+        "site": row.site,
+        _LEDGER_PREFIX + row.release_id: json.dumps(entry.as_dict(), separators=(",", ":")),
+    }
+
+
 def _site_index_entity(row: SiteSync) -> dict[str, Any]:
     return {
         "PartitionKey": encode_key(row.site),
@@ -341,7 +359,7 @@ class AzureTableStore:
 
     @property
     def table_names(self) -> dict[str, str]:
-        """Logical name (``sites``, ``releases``, ``releaseindex``, ``siteindex``) → table name."""
+        """Logical name (``sites``, ``releases``, ``releaseindex``, ``siteindex``, ``siteledger``) → table name."""
         return dict(self._names)
 
     def _table(self, logical: str) -> TableClient:
@@ -378,7 +396,7 @@ class AzureTableStore:
             yield from pages
 
     def ensure_tables(self) -> None:
-        """Create the four tables when absent (local, dev and tests; in Azure, Bicep creates them)."""
+        """Create the tables when absent (local, dev and tests; in Azure, Bicep creates them)."""
         for name in self._names.values():
             with _translated(f"create table {name}"):
                 self._service.create_table_if_not_exists(name)
@@ -543,14 +561,30 @@ class AzureTableStore:
     # -- site-sync rows -------------------------------------------------------------------------
 
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
-        created = 0
+        by_key = {(_pk(row.release_id), _row_rk(row.site)): row for row in rows}
+        created: list[SiteSync] = []
         for pk, entities in _group_by_partition(_row_entity(row) for row in rows).items():
             for chunk in _chunks(list(entities.values()), MAX_BATCH):
-                created += self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}")
-        return created
+                made = self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}")
+                created.extend(by_key[(pk, str(entity["RowKey"]))] for entity in made)
+        self._ledger_new_rows(created)
+        return len(created)
 
-    def _create_missing(self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str) -> int:
-        """Create the entities of one partition chunk that do not exist yet, atomically; how many were new.
+    def _ledger_new_rows(self, rows: Sequence[SiteSync]) -> None:
+        """The ledger entries of rows just created, merged in batches per push day (a release's rows
+        share one day, so a fan-out adds one transaction per 100 rows)."""
+        entities = [_ledger_entity(row, entry) for row in rows if (entry := ledger_entry(row)) is not None]
+        table = self._table(_LEDGER)
+        for day, by_site in _group_by_partition(entities).items():
+            for chunk in _chunks(list(by_site.values()), MAX_BATCH):
+                ops: list[_Op] = [("upsert", entity, {"mode": UpdateMode.MERGE}) for entity in chunk]
+                with _translated(f"ledger new site syncs of {day}"):
+                    table.submit_transaction(ops)
+
+    def _create_missing(
+        self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str
+    ) -> list[dict[str, Any]]:
+        """Create the entities of one partition chunk that do not exist yet, atomically; the new ones.
 
         The optimistic path (nothing exists, the fan-out case) costs one transaction. When some
         exist, the transaction wrote nothing; one range query finds the existing keys and only the
@@ -560,12 +594,12 @@ class AzureTableStore:
         table = self._table(logical)
         for _ in range(MAX_CREATE_ROUNDS):
             if not pending:
-                return 0
+                return []
             ops: list[_Op] = [("create", entity, {}) for entity in pending]
             try:
                 with _translated(operation):
                     table.submit_transaction(ops)
-                return len(pending)
+                return pending
             except AlreadyExists:
                 existing = self._existing_row_keys(logical, pk, [e["RowKey"] for e in pending], operation)
                 pending = [e for e in pending if e["RowKey"] not in existing]
@@ -647,7 +681,35 @@ class AzureTableStore:
         # right after and rewritten by every later save, so a lost write heals on the next check.
         with _translated(f"index site sync {row.release_id}/{row.site}"):
             self._table(_SITE_INDEX).upsert_entity(_site_index_entity(row), mode=UpdateMode.REPLACE)
+        entry = ledger_entry(row)
+        if entry is not None:
+            # MERGE sets this release's property and leaves the other releases' entries alone, so
+            # writers of one site's ledger never need its ETag.
+            try:
+                with _translated(f"ledger site sync {row.release_id}/{row.site}"):
+                    self._table(_LEDGER).upsert_entity(_ledger_entity(row, entry), mode=UpdateMode.MERGE)
+            except StoreRejected as exc:
+                # The row is saved; only the report's figure is lost (an entity full of releases).
+                log.warning("the site ledger of %s refused release %s: %s", row.site, row.release_id, exc)
         return saved
+
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
+        days = sorted(
+            {ledger_day(pushed_from + timedelta(days=n)) for n in range((pushed_until - pushed_from).days + 2)}
+        )
+        days = [day for day in days if ledger_day(pushed_from) <= day <= ledger_day(pushed_until)]
+
+        def read(day: str) -> list[LedgerEntry]:
+            entities = self._query(_LEDGER, f"list the site ledger of {day}", "PartitionKey eq @pk", {"pk": day})
+            return [
+                LedgerEntry.from_dict(str(entity["site"]), name[len(_LEDGER_PREFIX) :], json.loads(value))
+                for entity in entities
+                for name, value in entity.items()
+                if name.startswith(_LEDGER_PREFIX) and len(name) == len(_LEDGER_PREFIX) + 32
+            ]
+
+        found = [entry for batch in self._executor().map(read, days) for entry in batch]
+        return [entry for entry in found if pushed_from <= entry.pushed_at <= pushed_until]
 
     def list_site_syncs_for_site(
         self, site: str, *, page_size: int = 100, continuation: str | None = None
@@ -678,7 +740,7 @@ class AzureTableStore:
         created = 0
         for pk, entities in _group_by_partition(_evidence_entity(ev) for ev in evidence).items():
             for chunk in _chunks(list(entities.values()), MAX_BATCH):
-                created += self._create_missing(_RELEASES, pk, chunk, f"append evidence to release {pk}")
+                created += len(self._create_missing(_RELEASES, pk, chunk, f"append evidence to release {pk}"))
         return created
 
     def list_evidence(self, release_id: str, *, site: str | None = None) -> list[Evidence]:
@@ -696,7 +758,7 @@ class AzureTableStore:
 
 
 def _table_names(prefix: str) -> dict[str, str]:
-    names = {logical: f"{prefix}{logical}" for logical in (_SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX)}
+    names = {logical: f"{prefix}{logical}" for logical in (_SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX, _LEDGER)}
     bad = [name for name in names.values() if not _TABLE_NAME.fullmatch(name)]
     if bad:
         raise ConfigurationError(

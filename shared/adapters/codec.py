@@ -151,10 +151,11 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "withdrawn_at": _dt(release.withdrawn_at),
         "counts": {state.value: n for state, n in sorted(release.counts.items())},
         "counts_as_of": _dt(release.counts_as_of),
+        "next_due_at": _dt(release.next_due_at),
         "receipt_sequence": release.receipt_sequence,
         "receipt_head": release.receipt_head,
         "checkpoint": release.checkpoint,
-        "due_indexed": release.due_indexed,
+        "indexed": release.indexed,
     }
 
 
@@ -173,10 +174,11 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         withdrawn_at=_parse_dt(doc.get("withdrawn_at")),
         counts={SyncState(k): int(v) for k, v in (doc.get("counts") or {}).items()},
         counts_as_of=_parse_dt(doc.get("counts_as_of")),
+        next_due_at=_parse_dt(doc.get("next_due_at")),
         receipt_sequence=int(doc.get("receipt_sequence", 0)),
         receipt_head=doc.get("receipt_head"),
         checkpoint=doc.get("checkpoint"),
-        due_indexed=bool(doc.get("due_indexed", False)),
+        indexed=bool(doc.get("indexed", False)),
     )
 
 
@@ -200,6 +202,8 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "next_check_at": _dt(row.next_check_at),
         "receipt_sequence": row.receipt_sequence,
         "receipt_head": row.receipt_head,
+        "stale_incidents": row.stale_incidents,
+        "window_missed": row.window_missed,
     }
 
 
@@ -223,6 +227,8 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         next_check_at=_parse_dt(doc.get("next_check_at")),
         receipt_sequence=int(doc.get("receipt_sequence", 0)),
         receipt_head=doc.get("receipt_head"),
+        stale_incidents=int(doc.get("stale_incidents", 0)),
+        window_missed=bool(doc.get("window_missed", False)),
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters import codec
+from shared.domain.ledger import LedgerEntry, ledger_day, ledger_entry
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.errors import (
     AcrSyncError,
@@ -78,6 +79,12 @@ CREATE TABLE IF NOT EXISTS evidence (
     PRIMARY KEY (release_id, evidence_id)
 );
 CREATE INDEX IF NOT EXISTS evidence_by_time ON evidence (release_id, observed_at, evidence_id);
+CREATE TABLE IF NOT EXISTS site_ledgers (
+    day  TEXT NOT NULL,
+    site TEXT NOT NULL,
+    doc  TEXT NOT NULL,
+    PRIMARY KEY (day, site)
+);
 """
 
 
@@ -363,6 +370,7 @@ class SqliteStateStore:
 
     # -- site-sync rows ------------------------------------------------------------------------
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
+        by_key = {(row.release_id, row.site): row for row in rows}
         prepared = sorted(
             (
                 (
@@ -380,14 +388,25 @@ class SqliteStateStore:
         for _, group in groupby(prepared, key=lambda item: item[0]):
             batch = list(group)
             for start in range(0, len(batch), MAX_ROWS_PER_BATCH):
+                chunk = batch[start : start + MAX_ROWS_PER_BATCH]
                 with self._db.write("add site syncs") as conn:
-                    before = conn.total_changes
+                    marks = ",".join("?" * len(chunk))
+                    existing = {
+                        site
+                        for (site,) in conn.execute(
+                            f"SELECT site FROM site_syncs WHERE release_id = ? AND site IN ({marks})",  # noqa: S608 - placeholders only
+                            (chunk[0][0], *(item[1] for item in chunk)),
+                        )
+                    }
+                    new = [item for item in chunk if item[1] not in existing]
                     conn.executemany(
                         "INSERT OR IGNORE INTO site_syncs (release_id, site, doc, version, saved, pushed_key, due_key)"
                         " VALUES (?, ?, ?, 1, 0, ?, ?)",
-                        batch[start : start + MAX_ROWS_PER_BATCH],
+                        new,
                     )
-                    created += conn.total_changes - before
+                    for item in new:
+                        self._write_ledger(conn, by_key[(item[0], item[1])])
+                    created += len(new)
         return created
 
     def get_site_sync(self, release_id: str, site: str) -> Versioned[SiteSync]:
@@ -445,7 +464,36 @@ class SqliteStateStore:
                 (doc, _pushed_key(row, row.release_id), _due_key(row), row.release_id, row.site),
             )
             self._insert_evidence(conn, evidence_rows)
+            self._write_ledger(conn, row)
         return SavedSiteSync(row_etag=_etag(found[0] + 1), release_etag=release_etag)
+
+    @staticmethod
+    def _write_ledger(conn: sqlite3.Connection, row: SiteSync) -> None:
+        entry = ledger_entry(row)
+        if entry is None:
+            return
+        day = ledger_day(row.pushed_at)
+        found = conn.execute("SELECT doc FROM site_ledgers WHERE day = ? AND site = ?", (day, row.site)).fetchone()
+        entries = json.loads(found[0]) if found else {}
+        entries[row.release_id] = entry.as_dict()
+        conn.execute(
+            "INSERT INTO site_ledgers (day, site, doc) VALUES (?, ?, ?)"
+            " ON CONFLICT (day, site) DO UPDATE SET doc = excluded.doc",
+            (day, row.site, json.dumps(entries, separators=(",", ":"))),
+        )
+
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
+        with self._db.read("list the site ledger") as conn:
+            found = conn.execute(
+                "SELECT site, doc FROM site_ledgers WHERE day >= ? AND day <= ? ORDER BY day, site",
+                (ledger_day(pushed_from), ledger_day(pushed_until)),
+            ).fetchall()
+        entries = [
+            LedgerEntry.from_dict(site, release_id, entry)
+            for site, doc in found
+            for release_id, entry in json.loads(doc).items()
+        ]
+        return [entry for entry in entries if pushed_from <= entry.pushed_at <= pushed_until]
 
     def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:
         with self._db.read("list due site syncs") as conn:

@@ -133,6 +133,9 @@ class Release:
     # that read the rows anyway count them instead.
     counts: Mapping[SyncState, int] = field(default_factory=dict)
     counts_as_of: datetime | None = None
+    # The earliest SiteSync.due_at among its rows, as of counts_as_of: a sweep passes over a release
+    # with nothing due yet without reading any of its rows.
+    next_due_at: datetime | None = None
     # The chain of signed delivery receipts of releases written before receipts chained per site
     # (shared.domain.receipts): how many there are and the SHA-256 of the last envelope. Frozen
     # since; the release checkpoint covers it, so those receipts cannot be truncated either.
@@ -140,10 +143,10 @@ class Release:
     receipt_head: str | None = None
     # The newest signed release checkpoint (a DSSE envelope in canonical JSON), when one was issued.
     checkpoint: str | None = None
-    # Whether every row of this release carries its due time in the store's due index
-    # (SiteSync.due_at): true for releases created since that index exists. The sweeper reads only
-    # the due rows of such a release, and every row of an older one.
-    due_indexed: bool = False
+    # Whether every row of this release feeds the stores' indexes: the due index (SiteSync.due_at)
+    # and the site ledger (shared.domain.ledger). True for releases created since they exist; the
+    # sweeper and the report read older releases whole, as before.
+    indexed: bool = False
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)
@@ -203,6 +206,10 @@ class SiteSync:
     # of one site run one at a time, so the chain has one writer and never forks.
     receipt_sequence: int = 0
     receipt_head: str | None = None
+    # What the report counts beyond the state: how many times the row went STALE, and whether it
+    # ever did for WINDOW_MISSED (a row that caught up later still missed its windows).
+    stale_incidents: int = 0
+    window_missed: bool = False
 
     @property
     def due_at(self) -> datetime | None:
@@ -238,6 +245,8 @@ class SiteSync:
             stamps["synced_at"] = self.synced_at or at
         elif target is SyncState.STALE:
             stamps["stale_at"] = at
+            stamps["stale_incidents"] = self.stale_incidents + 1
+            stamps["window_missed"] = self.window_missed or reason is SyncReason.WINDOW_MISSED
         return replace(self, state=target, reason=reason, updated_at=at, **{**stamps, **changes})  # type: ignore[arg-type]
 
 

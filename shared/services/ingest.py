@@ -37,7 +37,7 @@ from shared.ports import StateStore
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.receipts import receipt_hook
-from shared.services.rows import Decision, modify_release, recount, release_loader, update_row
+from shared.services.rows import Decision, earliest_due, modify_release, recount, release_loader, update_row
 from shared.services.summaries import schedule_summary
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _candidate(event: RegistryEvent) -> Release:
         actor=event.actor,
         kind=event.event_type.kind,
         source_event_ids=(event.event_id,),
-        due_indexed=True,
+        indexed=True,
     )
 
 
@@ -244,7 +244,9 @@ def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult
     sites = services.catalog.sites()
     plan = plan_fanout(candidate, sites, now)
     try:
-        store.create_release(replace(candidate, counts=plan.counts, counts_as_of=now))
+        store.create_release(
+            replace(candidate, counts=plan.counts, counts_as_of=now, next_due_at=earliest_due(plan.rows))
+        )
     except AlreadyExists:
         return _register_known_push(services, event, sites)
     done = fan_out_new(store, queue, candidate, plan)

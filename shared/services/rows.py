@@ -97,15 +97,25 @@ def tally(rows: Sequence[SiteSync]) -> dict[SyncState, int]:
     return dict(Counter(row.state for row in rows))
 
 
+def earliest_due(rows: Sequence[SiteSync]) -> datetime | None:
+    """The earliest :attr:`SiteSync.due_at` among ``rows`` (``None`` when none is ever due)."""
+    return min((due for row in rows if (due := row.due_at) is not None), default=None)
+
+
 def recount(store: StateStore, release_id: str, now: datetime, *, attempts: int = MAX_ATTEMPTS) -> Release:
     """Recompute the release counts from its rows, as of ``now`` (fan-out, after creating rows)."""
     for _ in range(attempts):
         header = store.get_release(release_id)
-        counts = tally([row.value for row in store.list_site_syncs(release_id)])
-        if dict(header.value.counts) == counts and header.value.counts_as_of is not None:
+        rows = [row.value for row in store.list_site_syncs(release_id)]
+        counts, due = tally(rows), earliest_due(rows)
+        if (
+            dict(header.value.counts) == counts
+            and header.value.counts_as_of is not None
+            and header.value.next_due_at == due
+        ):
             return header.value
         try:
-            updated = replace(header.value, counts=counts, counts_as_of=now)
+            updated = replace(header.value, counts=counts, counts_as_of=now, next_due_at=due)
             return store.replace_release(updated, etag=header.etag).value
         except ConcurrencyConflict:
             continue

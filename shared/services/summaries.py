@@ -6,7 +6,8 @@ by a release summary job instead: every row change enqueues one for its release
 at the interval's end, so the queue keeps one however many sites change at once. The job
 (:func:`summarize_release`) reads the release's partition once, publishes ``release.ready`` /
 ``release.failed`` when the rows crossed that line, signs a checkpoint over every site's receipt
-head and writes the header (counts, ``counts_as_of``, the checkpoint) with one conditional write.
+head and writes the header (counts, ``counts_as_of``, the earliest due time of its rows for the
+sweeper, the checkpoint) with one conditional write.
 Summary jobs of one release share a session, so they run one at a time.
 
 Listings read the header's counts, which therefore lag the rows by up to one interval (plus queue
@@ -30,7 +31,7 @@ from shared.ports import Clock, JobQueue, OutgoingMessage
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
 from shared.services.receipts import sign_checkpoint
-from shared.services.rows import MAX_ATTEMPTS, tally
+from shared.services.rows import MAX_ATTEMPTS, earliest_due, tally
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
         if services.signer is not None:
             issued = sign_checkpoint(services.signer, release, rows)
             checkpoint, signed = canonical_json(issued["envelope"]).decode(), len(rows)
-        updated = replace(release, counts=counts, counts_as_of=now, checkpoint=checkpoint)
+        updated = replace(
+            release, counts=counts, counts_as_of=now, next_due_at=earliest_due(rows), checkpoint=checkpoint
+        )
         try:
             store.replace_release(updated, etag=header.etag)
         except ConcurrencyConflict:

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 SWEEP_HORIZON = timedelta(days=14)
 LOST_JOB_GRACE = timedelta(minutes=10)
+# A release with rows on their way is summarised after each of their changes; one not summarised
+# for this long lost its summary (or nothing changed), so the sweep reads its due rows itself.
+SUMMARY_OVERDUE = timedelta(hours=1)
 _OPEN = frozenset({SyncState.PENDING, SyncState.WAITING_FOR_WINDOW, SyncState.STALE, SyncState.SYNCED})
 
 
@@ -64,7 +67,7 @@ def sweep(
     for release in _recent_releases(services, now - horizon):
         pending_total += release.counts.get(SyncState.PENDING, 0) + release.counts.get(SyncState.WAITING_FOR_WINDOW, 0)
         stale_total += release.counts.get(SyncState.STALE, 0)
-        if not any(release.counts.get(state) for state in _OPEN):
+        if not any(release.counts.get(state) for state in _OPEN) or not _may_be_due(services, release, now):
             continue
         scanned += 1
         made_stale, lost = _sweep_release(services, release, sites, now, grace)
@@ -133,6 +136,18 @@ def refresh_sites(services: Dependencies) -> int:
     return len(changed)
 
 
+def _may_be_due(services: Dependencies, release: Release, now: datetime) -> bool:
+    """Whether any row of the release may be due: its summary's earliest due time has come. A
+    release never summarised, or not for a long while (its summary lost), is read, and gets a new
+    summary."""
+    if not release.indexed or release.counts_as_of is None:
+        return True
+    if now - release.counts_as_of > SUMMARY_OVERDUE:
+        schedule_summary(services.queue, services.clock, release.release_id)
+        return True
+    return release.next_due_at is not None and release.next_due_at <= now
+
+
 def _sweep_release(
     services: Dependencies, release: Release, sites: dict[str, Site], now: datetime, grace: timedelta
 ) -> tuple[int, int]:
@@ -141,7 +156,7 @@ def _sweep_release(
     with log_context(release_id=release.release_id):
         due = (
             store.list_due_site_syncs(release.release_id, due_by=now)
-            if release.due_indexed
+            if release.indexed
             else store.list_site_syncs(release.release_id)
         )
         for versioned in due:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.domain.changes import RowChange
 from shared.domain.evidence_bundles import verify_bundle, verify_consistency
+from shared.domain.ledger import LedgerEntry
 from shared.domain.model import Site, SiteSync, TagPolicy, Versioned
 from shared.domain.receipts import ReceiptSigner
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
@@ -408,6 +409,42 @@ def test_the_due_index_follows_every_write(store: StateStore) -> None:
     # A day after the push a row on its way is due whatever its next check says (the shortest TTL).
     [row] = store.list_due_site_syncs(release_id, due_by=T0 + timedelta(days=1))
     assert row.value.site == "plant-02" and row.etag == store.get_site_sync(release_id, "plant-02").etag
+
+
+def test_the_site_ledger_holds_one_entry_per_release_and_site_from_fan_out_on(store: StateStore) -> None:
+    early, late = make_release(), replace(make_release(), digest=random_digest(), pushed_at=T0 + timedelta(days=1))
+    for release in (early, late):
+        store.create_release(release)
+    store.add_site_syncs(
+        [
+            make_row(early, "plant-01"),
+            make_row(early, "plant-02", state=SyncState.SKIPPED),  # out of scope: not counted
+            make_row(late, "plant-01"),
+        ]
+    )
+
+    def ledger(**window: timedelta) -> dict[tuple[str, str], LedgerEntry]:
+        since, until = T0 - window.get("before", timedelta(0)), T0 + window.get("after", timedelta(days=2))
+        return {(e.site, e.release_id): e for e in store.list_ledger(pushed_from=since, pushed_until=until)}
+
+    found = ledger()
+    assert sorted(found) == sorted([("plant-01", early.release_id), ("plant-01", late.release_id)])
+    assert not found[("plant-01", early.release_id)].ready
+    # The row's own save keeps its entry current: arrived after 90 s, stale twice before.
+    current = store.get_site_sync(early.release_id, "plant-01")
+    stale = current.value.moved_to(SyncState.STALE, SyncReason.WINDOW_MISSED, T0 + timedelta(seconds=30))
+    stale = stale.moved_to(SyncState.PENDING, SyncReason.OPERATOR_RETRY, T0 + timedelta(seconds=40))
+    stale = stale.moved_to(SyncState.STALE, SyncReason.SITE_SILENT, T0 + timedelta(seconds=50))
+    arrived = stale.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0 + timedelta(seconds=90))
+    store.save_site_sync(arrived, etag=current.etag)
+    entry = ledger()[("plant-01", early.release_id)]
+    assert (entry.ready, entry.lag_seconds, entry.stale_incidents, entry.window_missed) == (True, 90.0, 2, True)
+    # Fan-out again (a resumed fan-out) creates nothing and leaves the entry as the row made it.
+    assert store.add_site_syncs([make_row(early, "plant-01")]) == 0
+    assert ledger()[("plant-01", early.release_id)] == entry
+    # By push time: only the releases pushed inside the period.
+    assert sorted(ledger(after=timedelta(hours=1))) == [("plant-01", early.release_id)]
+    assert sorted(ledger(before=-timedelta(hours=1))) == [("plant-01", late.release_id)]
 
 
 class _Sink:

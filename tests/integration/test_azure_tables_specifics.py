@@ -106,7 +106,13 @@ def test_tables_are_created_with_the_prefix(server: AzuriteHandle, service: Tabl
         store.ensure_tables()
         store.ensure_tables()  # idempotent
         names = {t.name for t in service.list_tables() if t.name.startswith(prefix)}
-        assert names == {f"{prefix}sites", f"{prefix}releases", f"{prefix}releaseindex", f"{prefix}siteindex"}
+        assert names == {
+            f"{prefix}sites",
+            f"{prefix}releases",
+            f"{prefix}releaseindex",
+            f"{prefix}siteindex",
+            f"{prefix}siteledger",
+        }
     finally:
         store.close()
 
@@ -158,7 +164,9 @@ def test_entity_layout(store: AzureTableStore, service: TableServiceClient) -> N
     assert _entities(service, store, "siteindex", "plant-02") == {}
 
 
-def test_save_site_sync_is_one_transaction_plus_the_site_index(store: AzureTableStore, counter: RequestCounter) -> None:
+def test_save_site_sync_is_one_transaction_plus_the_site_index_and_ledger(
+    store: AzureTableStore, counter: RequestCounter
+) -> None:
     release = make_release()
     store.create_release(release)
     store.add_site_syncs([make_row(release, "plant-01")])
@@ -177,7 +185,10 @@ def test_save_site_sync_is_one_transaction_plus_the_site_index(store: AzureTable
 
     methods = [(method, url.split("?")[0].rsplit("/", 1)[-1]) for method, url in counter.requests]
     assert methods[0] == ("POST", "$batch")
-    assert len(methods) == 2  # the batch, then the site-index upsert
+    # The batch, then the site-index upsert and the ledger merge (the report's figures), both of which
+    # the next save rewrites if one is lost.
+    assert [method for method, _ in methods] == ["POST", "PUT", "PATCH"]
+    assert methods[2][1].startswith(f"{store.table_names['siteledger']}(PartitionKey='2026-11-24'")
     assert saved.row_etag == store.get_site_sync(release.release_id, "plant-01").etag
     assert saved.release_etag == store.get_release(release.release_id).etag
 
@@ -246,9 +257,10 @@ def test_add_250_rows_where_30_exist_creates_220_and_keeps_the_30(
     counter.reset()
     assert store.add_site_syncs([make_row(release, s) for s in sites]) == 220
 
-    # Per chunk: a failed transaction, one query for the existing keys, a transaction of the rest.
+    # Per chunk: a failed transaction, one query for the existing keys, a transaction of the rest;
+    # then the ledger entries of the 220 new rows, 100 per transaction.
     batches = [url for method, url in counter.requests if method == "POST"]
-    assert len(batches) == 6
+    assert len(batches) == 6 + 3
     listed = store.list_site_syncs(release.release_id)
     assert [v.value.site for v in listed] == sites
     for versioned in listed:

@@ -534,8 +534,13 @@ def test_the_sweeper_reads_only_the_rows_that_are_due(services: Services, azure:
         events=services.events,
     )
     assert sweep(sweeping).rows_marked_stale == 0
-    # One indexed query for the release, answering nothing: the 30 synced rows are not read.
+    # Nothing is due before 22:05 (the release's summary says so): no row is read at all.
+    assert recording.listed == []
+    clock.current = waiting.next_check_at - timedelta(minutes=1)
+    sweep(sweeping)
+    # Its summary is hours old now: the sweep queries the due rows itself (none yet) and asks for a new one.
     assert recording.listed == [("list_due_site_syncs", 0)]
+    recording.listed.clear()
     # Its check at 22:05 was lost, and the window closed at 01:00 without the digest: the row is
     # due, and the sweep finds it stale (and recovers the check).
     recording.listed.clear()
