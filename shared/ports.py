@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.inventory import RegistryState, TokenState
-from shared.domain.ledger import LedgerEntry
+from shared.domain.ledger import LedgerDay
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.domain.observations import (
     BasicCredentials,
@@ -111,10 +111,12 @@ class StateStore(Protocol):
         etag: str,
         evidence: Sequence[Evidence] = (),
         release: Versioned[Release] | None = None,
+        previous: SiteSync | None = None,
     ) -> SavedSiteSync:
         """Atomically: replace ``row`` iff ``etag`` matches, replace the release header iff its etag
         matches (when given), and append ``evidence`` (an ``evidence_id`` already stored is not
         duplicated). At most 98 evidence records per call (one entity-group transaction).
+        ``previous``, the row as read, lets the store skip a ledger write that changes nothing.
 
         Afterwards the row appears in :meth:`list_site_syncs_for_site` for its site. That per-site
         listing is a projection written after the atomic write: if writing it fails the call raises
@@ -138,11 +140,13 @@ class StateStore(Protocol):
         release first. Rows only created by fan-out and never checked may be absent."""
 
     # -- the site ledger -----------------------------------------------------------------------
-    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
-        """The site-ledger entries (:mod:`shared.domain.ledger`) of releases pushed in
-        ``[pushed_from, pushed_until]``, every site. :meth:`save_site_sync` writes a row's entry (in
-        the same transaction on SQLite; right after it, like the per-site listing, on Table
-        Storage); rows never saved have none. The cost follows sites × push days in the period."""
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerDay]:
+        """The site ledgers (:mod:`shared.domain.ledger`) of the push days from ``pushed_from`` to
+        ``pushed_until``, every site; entries loaded only for the first day, when the period starts
+        in the middle of it (:func:`~shared.domain.ledger.starts_mid_day`). Fan-out records the
+        entries of the rows it creates and :meth:`save_site_sync` the entry of the row it saves (in
+        the same transaction on SQLite; right after it, like the per-site listing, on Table Storage).
+        The cost follows sites × push days in the period, not releases."""
 
     # -- evidence ------------------------------------------------------------------------------
     def append_evidence(self, evidence: Sequence[Evidence]) -> int:

@@ -20,11 +20,12 @@ Layout (``{prefix}`` lets tests and environments share an account):
     the fan-out-complete marker. The release document itself is not copied: the header changes with
     every counted save, so listings read the headers (parallel point reads) to return current counts.
 ``{prefix}siteledger``
-    PartitionKey = the push day (UTC, ``YYYY-MM-DD``), RowKey = site; ``site`` and one property per
-    release pushed that day, ``r<release id>`` = its ledger entry (JSON, :mod:`shared.domain.ledger`),
-    merged in right after :meth:`AzureTableStore.save_site_sync` commits. A report reads one
-    partition per day of its period. An entity holds at most 252 properties: a site that receives
-    more than 250 releases pushed on one day loses the report's figures of the others (logged).
+    PartitionKey = the push day (UTC, ``YYYY-MM-DD``), RowKey = site; ``site``, ``figures`` and
+    ``entries`` (JSON, :mod:`shared.domain.ledger`), written right after a save that changed the
+    row's entry (and at fan-out), conditional on the ETag read. A report reads ``figures`` of one
+    partition per day of its period. ``entries`` holds one item per release pushed that day (about
+    70 bytes each): a site that receives more than about 400 releases pushed on one day loses the
+    report's figures of the others (logged).
 ``{prefix}siteindex``
     PartitionKey = site, RowKey = ``inverted_time_key(row.pushed_at) + "|" + release_id``; ``doc`` =
     the row as last saved. Rows enter it when :meth:`AzureTableStore.save_site_sync` has committed.
@@ -46,7 +47,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
@@ -84,7 +85,16 @@ from shared.adapters.codec import (
     site_sync_to_doc,
     site_to_doc,
 )
-from shared.domain.ledger import LedgerEntry, ledger_day, ledger_entry
+from shared.domain.ledger import (
+    LedgerDay,
+    LedgerEntry,
+    ledger_change,
+    ledger_day,
+    ledger_days,
+    ledger_doc,
+    ledger_from_doc,
+    starts_mid_day,
+)
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.errors import (
     AlreadyExists,
@@ -111,7 +121,6 @@ _Op = tuple[str, Mapping[str, Any], Mapping[str, Any]]
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX = "sites", "releases", "releaseindex", "siteindex"
 _LEDGER = "siteledger"
-_LEDGER_PREFIX = "r"  # one property per release: "r<release id>" = the entry (JSON)
 
 SITE_PK = "site"
 INDEX_PK = "all"
@@ -254,13 +263,22 @@ def _evidence_entity(ev: Evidence) -> dict[str, Any]:
     }
 
 
-def _ledger_entity(row: SiteSync, entry: LedgerEntry) -> dict[str, Any]:
+def _ledger_entity(day: LedgerDay) -> dict[str, Any]:
+    doc = ledger_doc(day)
     return {
-        "PartitionKey": ledger_day(row.pushed_at),
-        "RowKey": encode_key(row.site),
-        "site": row.site,
-        _LEDGER_PREFIX + row.release_id: json.dumps(entry.as_dict(), separators=(",", ":")),
+        "PartitionKey": day.day,
+        "RowKey": encode_key(day.site),
+        "site": day.site,
+        "figures": json.dumps(doc["figures"], separators=(",", ":")),
+        "entries": json.dumps(doc["entries"], separators=(",", ":")),
     }
+
+
+def _ledger_of(day: str, entity: Mapping[str, Any], *, with_entries: bool) -> LedgerDay:
+    doc = {"figures": json.loads(entity.get("figures") or "{}")}
+    if with_entries:
+        doc["entries"] = json.loads(entity.get("entries") or "{}")
+    return ledger_from_doc(day, str(entity["site"]), doc, with_entries=with_entries)
 
 
 def _site_index_entity(row: SiteSync) -> dict[str, Any]:
@@ -571,15 +589,9 @@ class AzureTableStore:
         return len(created)
 
     def _ledger_new_rows(self, rows: Sequence[SiteSync]) -> None:
-        """The ledger entries of rows just created, merged in batches per push day (a release's rows
-        share one day, so a fan-out adds one transaction per 100 rows)."""
-        entities = [_ledger_entity(row, entry) for row in rows if (entry := ledger_entry(row)) is not None]
-        table = self._table(_LEDGER)
-        for day, by_site in _group_by_partition(entities).items():
-            for chunk in _chunks(list(by_site.values()), MAX_BATCH):
-                ops: list[_Op] = [("upsert", entity, {"mode": UpdateMode.MERGE}) for entity in chunk]
-                with _translated(f"ledger new site syncs of {day}"):
-                    table.submit_transaction(ops)
+        """The ledger entries of rows just created (a release's rows share one push day, so a fan-out
+        adds one range read and one transaction per 100 rows)."""
+        self._record_ledger([entry for row in rows if (entry := ledger_change(row, None)) is not None])
 
     def _create_missing(
         self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str
@@ -654,6 +666,7 @@ class AzureTableStore:
         etag: str,
         evidence: Sequence[Evidence] = (),
         release: Versioned[Release] | None = None,
+        previous: SiteSync | None = None,
     ) -> SavedSiteSync:
         ops: list[_Op] = [("update", _row_entity(row), _conditional(etag))]
         if release is not None:
@@ -681,35 +694,68 @@ class AzureTableStore:
         # right after and rewritten by every later save, so a lost write heals on the next check.
         with _translated(f"index site sync {row.release_id}/{row.site}"):
             self._table(_SITE_INDEX).upsert_entity(_site_index_entity(row), mode=UpdateMode.REPLACE)
-        entry = ledger_entry(row)
+        entry = ledger_change(row, previous)
         if entry is not None:
-            # MERGE sets this release's property and leaves the other releases' entries alone, so
-            # writers of one site's ledger never need its ETag.
-            try:
-                with _translated(f"ledger site sync {row.release_id}/{row.site}"):
-                    self._table(_LEDGER).upsert_entity(_ledger_entity(row, entry), mode=UpdateMode.MERGE)
-            except StoreRejected as exc:
-                # The row is saved; only the report's figure is lost (an entity full of releases).
-                log.warning("the site ledger of %s refused release %s: %s", row.site, row.release_id, exc)
+            self._record_ledger([entry])
         return saved
 
-    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
-        days = sorted(
-            {ledger_day(pushed_from + timedelta(days=n)) for n in range((pushed_until - pushed_from).days + 2)}
-        )
-        days = [day for day in days if ledger_day(pushed_from) <= day <= ledger_day(pushed_until)]
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerDay]:
+        first = ledger_day(pushed_from)
+        partial = starts_mid_day(pushed_from)
 
-        def read(day: str) -> list[LedgerEntry]:
-            entities = self._query(_LEDGER, f"list the site ledger of {day}", "PartitionKey eq @pk", {"pk": day})
-            return [
-                LedgerEntry.from_dict(str(entity["site"]), name[len(_LEDGER_PREFIX) :], json.loads(value))
-                for entity in entities
-                for name, value in entity.items()
-                if name.startswith(_LEDGER_PREFIX) and len(name) == len(_LEDGER_PREFIX) + 32
-            ]
+        def read(day: str) -> list[LedgerDay]:
+            with_entries = partial and day == first
+            columns = ["site", "figures", "entries"] if with_entries else ["site", "figures"]
+            entities = self._query(
+                _LEDGER, f"list the site ledger of {day}", "PartitionKey eq @pk", {"pk": day}, select=columns
+            )
+            return [_ledger_of(day, entity, with_entries=with_entries) for entity in entities]
 
-        found = [entry for batch in self._executor().map(read, days) for entry in batch]
-        return [entry for entry in found if pushed_from <= entry.pushed_at <= pushed_until]
+        days = ledger_days(pushed_from, pushed_until)
+        return [ledger for batch in self._executor().map(read, days) for ledger in batch]
+
+    def _record_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        """Record entries in their sites' ledgers: per push day, chunks of up to 100 sites, each one
+        range read and one transaction conditional on what was read (a chunk that lost a race is
+        read again). The rows are saved already: a ledger that cannot take an entry (full, or its
+        table missing) costs the report that figure, logged, and never fails the save."""
+        by_day: dict[str, dict[str, LedgerEntry]] = {}
+        for entry in entries:
+            by_day.setdefault(ledger_day(entry.pushed_at), {})[entry.site] = entry
+        for day, by_site in by_day.items():
+            for chunk in _chunks(sorted(by_site), MAX_BATCH):
+                try:
+                    self._record_ledger_chunk(day, {site: by_site[site] for site in chunk})
+                except (StoreRejected, EntityTooLarge) as exc:
+                    log.warning("the site ledger of %s refused %s entries: %s", day, len(chunk), exc)
+
+    def _record_ledger_chunk(self, day: str, entries: Mapping[str, LedgerEntry]) -> None:
+        table = self._table(_LEDGER)
+        keys = {encode_key(site): site for site in entries}
+        for _ in range(MAX_CREATE_ROUNDS):
+            found = {
+                str(entity["RowKey"]): entity
+                for entity in self._query(
+                    _LEDGER,
+                    f"read the site ledger of {day}",
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                    {"pk": day, "low": min(keys), "high": max(keys)},
+                )
+                if entity["RowKey"] in keys
+            }
+            ops: list[_Op] = []
+            for key, site in keys.items():
+                existing = found.get(key)
+                current = _ledger_of(day, existing, with_entries=True) if existing else LedgerDay(day, site)
+                entity = _ledger_entity(current.record(entries[site]))
+                ops.append(("update", entity, _conditional(_etag(existing))) if existing else ("create", entity, {}))
+            try:
+                with _translated(f"record the site ledger of {day}"):
+                    table.submit_transaction(ops)
+                return
+            except (ConcurrencyConflict, AlreadyExists):
+                continue  # another save changed one of these ledgers: read them again
+        raise ConcurrencyConflict(f"the site ledger of {day} kept changing")
 
     def list_site_syncs_for_site(
         self, site: str, *, page_size: int = 100, continuation: str | None = None

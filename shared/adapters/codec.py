@@ -204,6 +204,7 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "receipt_head": row.receipt_head,
         "stale_incidents": row.stale_incidents,
         "window_missed": row.window_missed,
+        "in_ledger": row.in_ledger,
     }
 
 
@@ -229,6 +230,7 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         receipt_head=doc.get("receipt_head"),
         stale_incidents=int(doc.get("stale_incidents", 0)),
         window_missed=bool(doc.get("window_missed", False)),
+        in_ledger=bool(doc.get("in_ledger", False)),
     )
 
 

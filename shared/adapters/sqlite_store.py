@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters import codec
-from shared.domain.ledger import LedgerEntry, ledger_day, ledger_entry
+from shared.domain.ledger import (
+    LedgerDay,
+    LedgerEntry,
+    ledger_change,
+    ledger_day,
+    ledger_doc,
+    ledger_from_doc,
+    starts_mid_day,
+)
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
 from shared.errors import (
     AcrSyncError,
@@ -79,10 +87,11 @@ CREATE TABLE IF NOT EXISTS evidence (
     PRIMARY KEY (release_id, evidence_id)
 );
 CREATE INDEX IF NOT EXISTS evidence_by_time ON evidence (release_id, observed_at, evidence_id);
-CREATE TABLE IF NOT EXISTS site_ledgers (
-    day  TEXT NOT NULL,
-    site TEXT NOT NULL,
-    doc  TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS site_ledger_days (
+    day     TEXT NOT NULL,
+    site    TEXT NOT NULL,
+    figures TEXT NOT NULL,
+    entries TEXT NOT NULL,
     PRIMARY KEY (day, site)
 );
 """
@@ -405,7 +414,9 @@ class SqliteStateStore:
                         new,
                     )
                     for item in new:
-                        self._write_ledger(conn, by_key[(item[0], item[1])])
+                        entry = ledger_change(by_key[(item[0], item[1])], None)
+                        if entry is not None:
+                            self._write_ledger(conn, entry)
                     created += len(new)
         return created
 
@@ -432,6 +443,7 @@ class SqliteStateStore:
         etag: str,
         evidence: Sequence[Evidence] = (),
         release: Versioned[Release] | None = None,
+        previous: SiteSync | None = None,
     ) -> SavedSiteSync:
         """Also raises NotFound when the row (or the given release header) does not exist, and
         InvalidInput when the release or evidence belong to another release than the row (the
@@ -464,36 +476,49 @@ class SqliteStateStore:
                 (doc, _pushed_key(row, row.release_id), _due_key(row), row.release_id, row.site),
             )
             self._insert_evidence(conn, evidence_rows)
-            self._write_ledger(conn, row)
+            entry = ledger_change(row, previous)
+            if entry is not None:
+                self._write_ledger(conn, entry)
         return SavedSiteSync(row_etag=_etag(found[0] + 1), release_etag=release_etag)
 
     @staticmethod
-    def _write_ledger(conn: sqlite3.Connection, row: SiteSync) -> None:
-        entry = ledger_entry(row)
-        if entry is None:
-            return
-        day = ledger_day(row.pushed_at)
-        found = conn.execute("SELECT doc FROM site_ledgers WHERE day = ? AND site = ?", (day, row.site)).fetchone()
-        entries = json.loads(found[0]) if found else {}
-        entries[row.release_id] = entry.as_dict()
+    def _write_ledger(conn: sqlite3.Connection, entry: LedgerEntry) -> None:
+        day = ledger_day(entry.pushed_at)
+        found = conn.execute(
+            "SELECT figures, entries FROM site_ledger_days WHERE day = ? AND site = ?", (day, entry.site)
+        ).fetchone()
+        current = LedgerDay(day, entry.site)
+        if found is not None:
+            current = ledger_from_doc(
+                day, entry.site, {"figures": json.loads(found[0]), "entries": json.loads(found[1])}
+            )
+        doc = ledger_doc(current.record(entry))
         conn.execute(
-            "INSERT INTO site_ledgers (day, site, doc) VALUES (?, ?, ?)"
-            " ON CONFLICT (day, site) DO UPDATE SET doc = excluded.doc",
-            (day, row.site, json.dumps(entries, separators=(",", ":"))),
+            "INSERT INTO site_ledger_days (day, site, figures, entries) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (day, site) DO UPDATE SET figures = excluded.figures, entries = excluded.entries",
+            (
+                day,
+                entry.site,
+                json.dumps(doc["figures"], separators=(",", ":")),
+                json.dumps(doc["entries"], separators=(",", ":")),
+            ),
         )
 
-    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerEntry]:
+    def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerDay]:
+        first, last = ledger_day(pushed_from), ledger_day(pushed_until)
+        with_entries = first if starts_mid_day(pushed_from) else ""
         with self._db.read("list the site ledger") as conn:
             found = conn.execute(
-                "SELECT site, doc FROM site_ledgers WHERE day >= ? AND day <= ? ORDER BY day, site",
-                (ledger_day(pushed_from), ledger_day(pushed_until)),
+                "SELECT day, site, figures, CASE WHEN day = ? THEN entries END FROM site_ledger_days"
+                " WHERE day >= ? AND day <= ? ORDER BY day, site",
+                (with_entries, first, last),
             ).fetchall()
-        entries = [
-            LedgerEntry.from_dict(site, release_id, entry)
-            for site, doc in found
-            for release_id, entry in json.loads(doc).items()
+        return [
+            ledger_from_doc(
+                day, site, {"figures": json.loads(figures), "entries": json.loads(entries) if entries else {}}
+            )
+            for day, site, figures, entries in found
         ]
-        return [entry for entry in entries if pushed_from <= entry.pushed_at <= pushed_until]
 
     def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:
         with self._db.read("list due site syncs") as conn:

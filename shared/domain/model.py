@@ -210,6 +210,9 @@ class SiteSync:
     # ever did for WINDOW_MISSED (a row that caught up later still missed its windows).
     stale_incidents: int = 0
     window_missed: bool = False
+    # Whether the stores keep this row's entry in the site ledger (shared.domain.ledger): rows made
+    # since the ledger exists; older ones are counted from their rows and evidence.
+    in_ledger: bool = False
 
     @property
     def due_at(self) -> datetime | None:

@@ -176,4 +176,5 @@ def new_row(
         updated_at=now,
         queued_at=now if state is not SyncState.SKIPPED else None,
         expected_ready_at=expected,
+        in_ledger=True,
     )

@@ -76,7 +76,7 @@ def update_row(
         if change.row.state is not row.value.state and on_state_change is not None:
             change = on_state_change(row.value, change)
         try:
-            store.save_site_sync(change.row, etag=row.etag, evidence=change.evidence)
+            store.save_site_sync(change.row, etag=row.etag, evidence=change.evidence, previous=row.value)
         except ConcurrencyConflict:
             # Another writer (an edge event, an operator) changed this row. Retry at once the first
             # time; back off with jitter after that.

@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.domain.changes import RowChange
 from shared.domain.evidence_bundles import verify_bundle, verify_consistency
-from shared.domain.ledger import LedgerEntry
+from shared.domain.ledger import LedgerFigures, figures_by_site
 from shared.domain.model import Site, SiteSync, TagPolicy, Versioned
 from shared.domain.receipts import ReceiptSigner
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
@@ -411,40 +411,45 @@ def test_the_due_index_follows_every_write(store: StateStore) -> None:
     assert row.value.site == "plant-02" and row.etag == store.get_site_sync(release_id, "plant-02").etag
 
 
-def test_the_site_ledger_holds_one_entry_per_release_and_site_from_fan_out_on(store: StateStore) -> None:
+def test_the_site_ledger_keeps_each_sites_figures_from_fan_out_on(store: StateStore) -> None:
     early, late = make_release(), replace(make_release(), digest=random_digest(), pushed_at=T0 + timedelta(days=1))
     for release in (early, late):
         store.create_release(release)
     store.add_site_syncs(
         [
-            make_row(early, "plant-01"),
-            make_row(early, "plant-02", state=SyncState.SKIPPED),  # out of scope: not counted
-            make_row(late, "plant-01"),
+            replace(make_row(early, "plant-01"), in_ledger=True),
+            replace(make_row(early, "plant-02", state=SyncState.SKIPPED), in_ledger=True),  # out of scope
+            make_row(early, "plant-03"),  # a row from before the ledger: counted from the rows instead
+            replace(make_row(late, "plant-01"), in_ledger=True),
         ]
     )
 
-    def ledger(**window: timedelta) -> dict[tuple[str, str], LedgerEntry]:
-        since, until = T0 - window.get("before", timedelta(0)), T0 + window.get("after", timedelta(days=2))
-        return {(e.site, e.release_id): e for e in store.list_ledger(pushed_from=since, pushed_until=until)}
+    def figures(since: datetime) -> dict[str, LedgerFigures]:
+        days = store.list_ledger(pushed_from=since, pushed_until=T0 + timedelta(days=2))
+        return figures_by_site(days, since)
 
-    found = ledger()
-    assert sorted(found) == sorted([("plant-01", early.release_id), ("plant-01", late.release_id)])
-    assert not found[("plant-01", early.release_id)].ready
-    # The row's own save keeps its entry current: arrived after 90 s, stale twice before.
+    found = figures(T0 - timedelta(hours=1))
+    assert sorted(found) == ["plant-01"] and (found["plant-01"].received, found["plant-01"].ready) == (2, 0)
+    # The row's own save keeps its figures current: arrived after 90 s, stale twice before.
     current = store.get_site_sync(early.release_id, "plant-01")
-    stale = current.value.moved_to(SyncState.STALE, SyncReason.WINDOW_MISSED, T0 + timedelta(seconds=30))
-    stale = stale.moved_to(SyncState.PENDING, SyncReason.OPERATOR_RETRY, T0 + timedelta(seconds=40))
-    stale = stale.moved_to(SyncState.STALE, SyncReason.SITE_SILENT, T0 + timedelta(seconds=50))
-    arrived = stale.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0 + timedelta(seconds=90))
-    store.save_site_sync(arrived, etag=current.etag)
-    entry = ledger()[("plant-01", early.release_id)]
-    assert (entry.ready, entry.lag_seconds, entry.stale_incidents, entry.window_missed) == (True, 90.0, 2, True)
-    # Fan-out again (a resumed fan-out) creates nothing and leaves the entry as the row made it.
-    assert store.add_site_syncs([make_row(early, "plant-01")]) == 0
-    assert ledger()[("plant-01", early.release_id)] == entry
-    # By push time: only the releases pushed inside the period.
-    assert sorted(ledger(after=timedelta(hours=1))) == [("plant-01", early.release_id)]
-    assert sorted(ledger(before=-timedelta(hours=1))) == [("plant-01", late.release_id)]
+    row = current.value.moved_to(SyncState.STALE, SyncReason.WINDOW_MISSED, T0 + timedelta(seconds=30))
+    row = row.moved_to(SyncState.PENDING, SyncReason.OPERATOR_RETRY, T0 + timedelta(seconds=40))
+    row = row.moved_to(SyncState.STALE, SyncReason.SITE_SILENT, T0 + timedelta(seconds=50))
+    row = row.moved_to(SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT, T0 + timedelta(seconds=90))
+    saved = store.save_site_sync(row, etag=current.etag, previous=current.value)
+    plant = figures(T0 - timedelta(hours=1))["plant-01"]
+    assert (plant.received, plant.ready, plant.stale_incidents, plant.windows_missed) == (2, 1, 2, 1)
+    lag = plant.lag_percentile(0.5)
+    assert lag is not None and abs(lag - 90) <= 90 * 0.025
+    # Saving it again, and fanning it out again, count nothing twice.
+    store.save_site_sync(replace(row, checks=row.checks + 1), etag=saved.row_etag, previous=row)
+    assert store.add_site_syncs([replace(make_row(early, "plant-01"), in_ledger=True)]) == 0
+    assert figures(T0 - timedelta(hours=1))["plant-01"].as_dict() == plant.as_dict()
+    # By push time: a period starting mid-day counts the entries pushed after its start; one
+    # starting at midnight counts the whole day.
+    assert figures(T0 + timedelta(hours=1))["plant-01"].received == 1
+    midnight = T0.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert figures(midnight)["plant-01"].received == 2
 
 
 class _Sink:

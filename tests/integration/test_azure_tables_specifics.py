@@ -169,7 +169,7 @@ def test_save_site_sync_is_one_transaction_plus_the_site_index_and_ledger(
 ) -> None:
     release = make_release()
     store.create_release(release)
-    store.add_site_syncs([make_row(release, "plant-01")])
+    store.add_site_syncs([replace(make_row(release, "plant-01"), in_ledger=True)])
     row = store.get_site_sync(release.release_id, "plant-01")
     header = store.get_release(release.release_id)
     moved = row.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0 + timedelta(hours=1))
@@ -181,16 +181,22 @@ def test_save_site_sync_is_one_transaction_plus_the_site_index_and_ledger(
         etag=row.etag,
         evidence=evidence,
         release=Versioned(header.value.with_count_moved(None, SyncState.SYNCED), header.etag),
+        previous=row.value,
     )
 
     methods = [(method, url.split("?")[0].rsplit("/", 1)[-1]) for method, url in counter.requests]
     assert methods[0] == ("POST", "$batch")
-    # The batch, then the site-index upsert and the ledger merge (the report's figures), both of which
-    # the next save rewrites if one is lost.
-    assert [method for method, _ in methods] == ["POST", "PUT", "PATCH"]
-    assert methods[2][1].startswith(f"{store.table_names['siteledger']}(PartitionKey='2026-11-24'")
+    # The batch, then the site-index upsert, then the row's entry in the site ledger (it arrived, so
+    # the report's figures changed): the ledger read, and a transaction conditional on it.
+    assert methods[1][0] == "PUT" and methods[2] == ("GET", store.table_names["siteledger"] + "()")
+    assert methods[3] == ("POST", "$batch") and len(methods) == 4
     assert saved.row_etag == store.get_site_sync(release.release_id, "plant-01").etag
     assert saved.release_etag == store.get_release(release.release_id).etag
+    # A save that leaves the figures as they were (one more check, still synced) skips the ledger.
+    again = store.get_site_sync(release.release_id, "plant-01")
+    counter.reset()
+    store.save_site_sync(replace(again.value, checks=again.value.checks + 1), etag=again.etag, previous=again.value)
+    assert [method for method, _ in counter.requests] == ["POST", "PUT"]
 
 
 def test_a_stale_header_etag_leaves_row_evidence_and_index_untouched(
@@ -255,7 +261,7 @@ def test_add_250_rows_where_30_exist_creates_220_and_keeps_the_30(
     etags = {v.value.site: v.etag for v in store.list_site_syncs(release.release_id)}
 
     counter.reset()
-    assert store.add_site_syncs([make_row(release, s) for s in sites]) == 220
+    assert store.add_site_syncs([replace(make_row(release, s), in_ledger=True) for s in sites]) == 220
 
     # Per chunk: a failed transaction, one query for the existing keys, a transaction of the rest;
     # then the ledger entries of the 220 new rows, 100 per transaction.
