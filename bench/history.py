@@ -39,26 +39,7 @@ from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.services.report import site_report
 from shared.services.rows import earliest_due
 from shared.services.sweeper import sweep
-
-
-class RowsRead:
-    """A StateStore that counts the rows its row listings return."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.rows = 0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name not in ("list_site_syncs", "list_due_site_syncs"):
-            return target
-
-        def listing(*args: Any, **kwargs: Any) -> Any:
-            found = target(*args, **kwargs)
-            self.rows += len(found)
-            return found
-
-        return listing
+from tests.fakes import RecordingStore
 
 
 def release(index: int, pushed_hours_ago: float) -> Release:
@@ -126,12 +107,12 @@ def build(path: Path, site_count: int, releases: int, in_flight: int, days: int)
     return store
 
 
-def measure(call: Callable[[], Any], counter: RowsRead) -> tuple[float, float, int]:
+def measure(call: Callable[[], Any], counter: RecordingStore) -> tuple[float, float, int]:
     """Fastest of three timed runs (seconds), then one more under tracemalloc for its peak
     allocation (MB), and the rows one run read."""
     fastest = float("inf")
     for _ in range(3):
-        counter.rows = 0
+        counter.listed.clear()
         started = time.perf_counter()
         call()
         fastest = min(fastest, time.perf_counter() - started)
@@ -158,7 +139,7 @@ def main() -> None:
             began = time.perf_counter()
             store = build(Path(tmp) / f"history-{releases}.db", args.sites, releases, args.in_flight, days)
             built = time.perf_counter() - began
-            counter = RowsRead(store)
+            counter = RecordingStore(store)
             queue = SqliteJobQueue(Path(tmp) / f"queue-{releases}.db")
             services = bootstrap(bench_settings(), store=counter, queue=queue, clock=FixedClock())  # type: ignore[arg-type]
             results[releases] = {

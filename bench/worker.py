@@ -524,22 +524,26 @@ class Layout:
         return store
 
 
-def contention_worker(layout: Layout, start: Any, results: Any) -> None:
-    """One worker process: one message at a time, as a Service Bus session trigger hands them,
-    until the queue holds nothing."""
-    store = Counting(layout.open_store())
-    clock = RunningClock()
-    queue = SqliteJobQueue(layout.queue, clock=clock.now)
-    services = bootstrap(
-        Settings(data_dir=layout.data_dir),
+def contention_services(data_dir: Path, store: Any, queue: Any) -> Any:
+    """The services of one contention process: fixed ARM, no probes, counted events, a running clock."""
+    return bootstrap(
+        Settings(data_dir=data_dir),
         store=store,
         queue=queue,
-        clock=clock,
+        clock=RunningClock(),
         arm=FixedArm(),
         probe=NoProbe(),
         credentials=NoCredentials(),
         events=CountingEvents(),
     )
+
+
+def contention_worker(layout: Layout, start: Any, results: Any) -> None:
+    """One worker process: one message at a time, as a Service Bus session trigger hands them,
+    until the queue holds nothing."""
+    store = Counting(layout.open_store())
+    queue = SqliteJobQueue(layout.queue, clock=RunningClock().now)
+    services = contention_services(layout.data_dir, store, queue)
     services.catalog.sites()  # a warm process
     gave_up = GaveUp()
     logging.getLogger("shared.local.runtime").addHandler(gave_up)
@@ -619,19 +623,9 @@ def run_contention(
     if store_kind == "azurite":
         setup.ensure_tables()
     setup.upsert_sites(contention_sites(sites, releases))
-    clock = RunningClock()
-    queue = SqliteJobQueue(layout.queue, clock=clock.now)
+    queue = SqliteJobQueue(layout.queue, clock=RunningClock().now)
     collecting = Collecting(queue)
-    services = bootstrap(
-        Settings(data_dir=data_dir),
-        store=setup,
-        queue=collecting,
-        clock=clock,
-        arm=FixedArm(),
-        probe=NoProbe(),
-        credentials=NoCredentials(),
-        events=CountingEvents(),
-    )
+    services = contention_services(data_dir, setup, collecting)
     assert services.signer is not None  # made here, once, so every worker signs with the same key
     release_ids = []
     for index in range(releases):

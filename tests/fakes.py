@@ -129,3 +129,28 @@ class CountingSink:
 
     def publish(self, events: Sequence[Any]) -> None:
         self.events.extend(events)
+
+
+class RecordingStore:
+    """The store under test, noting which row listings a caller made and how many rows they returned."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.listed: list[tuple[str, int]] = []
+
+    @property
+    def rows(self) -> int:
+        """How many rows the listings returned in all."""
+        return sum(count for _, count in self.listed)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name not in ("list_site_syncs", "list_due_site_syncs"):
+            return target
+
+        def listing(*args: Any, **kwargs: Any) -> Any:
+            rows = target(*args, **kwargs)
+            self.listed.append((name, len(rows)))
+            return rows
+
+        return listing

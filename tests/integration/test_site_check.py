@@ -32,7 +32,7 @@ from shared.services.ingest import ingest_delivery
 from shared.services.site_check import CheckOutcome, record_dead_letter
 from shared.services.summaries import CLOCK_MARGIN, SUMMARY_INTERVAL
 from shared.services.sweeper import sweep
-from tests.fakes import FIXTURES, FakeClock, StaticTokenCredential, delivery, load_event
+from tests.fakes import FIXTURES, FakeClock, RecordingStore, StaticTokenCredential, delivery, load_event
 from tests.support.arm_server import ArmServer
 from tests.support.hostile_registry import IN_FLIGHT, Answer, hostile_server
 from tests.support.registry import RegistryHandle, push_image, start_registry
@@ -485,26 +485,6 @@ def test_the_sweeper_marks_rows_past_their_ttl_stale(services: Services, azure: 
     stale = row(services, "plant-01")
     assert (stale.state, stale.reason) == (SyncState.STALE, SyncReason.MESSAGE_TTL_EXPIRED)
     assert [e.type for e in published(services)] == [OutboundEventType.SITE_STALE]
-
-
-class RecordingStore:
-    """The store under test, noting which row listings a caller made and how many rows they returned."""
-
-    def __init__(self, inner: StateStore) -> None:
-        self.inner = inner
-        self.listed: list[tuple[str, int]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name not in ("list_site_syncs", "list_due_site_syncs"):
-            return target
-
-        def listing(*args: Any, **kwargs: Any) -> Any:
-            rows = target(*args, **kwargs)
-            self.listed.append((name, len(rows)))
-            return rows
-
-        return listing
 
 
 def test_the_sweeper_reads_only_the_rows_that_are_due(services: Services, azure: Azure, clock: FakeClock) -> None:
