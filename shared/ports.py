@@ -140,12 +140,16 @@ class StateStore(Protocol):
         release first. Rows only created by fan-out and never checked may be absent."""
 
     # -- the site ledger -----------------------------------------------------------------------
+    def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
+        """Record the ledger entries of ``rows`` that have none yet (the rows a fan-out created);
+        an entry already there, written by a save since, is kept. Idempotent."""
+
     def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerDay]:
         """The site ledgers (:mod:`shared.domain.ledger`) of the push days from ``pushed_from`` to
         ``pushed_until``, every site; entries loaded only for the first day, when the period starts
-        in the middle of it (:func:`~shared.domain.ledger.starts_mid_day`). Fan-out records the
-        entries of the rows it creates and :meth:`save_site_sync` the entry of the row it saves (in
-        the same transaction on SQLite; right after it, like the per-site listing, on Table Storage).
+        in the middle of it (:func:`~shared.domain.ledger.starts_mid_day`). :meth:`seed_ledger`
+        records the rows a fan-out created and :meth:`save_site_sync` the entry of the row it saves
+        (in the same transaction on SQLite; right after it, like the per-site listing, on Table Storage).
         The cost follows sites × push days in the period, not releases."""
 
     # -- evidence ------------------------------------------------------------------------------

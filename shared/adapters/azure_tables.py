@@ -579,19 +579,16 @@ class AzureTableStore:
     # -- site-sync rows -------------------------------------------------------------------------
 
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
-        by_key = {(_pk(row.release_id), _row_rk(row.site)): row for row in rows}
-        created: list[SiteSync] = []
+        created = 0
         for pk, entities in _group_by_partition(_row_entity(row) for row in rows).items():
             for chunk in _chunks(list(entities.values()), MAX_BATCH):
-                made = self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}")
-                created.extend(by_key[(pk, str(entity["RowKey"]))] for entity in made)
-        self._ledger_new_rows(created)
-        return len(created)
+                created += len(self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}"))
+        return created
 
-    def _ledger_new_rows(self, rows: Sequence[SiteSync]) -> None:
-        """The ledger entries of rows just created (a release's rows share one push day, so a fan-out
-        adds one range read and one transaction per 100 rows)."""
-        self._record_ledger([entry for row in rows if (entry := ledger_change(row, None)) is not None])
+    def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
+        # A release's rows share one push day: one range read and one transaction per 100 rows.
+        entries = [entry for row in rows if (entry := ledger_change(row, None)) is not None]
+        self._record_ledger(entries, only_if_absent=True)
 
     def _create_missing(
         self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str
@@ -714,7 +711,7 @@ class AzureTableStore:
         days = ledger_days(pushed_from, pushed_until)
         return [ledger for batch in self._executor().map(read, days) for ledger in batch]
 
-    def _record_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+    def _record_ledger(self, entries: Sequence[LedgerEntry], *, only_if_absent: bool = False) -> None:
         """Record entries in their sites' ledgers: per push day, chunks of up to 100 sites, each one
         range read and one transaction conditional on what was read (a chunk that lost a race is
         read again). The rows are saved already: a ledger that cannot take an entry (full, or its
@@ -725,12 +722,12 @@ class AzureTableStore:
         for day, by_site in by_day.items():
             for chunk in _chunks(sorted(by_site), MAX_BATCH):
                 try:
-                    self._record_ledger_chunk(day, {site: by_site[site] for site in chunk})
+                    self._record_ledger_chunk(day, {site: by_site[site] for site in chunk}, only_if_absent)
                 except (StoreRejected, EntityTooLarge) as exc:
                     log.warning("the site ledger of %s refused %s entries: %s", day, len(chunk), exc)
 
-    def _record_ledger_chunk(self, day: str, entries: Mapping[str, LedgerEntry]) -> None:
-        if len(entries) == 1:
+    def _record_ledger_chunk(self, day: str, entries: Mapping[str, LedgerEntry], only_if_absent: bool) -> None:
+        if len(entries) == 1 and not only_if_absent:
             [entry] = entries.values()
             self._record_ledger_entry(day, entry)
             return
@@ -751,8 +748,13 @@ class AzureTableStore:
             for key, site in keys.items():
                 existing = found.get(key)
                 current = _ledger_of(day, existing, with_entries=True) if existing else LedgerDay(day, site)
-                entity = _ledger_entity(current.record(entries[site]))
+                recorded = current.record(entries[site], only_if_absent=only_if_absent)
+                if recorded is current:
+                    continue
+                entity = _ledger_entity(recorded)
                 ops.append(("update", entity, _conditional(_etag(existing))) if existing else ("create", entity, {}))
+            if not ops:
+                return
             try:
                 with _translated(f"record the site ledger of {day}"):
                     table.submit_transaction(ops)

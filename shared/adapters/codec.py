@@ -156,6 +156,7 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "receipt_head": release.receipt_head,
         "checkpoint": release.checkpoint,
         "indexed": release.indexed,
+        "ledger_seeded": release.ledger_seeded,
     }
 
 
@@ -179,6 +180,7 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         receipt_head=doc.get("receipt_head"),
         checkpoint=doc.get("checkpoint"),
         indexed=bool(doc.get("indexed", False)),
+        ledger_seeded=bool(doc.get("ledger_seeded", False)),
     )
 
 

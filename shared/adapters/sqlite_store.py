@@ -379,7 +379,6 @@ class SqliteStateStore:
 
     # -- site-sync rows ------------------------------------------------------------------------
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
-        by_key = {(row.release_id, row.site): row for row in rows}
         prepared = sorted(
             (
                 (
@@ -413,10 +412,6 @@ class SqliteStateStore:
                         " VALUES (?, ?, ?, 1, 0, ?, ?)",
                         new,
                     )
-                    for item in new:
-                        entry = ledger_change(by_key[(item[0], item[1])], None)
-                        if entry is not None:
-                            self._write_ledger(conn, entry)
                     created += len(new)
         return created
 
@@ -481,8 +476,15 @@ class SqliteStateStore:
                 self._write_ledger(conn, entry)
         return SavedSiteSync(row_etag=_etag(found[0] + 1), release_etag=release_etag)
 
+    def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
+        entries = [entry for row in rows if (entry := ledger_change(row, None)) is not None]
+        for start in range(0, len(entries), MAX_ROWS_PER_BATCH * 5):
+            with self._db.write("seed the site ledger") as conn:
+                for entry in entries[start : start + MAX_ROWS_PER_BATCH * 5]:
+                    self._write_ledger(conn, entry, only_if_absent=True)
+
     @staticmethod
-    def _write_ledger(conn: sqlite3.Connection, entry: LedgerEntry) -> None:
+    def _write_ledger(conn: sqlite3.Connection, entry: LedgerEntry, *, only_if_absent: bool = False) -> None:
         day = ledger_day(entry.pushed_at)
         found = conn.execute(
             "SELECT figures, entries FROM site_ledger_days WHERE day = ? AND site = ?", (day, entry.site)
@@ -492,7 +494,10 @@ class SqliteStateStore:
             current = ledger_from_doc(
                 day, entry.site, {"figures": json.loads(found[0]), "entries": json.loads(found[1])}
             )
-        doc = ledger_doc(current.record(entry))
+        recorded = current.record(entry, only_if_absent=only_if_absent)
+        if recorded is current:
+            return
+        doc = ledger_doc(recorded)
         conn.execute(
             "INSERT INTO site_ledger_days (day, site, figures, entries) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (day, site) DO UPDATE SET figures = excluded.figures, entries = excluded.entries",

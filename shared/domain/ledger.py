@@ -161,10 +161,13 @@ class LedgerDay:
     figures: LedgerFigures = field(default_factory=LedgerFigures)
     entries: Mapping[str, LedgerEntry] = field(default_factory=dict)
 
-    def record(self, entry: LedgerEntry) -> LedgerDay:
-        """This day with ``entry`` as its release's contribution (replacing the one before)."""
-        figures = LedgerFigures.from_dict(self.figures.as_dict())
+    def record(self, entry: LedgerEntry, *, only_if_absent: bool = False) -> LedgerDay:
+        """This day with ``entry`` as its release's contribution (replacing the one before, or, with
+        ``only_if_absent``, keeping it: a row saved since wrote a newer one)."""
         previous = self.entries.get(entry.release_id)
+        if previous is not None and only_if_absent:
+            return self
+        figures = LedgerFigures.from_dict(self.figures.as_dict())
         if previous is not None:
             figures.add(previous, -1)
         figures.add(entry)

@@ -147,6 +147,9 @@ class Release:
     # and the site ledger (shared.domain.ledger). True for releases created since they exist; the
     # sweeper and the report read older releases whole, as before.
     indexed: bool = False
+    # Whether the site ledger holds an entry for every row of the release: the first release summary
+    # records the rows fan-out created (fan-out itself writes only the rows).
+    ledger_seeded: bool = False
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)

@@ -94,7 +94,8 @@ def send_jobs(queue: JobQueue, jobs: Sequence[PlannedJob]) -> tuple[int, int]:
 
 
 def fan_out_new(store: StateStore, queue: JobQueue, release: Release, plan: FanoutPlan) -> FanoutResult:
-    """Complete the fan-out of a release whose header was just created with ``plan.counts``."""
+    """Complete the fan-out of a release whose header was just created with ``plan.counts``: the
+    rows, the jobs, the listing. (Its first release summary records the rows in the site ledger.)"""
     created = store.add_site_syncs(plan.rows)
     sent, batches = send_jobs(queue, plan.jobs)
     store.publish_release(release)
@@ -110,6 +111,7 @@ def resume_fan_out(
     """Finish an interrupted fan-out (or one started by an edge event): idempotent in every step."""
     plan = plan_fanout(release, sites, now)
     created = store.add_site_syncs(plan.rows)
+    store.seed_ledger(plan.rows)  # an interrupted fan-out is rare: its rows are recorded at once
     recount(store, release.release_id, now)
     waiting = {
         row.value.site
@@ -130,7 +132,9 @@ def widen_fan_out(
     ``kind=BACKFILL`` sites still waiting for the release get a fresh check too."""
     plan = plan_fanout(release, sites, now, kind=kind)
     existing = {row.value.site: row.value for row in store.list_site_syncs(release.release_id)}
-    created = store.add_site_syncs([row for row in plan.rows if row.site not in existing])
+    added = [row for row in plan.rows if row.site not in existing]
+    created = store.add_site_syncs(added)
+    store.seed_ledger(added)  # a grown scope is rare: the new rows are recorded at once
     planned_rows = {row.site: row for row in plan.rows}
     jobs: list[PlannedJob] = []
     reopened = 0

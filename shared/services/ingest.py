@@ -250,6 +250,7 @@ def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult
     except AlreadyExists:
         return _register_known_push(services, event, sites)
     done = fan_out_new(store, queue, candidate, plan)
+    schedule_summary(queue, services.clock, candidate.release_id)  # it records the new rows in the site ledger
     return IngestResult(
         event.event_id, IngestOutcome.RELEASE_CREATED, candidate.release_id, done.rows_created, done.jobs_sent
     )

@@ -96,13 +96,20 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
         rows = [versioned.value for versioned in store.list_site_syncs(release_id)]
         counts = tally(rows)
         release = header.value
+        if release.indexed and not release.ledger_seeded:
+            store.seed_ledger(rows)  # the rows fan-out created, off its path; kept where a save was first
         publish(services.events, events_for_release(release.counts, release, counts, now))
         checkpoint, signed = release.checkpoint, None
         if services.signer is not None:
             issued = sign_checkpoint(services.signer, release, rows)
             checkpoint, signed = canonical_json(issued["envelope"]).decode(), len(rows)
         updated = replace(
-            release, counts=counts, counts_as_of=now, next_due_at=earliest_due(rows), checkpoint=checkpoint
+            release,
+            counts=counts,
+            counts_as_of=now,
+            next_due_at=earliest_due(rows),
+            checkpoint=checkpoint,
+            ledger_seeded=release.ledger_seeded or release.indexed,
         )
         try:
             store.replace_release(updated, etag=header.etag)

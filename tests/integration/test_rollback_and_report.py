@@ -34,6 +34,7 @@ from shared.services import fanout, ingest
 from shared.services.ingest import ingest_delivery
 from shared.services.report import site_report
 from shared.services.rollback import RollbackReason, site_rollback
+from shared.services.summaries import summarize_release
 from tests.builders import move_row, push_release
 from tests.fakes import CountingSink, FakeClock, delivery, load_event
 from tests.support.azurite import free_port
@@ -89,8 +90,11 @@ def set_sites(services: Services, *sites: Site) -> None:
 
 
 def push(services: Services, tag: str, *, at: datetime, repository: str = CAMERA, digest: str | None = None) -> str:
-    """An ImagePushed event from the parent registry, as Event Grid delivers it; the release id."""
-    return push_release(services, repository, tag, digest=digest, at=at)
+    """An ImagePushed event from the parent registry, as Event Grid delivers it, and the release
+    summary its fan-out schedules (which records the new rows in the site ledger); the release id."""
+    release_id = push_release(services, repository, tag, digest=digest, at=at)
+    summarize_release(services, release_id)
+    return release_id
 
 
 def delete(services: Services, release_id: str, *, site: str | None = None) -> None:

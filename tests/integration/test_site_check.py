@@ -253,7 +253,8 @@ def test_a_site_outside_its_window_waits_then_syncs_in_the_window(
     assert row(services, "plant-02").expected_ready_at == datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
     assert run(services, clock) == 0  # the first check is scheduled for the window's opening
 
-    assert run(services, clock, at=datetime(2026, 11, 24, 22, 6, tzinfo=UTC)) == 1
+    # Its check, and the release summary the fan-out scheduled.
+    assert run(services, clock, at=datetime(2026, 11, 24, 22, 6, tzinfo=UTC)) == 2
     in_window = row(services, "plant-02")
     assert (in_window.state, in_window.reason) == (SyncState.WAITING_FOR_WINDOW, SyncReason.SYNC_IN_PROGRESS)
     assert (
