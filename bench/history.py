@@ -101,8 +101,10 @@ def build(path: Path, site_count: int, releases: int, in_flight: int, days: int)
         made = release(index, hours_ago)
         rows = [row(made, name, in_flight=flying) for name in names]
         counts = {rows[0].state: len(rows)}
-        store.create_release(replace(made, counts=counts, counts_as_of=NOW, next_due_at=earliest_due(rows)))
+        summarized = replace(made, counts=counts, counts_as_of=NOW, next_due_at=earliest_due(rows), ledger_seeded=True)
+        store.create_release(summarized)
         store.add_site_syncs(rows)
+        store.seed_ledger(rows)  # what the release's first summary does
         store.publish_release(made)
     return store
 

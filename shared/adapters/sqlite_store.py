@@ -396,23 +396,14 @@ class SqliteStateStore:
         for _, group in groupby(prepared, key=lambda item: item[0]):
             batch = list(group)
             for start in range(0, len(batch), MAX_ROWS_PER_BATCH):
-                chunk = batch[start : start + MAX_ROWS_PER_BATCH]
                 with self._db.write("add site syncs") as conn:
-                    marks = ",".join("?" * len(chunk))
-                    existing = {
-                        site
-                        for (site,) in conn.execute(
-                            f"SELECT site FROM site_syncs WHERE release_id = ? AND site IN ({marks})",  # noqa: S608 - placeholders only
-                            (chunk[0][0], *(item[1] for item in chunk)),
-                        )
-                    }
-                    new = [item for item in chunk if item[1] not in existing]
+                    before = conn.total_changes
                     conn.executemany(
                         "INSERT OR IGNORE INTO site_syncs (release_id, site, doc, version, saved, pushed_key, due_key)"
                         " VALUES (?, ?, ?, 1, 0, ?, ?)",
-                        new,
+                        batch[start : start + MAX_ROWS_PER_BATCH],
                     )
-                    created += len(new)
+                    created += conn.total_changes - before
         return created
 
     def get_site_sync(self, release_id: str, site: str) -> Versioned[SiteSync]:

@@ -93,11 +93,20 @@ def send_jobs(queue: JobQueue, jobs: Sequence[PlannedJob]) -> tuple[int, int]:
     return report.messages, report.batches
 
 
-def fan_out_new(store: StateStore, queue: JobQueue, release: Release, plan: FanoutPlan) -> FanoutResult:
+def fan_out_new(
+    store: StateStore,
+    queue: JobQueue,
+    release: Release,
+    plan: FanoutPlan,
+    *,
+    follow_up: Sequence[OutgoingMessage] = (),
+) -> FanoutResult:
     """Complete the fan-out of a release whose header was just created with ``plan.counts``: the
-    rows, the jobs, the listing. (Its first release summary records the rows in the site ledger.)"""
+    rows, the jobs (with ``follow_up``, in the same sends: the release's first summary, which
+    records the rows in the site ledger), the listing."""
     created = store.add_site_syncs(plan.rows)
-    sent, batches = send_jobs(queue, plan.jobs)
+    report = queue.send_messages([*map(to_message, plan.jobs), *follow_up])
+    sent, batches = report.messages - len(follow_up), report.batches
     store.publish_release(release)
     logger.info(
         "fanned out release %s to %s sites (%s rows, %s jobs)", release.release_id, len(plan.jobs), created, sent

@@ -38,7 +38,7 @@ from shared.services.dependencies import Dependencies
 from shared.services.fanout import fan_out_new, new_row, plan_fanout, resume_fan_out, widen_fan_out
 from shared.services.receipts import receipt_hook
 from shared.services.rows import Decision, earliest_due, modify_release, recount, release_loader, update_row
-from shared.services.summaries import schedule_summary
+from shared.services.summaries import schedule_summary, summary_message
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +249,8 @@ def _register_push(services: Dependencies, event: RegistryEvent) -> IngestResult
         )
     except AlreadyExists:
         return _register_known_push(services, event, sites)
-    done = fan_out_new(store, queue, candidate, plan)
-    schedule_summary(queue, services.clock, candidate.release_id)  # it records the new rows in the site ledger
+    # Its first summary goes with the jobs: it records the new rows in the site ledger.
+    done = fan_out_new(store, queue, candidate, plan, follow_up=[summary_message(services.clock, candidate.release_id)])
     return IngestResult(
         event.event_id, IngestOutcome.RELEASE_CREATED, candidate.release_id, done.rows_created, done.jobs_sent
     )

@@ -58,6 +58,18 @@ def summary_job(release_id: str, now: datetime) -> tuple[ReleaseSummaryJob, date
     return ReleaseSummaryJob(release_id, interval), due
 
 
+def summary_message(clock: Clock, release_id: str) -> OutgoingMessage:
+    """The message of :func:`schedule_summary`, for a caller that sends it with others."""
+    job, due = summary_job(release_id, clock.now())
+    return OutgoingMessage(
+        message_id=job.message_id,
+        body=job.encode(),
+        session_id=job.session_id,
+        scheduled_at=due,
+        properties={"release_id": release_id, "kind": "SUMMARY"},
+    )
+
+
 def schedule_summary(queue: JobQueue, clock: Clock, release_id: str) -> None:
     """Make sure a summary of the release runs after a change just committed (one send; the queue
     drops duplicates).
@@ -65,15 +77,7 @@ def schedule_summary(queue: JobQueue, clock: Clock, release_id: str) -> None:
     Call it after the write: the time is read here, so the interval is one whose summary has not
     run yet. A time read before the write could name an interval already summarised, and the
     queue would drop this summary as a duplicate of that one."""
-    job, due = summary_job(release_id, clock.now())
-    message = OutgoingMessage(
-        message_id=job.message_id,
-        body=job.encode(),
-        session_id=job.session_id,
-        scheduled_at=due,
-        properties={"release_id": release_id, "kind": "SUMMARY"},
-    )
-    queue.send_messages([message])
+    queue.send_messages([summary_message(clock, release_id)])
 
 
 def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
