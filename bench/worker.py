@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import secrets
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -672,45 +673,49 @@ def run_contention(
 
 def contention(args: argparse.Namespace) -> None:
     """``--store``: all jobs on one release against the same jobs spread over as many releases as
-    workers, in the same run; the last line is the contention summary."""
+    workers, in the same run, each layout ``--repeat`` times in alternating order (on two cores eight
+    processes and Azurite interfere: the median run of each layout is compared); the last line is
+    the contention summary, with conflicts and exhausted jobs over every run of the one-release layout."""
     rtt = args.rtt_ms / 1000
+    layouts = [args.releases] if args.releases > 1 else [1, args.workers]
+    runs: dict[int, list[ContentionRun]] = {releases: [] for releases in layouts}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         azurite = start_azurite(workdir / "azurite") if args.store == "azurite" else None
         target = azurite.connection_string if azurite else ""
         try:
-            layouts = [args.releases] if args.releases > 1 else [1, args.workers]
-            runs = [
-                run_contention(args.store, target, workdir, args.sites, args.workers, releases, rtt)
-                for releases in layouts
-            ]
+            for turn in range(args.repeat):
+                # Alternate the order, so neither layout always runs on a warmer Azurite.
+                for releases in layouts if turn % 2 == 0 else layouts[::-1]:
+                    run = run_contention(args.store, target, workdir, args.sites, args.workers, releases, rtt)
+                    runs[releases].append(run)
         finally:
             if azurite:
                 azurite.stop()
     print(
         f"contention: {args.sites} jobs (each check PENDING -> SYNCED) on {args.store}, {args.workers} worker "
         f"processes, {args.rtt_ms:g} ms added per store request; the same jobs on one release and spread over "
-        f"{args.workers} releases. Every run asserted: every row SYNCED, exact release counts, one release.ready "
-        "per release."
+        f"{args.workers} releases, {args.repeat} run(s) each in turn. Every run asserted: every row SYNCED, exact "
+        "release counts, one release.ready per release."
     )
     print(
         f"{'releases':>8} {'jobs':>5} {'jobs/s':>8} {'conflicts/job':>13} {'exhausted':>9} {'redelivered':>11} "
         f"{'dead-lettered':>13} {'store calls/job':>15}"
     )
-    for run in runs:
-        print(run.row())
-    if len(runs) == 2:
-        one, spread = runs
-        ratio = one.jobs_per_s / spread.jobs_per_s
-        exhausted = one.gave_up + one.dead_lettered
-        print(
-            f"contention: conflicts_per_job={one.conflicts / one.jobs:.3f} "
-            f"exhausted={exhausted} one_release_vs_spread={ratio:.2f}"
+    for releases in layouts:
+        for run in runs[releases]:
+            print(run.row())
+    first = runs[layouts[0]]
+    jobs = sum(run.jobs for run in first)
+    conflicts = sum(run.conflicts for run in first) / jobs
+    exhausted = sum(run.gave_up + run.dead_lettered for run in first)
+    if len(layouts) == 2:
+        ratio = statistics.median(r.jobs_per_s for r in runs[1]) / statistics.median(
+            r.jobs_per_s for r in runs[args.workers]
         )
+        print(f"contention: conflicts_per_job={conflicts:.3f} exhausted={exhausted} one_release_vs_spread={ratio:.2f}")
     else:
-        [spread] = runs
-        exhausted = spread.gave_up + spread.dead_lettered
-        print(f"spread: conflicts_per_job={spread.conflicts / spread.jobs:.3f} exhausted={exhausted}")
+        print(f"spread: conflicts_per_job={conflicts:.3f} exhausted={exhausted}")
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -734,6 +739,7 @@ def main() -> None:
         help="1: all jobs on one release, against the same jobs spread over --workers releases; N: only spread over N",
     )
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="delay added to every store request (ms)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each layout, in turn; the median counts")
     args = parser.parse_args()
     if args.store is not None:
         contention(args)

@@ -22,8 +22,9 @@ Layout (``{prefix}`` lets tests and environments share an account):
 ``{prefix}siteledger``
     PartitionKey = the push day (UTC, ``YYYY-MM-DD``), RowKey = site; ``site``, ``figures`` and
     ``entries`` (JSON, :mod:`shared.domain.ledger`), written right after a save that changed the
-    row's entry (and at fan-out), conditional on the ETag read. A report reads ``figures`` of one
-    partition per day of its period. ``entries`` holds one item per release pushed that day (about
+    row's entry (and by ``seed_ledger`` for the rows a fan-out created), conditional on the ETag
+    read. A report reads ``figures`` of one partition per day of its period. ``entries`` holds one
+    item per release pushed that day (about
     70 bytes each): a site that receives more than about 400 releases pushed on one day loses the
     report's figures of the others (logged).
 ``{prefix}siteindex``

@@ -21,7 +21,7 @@ Per site, over the releases pushed in the period:
 
 Sources and cost: releases are listed newest push first in pages of 200 until one was pushed before
 ``since`` (their headers only). The figures come from the site ledger (:mod:`shared.domain.ledger`):
-one entry per release and site, written with every row change and at fan-out, read by push day, so
+figures per site and push day, kept as rows change (seeded by each release's first summary), so
 a report costs sites × days with pushes in the period, not every row of every release in it.
 Releases created before the ledger existed are counted from their rows as before: one partition
 read each, and one evidence read when one of its rows has ever been stale. A release pushed before
