@@ -720,12 +720,24 @@ class AzureTableStore:
         by_day: dict[str, dict[str, LedgerEntry]] = {}
         for entry in entries:
             by_day.setdefault(ledger_day(entry.pushed_at), {})[entry.site] = entry
-        for day, by_site in by_day.items():
-            for chunk in _chunks(sorted(by_site), MAX_BATCH):
-                try:
-                    self._record_ledger_chunk(day, {site: by_site[site] for site in chunk}, only_if_absent)
-                except (StoreRejected, EntityTooLarge) as exc:
-                    log.warning("the site ledger of %s refused %s entries: %s", day, len(chunk), exc)
+        chunks = [
+            (day, {site: by_site[site] for site in chunk})
+            for day, by_site in by_day.items()
+            for chunk in _chunks(sorted(by_site), MAX_BATCH)
+        ]
+
+        def record(work: tuple[str, dict[str, LedgerEntry]]) -> None:
+            day, chunk = work
+            try:
+                self._record_ledger_chunk(day, chunk, only_if_absent)
+            except (StoreRejected, EntityTooLarge) as exc:
+                log.warning("the site ledger of %s refused %s entries: %s", day, len(chunk), exc)
+
+        # Chunks touch different entities: a seed of a whole release runs them side by side.
+        if len(chunks) == 1:
+            record(chunks[0])
+        else:
+            list(self._executor().map(record, chunks))
 
     def _record_ledger_chunk(self, day: str, entries: Mapping[str, LedgerEntry], only_if_absent: bool) -> None:
         if len(entries) == 1 and not only_if_absent:
