@@ -25,17 +25,24 @@ def release_is_ready(counts: Mapping[SyncState, int]) -> bool:
 def events_for_change(before: SiteSync, after: SiteSync, release: Release, now: datetime) -> list[OutboundEvent]:
     """The site events one row change raises (release-level ones come from :func:`events_for_release`)."""
     events: list[OutboundEvent] = []
-    if after.state in READY_STATES and before.state not in READY_STATES:
+    if _arrived(before, after):
         events.append(_site_event(OutboundEventType.SITE_SYNCED, after, release, now, key="synced"))
-    if after.state is SyncState.STALE and before.state is not SyncState.STALE:
+    if _went_stale(before, after):
         events.append(_stale_event(after, release, now))
     return events
 
 
 def announces(before: SiteSync, after: SiteSync) -> bool:
     """Whether :func:`events_for_change` has anything to say about this change."""
-    arrived = after.state in READY_STATES and before.state not in READY_STATES
-    return arrived or (after.state is SyncState.STALE and before.state is not SyncState.STALE)
+    return _arrived(before, after) or _went_stale(before, after)
+
+
+def _arrived(before: SiteSync, after: SiteSync) -> bool:
+    return after.state in READY_STATES and before.state not in READY_STATES
+
+
+def _went_stale(before: SiteSync, after: SiteSync) -> bool:
+    return after.state is SyncState.STALE and before.state is not SyncState.STALE
 
 
 def events_for_release(

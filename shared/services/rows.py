@@ -102,20 +102,22 @@ def earliest_due(rows: Sequence[SiteSync]) -> datetime | None:
     return min((due for row in rows if (due := row.due_at) is not None), default=None)
 
 
+def counted(release: Release, rows: Sequence[SiteSync], now: datetime) -> Release:
+    """The header with what its rows add up to as of ``now``: counts per state and the earliest due time."""
+    return replace(release, counts=tally(rows), counts_as_of=now, next_due_at=earliest_due(rows))
+
+
 def recount(store: StateStore, release_id: str, now: datetime, *, attempts: int = MAX_ATTEMPTS) -> Release:
     """Recompute the release counts from its rows, as of ``now`` (fan-out, after creating rows)."""
     for _ in range(attempts):
         header = store.get_release(release_id)
-        rows = [row.value for row in store.list_site_syncs(release_id)]
-        counts, due = tally(rows), earliest_due(rows)
+        updated = counted(header.value, [row.value for row in store.list_site_syncs(release_id)], now)
         if (
-            dict(header.value.counts) == counts
-            and header.value.counts_as_of is not None
-            and header.value.next_due_at == due
+            header.value.counts_as_of is not None
+            and replace(updated, counts_as_of=header.value.counts_as_of) == header.value
         ):
             return header.value
         try:
-            updated = replace(header.value, counts=counts, counts_as_of=now, next_due_at=due)
             return store.replace_release(updated, etag=header.etag).value
         except ConcurrencyConflict:
             continue

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailab
 from shared.services import governance, rollback
 from shared.services.dependencies import Dependencies
 from shared.services.lookup import require_release, require_site
+from shared.services.rows import tally
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def list_releases(
 
 def count_rows(rows: Sequence[SiteSync]) -> dict[str, int]:
     """Rows per state, counted from the rows themselves (exact for the answer that shows them)."""
-    return {state.value: n for state, n in Counter(row.state for row in rows).items()}
+    return {state.value: n for state, n in tally(rows).items()}
 
 
 def release_view(

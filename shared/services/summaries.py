@@ -31,7 +31,7 @@ from shared.ports import Clock, JobQueue, OutgoingMessage
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
 from shared.services.receipts import sign_checkpoint
-from shared.services.rows import MAX_ATTEMPTS, earliest_due, tally
+from shared.services.rows import MAX_ATTEMPTS, counted
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
         TransientError: the store, the queue or the event sink is unavailable; redeliver.
     """
     store = services.store
+    seeded = False
     for _ in range(MAX_ATTEMPTS):
         now = services.clock.now()
         try:
@@ -98,23 +99,18 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
             logger.info("release %s is gone; nothing to summarise", release_id)
             return SummaryResult(release_id, {}, None, found=False)
         rows = [versioned.value for versioned in store.list_site_syncs(release_id)]
-        counts = tally(rows)
         release = header.value
-        if release.indexed and not release.ledger_seeded:
+        if release.indexed and not release.ledger_seeded and not seeded:
             store.seed_ledger(rows)  # the rows fan-out created, off its path; kept where a save was first
+            seeded = True  # once per job: a lost header race re-reads, but these rows are recorded
+        updated = counted(release, rows, now)
+        counts = dict(updated.counts)
         publish(services.events, events_for_release(release.counts, release, counts, now))
         checkpoint, signed = release.checkpoint, None
         if services.signer is not None:
             issued = sign_checkpoint(services.signer, release, rows)
             checkpoint, signed = canonical_json(issued["envelope"]).decode(), len(rows)
-        updated = replace(
-            release,
-            counts=counts,
-            counts_as_of=now,
-            next_due_at=earliest_due(rows),
-            checkpoint=checkpoint,
-            ledger_seeded=release.ledger_seeded or release.indexed,
-        )
+        updated = replace(updated, checkpoint=checkpoint, ledger_seeded=release.ledger_seeded or release.indexed)
         try:
             store.replace_release(updated, etag=header.etag)
         except ConcurrencyConflict:
