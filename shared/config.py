@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,6 +38,8 @@ API_KEY = "ACRSYNC_API_KEY"
 REQUIRE_ROLES = "ACRSYNC_REQUIRE_ROLES"
 TOKEN_EXPIRY_HORIZON_DAYS = "ACRSYNC_TOKEN_EXPIRY_HORIZON_DAYS"  # noqa: S105 - a setting's name
 SIGNING_KEY = "ACRSYNC_SIGNING_KEY"
+OUTDATED_AFTER_HOURS = "ACRSYNC_OUTDATED_AFTER_HOURS"
+REPORT_SECRET = "ACRSYNC_REPORT_SECRET"  # noqa: S105 - a setting's name
 # Set by App Service / Functions on every Azure host: tells Azure apart from a laptop.
 AZURE_HOST_MARKER = "WEBSITE_SITE_NAME"
 # Set by the platform to "True" when App Service Authentication (Easy Auth) runs in front of the app: only
@@ -48,6 +51,9 @@ DEFAULT_QUEUE = "site-sync"
 DEFAULT_TABLE_PREFIX = "acrsync"
 DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS = 30
 MAX_TOKEN_EXPIRY_HORIZON_DAYS = 365
+DEFAULT_OUTDATED_AFTER_HOURS = 24
+MAX_OUTDATED_AFTER_HOURS = 24 * 90
+MIN_REPORT_SECRET_LENGTH = 32
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
 _TRUE = {"1", "true", "yes", "on"}
@@ -97,7 +103,12 @@ class Settings:
             locally, no receipts in Azure.
         in_azure: whether the process runs on an Azure Functions host.
         token_expiry_horizon_days: a site's token expiring within this many days is flagged (and
-            announced once as ``acrsync.site.token_expiring``).
+            announced once as ``acrsync.site.token_expiring``); the same horizon flags a site's TLS
+            certificate (``acrsync.site.tls_expiring``).
+        outdated_after_hours: a site still running a digest this long after a newer release of its
+            repository arrived there is outdated (``acrsync.site.outdated``).
+        report_secret: what site report tokens are derived from (a Key Vault reference in Azure); never
+            shown. Unset: a secret kept in ``data_dir`` locally; in Azure site reports are refused.
     """
 
     data_dir: Path = Path(".acrsync")
@@ -119,6 +130,12 @@ class Settings:
     signing_key: str | None = field(default=None, repr=False)
     in_azure: bool = False
     token_expiry_horizon_days: int = DEFAULT_TOKEN_EXPIRY_HORIZON_DAYS
+    outdated_after_hours: int = DEFAULT_OUTDATED_AFTER_HOURS
+    report_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def outdated_after(self) -> timedelta:
+        return timedelta(hours=self.outdated_after_hours)
 
     @property
     def store_backend(self) -> StoreBackend:
@@ -174,6 +191,10 @@ class Settings:
             signing_key=_signing_key(values),
             in_azure=AZURE_HOST_MARKER in values,
             token_expiry_horizon_days=_horizon_days(values),
+            outdated_after_hours=_bounded_int(
+                values, OUTDATED_AFTER_HOURS, DEFAULT_OUTDATED_AFTER_HOURS, MAX_OUTDATED_AFTER_HOURS, "hours"
+            ),
+            report_secret=_report_secret(values),
         )
         settings._check_consistency()
         return settings
@@ -316,6 +337,24 @@ def _horizon_days(values: Mapping[str, str]) -> int:
             f"{TOKEN_EXPIRY_HORIZON_DAYS} must be a whole number of days from 1 to {MAX_TOKEN_EXPIRY_HORIZON_DAYS}"
         )
     return int(raw)
+
+
+def _bounded_int(values: Mapping[str, str], name: str, default: int, maximum: int, unit: str) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ConfigurationError(f"{name} must be a whole number of {unit} from 1 to {maximum}")
+    return int(raw)
+
+
+def _report_secret(values: Mapping[str, str]) -> str | None:
+    raw = values.get(REPORT_SECRET)
+    if raw is None:
+        return None
+    if len(raw) < MIN_REPORT_SECRET_LENGTH:
+        raise ConfigurationError(f"{REPORT_SECRET} must be at least {MIN_REPORT_SECRET_LENGTH} characters")
+    return raw
 
 
 def _positive_int(values: Mapping[str, str], name: str) -> int | None:

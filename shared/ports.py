@@ -24,6 +24,7 @@ from shared.domain.observations import (
     OutboundEvent,
     SyncScope,
 )
+from shared.domain.workloads import SiteRuntime
 
 PropertyValue = str | int | float | bool
 
@@ -151,6 +152,22 @@ class StateStore(Protocol):
         records the rows a fan-out created and :meth:`save_site_sync` the entry of the row it saves
         (in the same transaction on SQLite; right after it, like the per-site listing, on Table Storage).
         The cost follows sites × push days in the period, not releases."""
+
+    # -- what runs at each site ----------------------------------------------------------------
+    def get_site_runtime(self, site: str) -> Versioned[SiteRuntime]:
+        """What runs at ``site`` (:mod:`shared.domain.workloads`), one document per site.
+
+        Raises: NotFound (nothing was observed there yet).
+        """
+
+    def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
+        """Create the site's runtime (``etag`` ``None``) or replace it iff ``etag`` still matches;
+        returns the new ETag.
+
+        Raises:
+            ConcurrencyConflict: it exists already (create) or changed since it was read (replace).
+            EntityTooLarge: the document exceeds the stores' limit (``fit_runtime`` keeps it within).
+        """
 
     # -- evidence ------------------------------------------------------------------------------
     def append_evidence(self, evidence: Sequence[Evidence]) -> int:

@@ -97,6 +97,7 @@ from shared.domain.ledger import (
     starts_mid_day,
 )
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
+from shared.domain.workloads import SiteRuntime, runtime_from_doc, runtime_to_doc
 from shared.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -124,6 +125,8 @@ _SITES, _RELEASES, _RELEASE_INDEX, _SITE_INDEX = "sites", "releases", "releasein
 _LEDGER = "siteledger"
 
 SITE_PK = "site"
+# What runs at each site: one entity per site beside the sites, in a partition of its own.
+RUNTIME_PK = "runtime"
 INDEX_PK = "all"
 HEADER_RK = "release"
 ROW_PREFIX = "s|"
@@ -462,6 +465,31 @@ class AzureTableStore:
                 self._table(_SITES).delete_entity(SITE_PK, encode_key(name))
         except NotFound:
             pass
+
+    # -- what runs at each site ----------------------------------------------------------------
+
+    def get_site_runtime(self, site: str) -> Versioned[SiteRuntime]:
+        with _translated(f"get runtime of site {site}"):
+            entity = self._table(_SITES).get_entity(RUNTIME_PK, encode_key(site))
+        return Versioned(runtime_from_doc(_doc(entity)), _etag(entity))
+
+    def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
+        entity = {
+            "PartitionKey": RUNTIME_PK,
+            "RowKey": encode_key(runtime.site),
+            "doc": dump_document(runtime_to_doc(runtime), what=f"runtime of site {runtime.site}"),
+        }
+        operation = f"save runtime of site {runtime.site}"
+        table = self._table(_SITES)
+        try:
+            with _translated(operation):
+                if etag is None:
+                    metadata = table.create_entity(entity)
+                else:
+                    metadata = table.update_entity(entity, **_conditional(etag))
+        except (AlreadyExists, NotFound) as exc:
+            raise ConcurrencyConflict(f"the runtime of site {runtime.site} changed since it was read") from exc
+        return _new_etag(metadata, operation)
 
     # -- releases -------------------------------------------------------------------------------
 

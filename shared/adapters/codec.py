@@ -111,6 +111,9 @@ def site_to_doc(site: Site) -> dict[str, Any]:
         "message_ttl_s": _td(site.message_ttl),
         "endpoint": site.endpoint,
         "stale_after_windows": site.stale_after_windows,
+        "cluster_id": site.cluster_id,
+        "log_analytics_workspace_id": site.log_analytics_workspace_id,
+        "reporter": site.reporter,
     }
 
 
@@ -133,6 +136,9 @@ def site_from_doc(doc: dict[str, Any]) -> Site:
         message_ttl=_parse_td(doc["message_ttl_s"]) or timedelta(days=2),
         endpoint=doc.get("endpoint"),
         stale_after_windows=int(doc.get("stale_after_windows", DEFAULT_STALE_AFTER_WINDOWS)),
+        cluster_id=doc.get("cluster_id"),
+        log_analytics_workspace_id=doc.get("log_analytics_workspace_id"),
+        reporter=bool(doc.get("reporter", False)),
     )
 
 
@@ -207,6 +213,8 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "stale_incidents": row.stale_incidents,
         "window_missed": row.window_missed,
         "in_ledger": row.in_ledger,
+        "running_since": _dt(row.running_since),
+        "running_pods": row.running_pods,
     }
 
 
@@ -232,6 +240,8 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         receipt_head=doc.get("receipt_head"),
         stale_incidents=int(doc.get("stale_incidents", 0)),
         window_missed=bool(doc.get("window_missed", False)),
+        running_since=_parse_dt(doc.get("running_since")),
+        running_pods=int(doc.get("running_pods", 0)),
         in_ledger=bool(doc.get("in_ledger", False)),
     )
 

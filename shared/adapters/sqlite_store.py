@@ -31,6 +31,7 @@ from shared.domain.ledger import (
     starts_mid_day,
 )
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
+from shared.domain.workloads import SiteRuntime, runtime_from_doc, runtime_to_doc
 from shared.errors import (
     AcrSyncError,
     AlreadyExists,
@@ -87,6 +88,11 @@ CREATE TABLE IF NOT EXISTS evidence (
     PRIMARY KEY (release_id, evidence_id)
 );
 CREATE INDEX IF NOT EXISTS evidence_by_time ON evidence (release_id, observed_at, evidence_id);
+CREATE TABLE IF NOT EXISTS site_runtimes (
+    site    TEXT PRIMARY KEY,
+    doc     TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS site_ledger_days (
     day     TEXT NOT NULL,
     site    TEXT NOT NULL,
@@ -538,6 +544,34 @@ class SqliteStateStore:
             ).fetchall()
         items = [codec.site_sync_from_doc(codec.load_document(doc)) for doc, _ in rows[:page_size]]
         return Page(items, self._next_token(rows, page_size, filters))
+
+    # -- what runs at each site ----------------------------------------------------------------
+    def get_site_runtime(self, site: str) -> Versioned[SiteRuntime]:
+        with self._db.read("get site runtime") as conn:
+            found = conn.execute("SELECT doc, version FROM site_runtimes WHERE site = ?", (site,)).fetchone()
+        if found is None:
+            raise NotFound(f"nothing was observed running at site {site!r} yet")
+        return Versioned(runtime_from_doc(codec.load_document(found[0])), _etag(found[1]))
+
+    def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
+        doc = codec.dump_document(runtime_to_doc(runtime), what=f"runtime of site {runtime.site}")
+        with self._db.write("save site runtime") as conn:
+            if etag is None:
+                written = conn.execute(
+                    "INSERT OR IGNORE INTO site_runtimes (site, doc, version) VALUES (?, ?, 1)", (runtime.site, doc)
+                ).rowcount
+                version = 1
+            else:
+                found = conn.execute("SELECT version FROM site_runtimes WHERE site = ?", (runtime.site,)).fetchone()
+                written = 0
+                if found is not None and _etag(found[0]) == etag:
+                    version = found[0] + 1
+                    written = conn.execute(
+                        "UPDATE site_runtimes SET doc = ?, version = ? WHERE site = ?", (doc, version, runtime.site)
+                    ).rowcount
+        if not written:
+            raise ConcurrencyConflict(f"the runtime of site {runtime.site} changed since it was read")
+        return _etag(version)
 
     # -- evidence ------------------------------------------------------------------------------
     def append_evidence(self, evidence: Sequence[Evidence]) -> int:

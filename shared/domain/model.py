@@ -93,6 +93,12 @@ class Site:
     endpoint: str | None = None
     # Stale policy: a release still missing after this many closed windows is late.
     stale_after_windows: int = DEFAULT_STALE_AFTER_WINDOWS
+    # Where acrsync learns what runs at the site (shared.domain.workloads): the Arc connected
+    # cluster's ARM id (site health, and Container Insights in resource context), a Log Analytics
+    # workspace id (Container Insights in workspace context), and whether an acrsync agent reports.
+    cluster_id: str | None = None
+    log_analytics_workspace_id: str | None = None
+    reporter: bool = False
 
     def __post_init__(self) -> None:
         validate_site_name(self.name)
@@ -216,6 +222,10 @@ class SiteSync:
     # Whether the stores keep this row's entry in the site ledger (shared.domain.ledger): rows made
     # since the ledger exists; older ones are counted from their rows and evidence.
     in_ledger: bool = False
+    # What runs at the site (shared.domain.workloads): when this digest was first seen running
+    # there (the signed RUNNING receipt's time), and how many pods ran it at the last observation.
+    running_since: datetime | None = None
+    running_pods: int = 0
 
     @property
     def due_at(self) -> datetime | None:

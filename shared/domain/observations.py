@@ -215,6 +215,9 @@ class OutboundEventType(StrEnum):
     RELEASE_READY = "acrsync.release.ready"
     RELEASE_FAILED = "acrsync.release.failed"
     SITE_TOKEN_EXPIRING = "acrsync.site.token_expiring"  # noqa: S105 - an event type
+    SITE_PULL_FAILED = "acrsync.site.pull_failed"
+    SITE_OUTDATED = "acrsync.site.outdated"
+    SITE_TLS_EXPIRING = "acrsync.site.tls_expiring"
 
 
 @dataclass(frozen=True)

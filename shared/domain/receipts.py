@@ -188,10 +188,22 @@ def delivery_statement(
     previous: str | None,
     window: Window | None,
     predicate_type: str = SITE_PREDICATE_TYPE,
+    running: RunningSeen | None = None,
 ) -> dict[str, Any]:
     """The in-toto statement of one row's arrival (SYNCED or VERIFIED) at its site: receipt
     ``sequence`` of the site's chain (``predicate_type`` :data:`PREDICATE_TYPE` makes a receipt of
-    the older per-release chain, for tests of that format)."""
+    the older per-release chain, for tests of that format). With ``running`` it is the receipt of
+    the digest first seen running there instead (state :data:`RUNNING_STATE`, at that time, and by
+    that source)."""
+    if running is not None:
+        statement = delivery_statement(release, row, sequence=sequence, previous=previous, window=window)
+        statement["predicate"].update(
+            state=RUNNING_STATE,
+            observed_at=_iso(running.first_seen_at),
+            evidence_source=running.evidence_source,
+            running={"pods": running.pods, "workloads": list(running.workloads)},
+        )
+        return statement
     observed = arrival_time(row)
     return {
         "_type": STATEMENT_TYPE,
@@ -212,6 +224,21 @@ def delivery_statement(
             "previous": previous,
         },
     }
+
+
+# The state a receipt names when it attests that a digest runs at a site, not only that its registry holds it.
+RUNNING_STATE = "RUNNING"
+
+
+@dataclass(frozen=True)
+class RunningSeen:
+    """What a RUNNING receipt states beyond the row: when and by whom the digest was first seen
+    running, and the pods and workloads (``namespace/kind/name``) that ran it."""
+
+    first_seen_at: datetime
+    evidence_source: str
+    pods: int
+    workloads: tuple[str, ...]
 
 
 def arrival_time(row: SiteSync) -> datetime:

@@ -53,7 +53,8 @@ class EvidenceSource(StrEnum):
     ARM_LAST_SYNC = "arm-last-sync"
     CONNECTED_REGISTRY_EVENT = "connected-registry-event"
     OCI_PROBE = "oci-probe"
-    SITE_REPORT = "site-report"
+    SITE_REPORT = "site-report"  # the site's own reporter (acrsync agent), or the simulation playing it
+    CONTAINER_INSIGHTS = "container-insights"  # Azure Monitor Container Insights on the site's Arc cluster
     OPERATOR = "operator"
     PARENT_REGISTRY_EVENT = "parent-registry-event"
     SCHEDULE = "schedule"  # acrsync's own window arithmetic (waiting, late, stale decisions)

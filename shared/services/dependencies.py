@@ -8,6 +8,7 @@ adapters, the services see only this.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Protocol
 
 from shared import ports
@@ -25,7 +26,11 @@ class ServiceSettings(Protocol):
 
     @property
     def token_expiry_horizon_days(self) -> int:
-        """A site token expiring within this many days is flagged."""
+        """A site token (or TLS certificate) expiring within this many days is flagged."""
+
+    @property
+    def outdated_after(self) -> timedelta:
+        """How long a site may run a digest older than one it holds before it is outdated."""
 
 
 class Dependencies(Protocol):

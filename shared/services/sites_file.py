@@ -49,6 +49,9 @@ _SITE_KEYS = {
     "connected_registry",
     "endpoint",
     "stale_after_windows",
+    "cluster_id",
+    "log_analytics_workspace_id",
+    "reporter",
 }
 _TAG_KEYS = {"include", "exclude", "semver_only"}
 _SIMULATION_KEYS = {"allow_short_windows"}
@@ -58,6 +61,12 @@ _CONNECTED_REGISTRY = re.compile(
     r"/connectedRegistries/[^/]+",
     re.IGNORECASE,
 )
+_CONNECTED_CLUSTER = re.compile(
+    r"/subscriptions/[0-9a-f-]{36}/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Kubernetes"
+    r"/connectedClusters/[A-Za-z0-9][-_A-Za-z0-9]{0,62}",
+    re.IGNORECASE,
+)
+_WORKSPACE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _YAML_TAG = "tag:yaml.org,2002:"
 _STR_TAG = _YAML_TAG + "str"
 # Explicit tags a sites file may use: the core schema. Anything else (!!python/..., !!binary, !!set,
@@ -254,6 +263,19 @@ def _site(node: yaml.Node, problems: list[str], *, allow_short: bool) -> Site | 
         problems.append(
             f"line {_line(fields.get('stale_after_windows') or node)}: stale_after_windows must be at least 1"
         )
+    cluster = _text(fields.get("cluster_id"), "cluster_id", problems)
+    if cluster is not None and not _CONNECTED_CLUSTER.fullmatch(cluster):
+        problems.append(
+            f"line {_line(fields['cluster_id'])}: cluster_id must be an Arc connected cluster's ARM id "
+            "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Kubernetes/connectedClusters/<name>)"
+        )
+    workspace = _text(fields.get("log_analytics_workspace_id"), "log_analytics_workspace_id", problems)
+    if workspace is not None and not _WORKSPACE_ID.fullmatch(workspace):
+        problems.append(
+            f"line {_line(fields['log_analytics_workspace_id'])}: log_analytics_workspace_id must be the "
+            "workspace's id (a GUID, from its Properties blade), not its ARM id"
+        )
+    reporter = _scalar(fields.get("reporter"), bool, problems, default=False)
     if len(problems) > before or name is None:
         return None
     return Site(
@@ -269,6 +291,9 @@ def _site(node: yaml.Node, problems: list[str], *, allow_short: bool) -> Site | 
         message_ttl=ttl,
         endpoint=endpoint.rstrip("/") if endpoint else None,
         stale_after_windows=int(stale_after),
+        cluster_id=cluster or None,
+        log_analytics_workspace_id=workspace.lower() if workspace else None,
+        reporter=bool(reporter),
     )
 
 

@@ -18,6 +18,23 @@ from shared.domain.ledger import LedgerFigures, figures_by_site
 from shared.domain.model import Site, SiteSync, TagPolicy, Versioned
 from shared.domain.receipts import ReceiptSigner
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.domain.workloads import (
+    MAX_PULL_ERRORS,
+    MAX_REPORT_IDS,
+    MAX_RUNNING_IMAGES,
+    MAX_WORKLOADS_PER_IMAGE,
+    ClusterConnectivity,
+    DisconnectedPull,
+    ExtensionHealth,
+    ExtensionState,
+    ObservationSource,
+    PullError,
+    RunningImage,
+    SiteHealth,
+    SiteRuntime,
+    Workload,
+    fit_runtime,
+)
 from shared.errors import AlreadyExists, ConcurrencyConflict, EntityTooLarge, InvalidInput, NotFound
 from shared.ports import StateStore
 from shared.services.bundles import evidence_bundle
@@ -43,10 +60,89 @@ def test_sites_round_trip_with_every_field(store: StateStore) -> None:
         sync_window=timedelta(hours=3),
         message_ttl=timedelta(days=2),
         endpoint="https://plant01.contoso.example",
+        cluster_id="/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/plant-01",
+        log_analytics_workspace_id="6f1c2d3e-0000-4000-8000-00000000abcd",
+        reporter=True,
     )
     store.upsert_sites([site, make_site("mine-07")])
     assert store.get_site("plant-01") == site
     assert [s.name for s in store.list_sites()] == ["mine-07", "plant-01"]
+
+
+def _runtime(site: str, *, images: int = 1) -> SiteRuntime:
+    running = tuple(
+        RunningImage(
+            repository=f"inspection/camera-{index:02d}",
+            digest=random_digest(),
+            tags=("1.5.0",),
+            workloads=(Workload("vision", "Deployment", f"camera-{index}", 2),),
+            pods=2,
+            first_seen_at=T0,
+            last_seen_at=T0 + timedelta(minutes=5),
+            source=ObservationSource.SITE_AGENT,
+            release_id=None if index else "r" * 64,
+        )
+        for index in range(images)
+    )
+    return SiteRuntime(
+        site=site,
+        running=running,
+        pull_errors=(PullError("x/y:1", "ImagePullBackOff", "Back-off pulling image", 3, T0, T0),),
+        health=SiteHealth(
+            cluster_connectivity=ClusterConnectivity.CONNECTED,
+            extension=ExtensionHealth(ExtensionState.SUCCEEDED, "0.11.0", ()),
+            tls_expires_at=T0 + timedelta(days=30),
+            last_report_at=T0,
+            disconnected_pull=DisconnectedPull.OK,
+            disconnected_pull_checked_at=T0,
+        ),
+        snapshots={ObservationSource.SITE_AGENT: T0},
+        report_ids=("report-0001",),
+        updated_at=T0,
+    )
+
+
+def test_site_runtime_is_created_once_and_replaced_only_with_its_etag(store: StateStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_site_runtime("plant-01")
+    runtime = _runtime("plant-01")
+    etag = store.save_site_runtime(runtime, etag=None)
+    read = store.get_site_runtime("plant-01")
+    assert read.value == runtime and read.etag == etag
+    with pytest.raises(ConcurrencyConflict):
+        store.save_site_runtime(runtime, etag=None)  # a second creator lost the race
+    newer = replace(runtime, report_ids=("report-0001", "report-0002"))
+    second = store.save_site_runtime(newer, etag=etag)
+    with pytest.raises(ConcurrencyConflict):
+        store.save_site_runtime(replace(runtime, report_ids=()), etag=etag)  # read before the write above
+    assert store.get_site_runtime("plant-01") == Versioned(newer, second)
+    assert [site.name for site in store.list_sites()] == []  # runtimes are not sites
+
+
+def test_the_largest_site_runtime_fits_one_document(store: StateStore) -> None:
+    site = "s" * 63
+    runtime = _runtime(site, images=MAX_RUNNING_IMAGES)
+    long = "registry.contoso.example:5000/" + "a/" * 80 + "image:" + "t" * 100
+    runtime = replace(
+        runtime,
+        running=tuple(
+            replace(
+                image,
+                repository=image.repository + "/" + "r" * 180,
+                tags=tuple("t" * 100 for _ in range(3)),
+                workloads=tuple(Workload("n" * 63, "StatefulSet", "w" * 63, 99) for _ in range(MAX_WORKLOADS_PER_IMAGE)),
+            )
+            for image in runtime.running
+        ),
+        pull_errors=tuple(
+            PullError(long, "ImagePullBackOff", "m" * 5000, 9, T0, T0) for _ in range(MAX_PULL_ERRORS)
+        ),
+        report_ids=tuple(f"report-{index:0120d}" for index in range(MAX_REPORT_IDS)),
+    )
+    fitted = fit_runtime(runtime)
+    assert 0 < len(fitted.running) < MAX_RUNNING_IMAGES and fitted.omitted_images == MAX_RUNNING_IMAGES - len(fitted.running)
+    store.save_site_runtime(fitted, etag=None)
+    assert store.get_site_runtime(site).value == fitted
 
 
 def test_site_upsert_replaces_and_delete_is_idempotent(store: StateStore) -> None:
