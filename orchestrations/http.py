@@ -10,6 +10,8 @@ runtime only).
 Function keys: ``api/{*path}`` needs one (``AuthLevel.FUNCTION``). Liveness (``api/healthz``), the OpenAPI
 document and its docs page, and the dashboard page (it holds no data; it calls the API with the key it is
 opened with, ``?code=``) are anonymous, as the app itself treats them (:mod:`orchestrations.api.auth`).
+Site reports (``api/sites/{site}/reports``, POST) are anonymous to the host too: the app checks the site's
+own report token, so no site holds a function key (which opens every route).
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ async def http_openapi(req: func.HttpRequest, context: func.Context) -> func.Htt
 @bp.function_name("http_docs")
 @bp.route(route="api/docs", methods=READ_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
 async def http_docs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _asgi.handle_async(req, context)
+
+
+@bp.function_name("http_site_reports")
+@bp.route(route="api/sites/{site}/reports", methods=("POST",), auth_level=func.AuthLevel.ANONYMOUS)
+async def http_site_reports(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return await _asgi.handle_async(req, context)
 
 

@@ -99,6 +99,7 @@ class Services:
         self._credentials = _Lazy(lambda: credentials if credentials is not None else _build_credentials(settings))
         self._events = _Lazy(lambda: events if events is not None else _build_events(settings, self._credential))
         self._signer = _Lazy(lambda: signer if signer is not None else _build_signer(settings))
+        self._report_secret = _Lazy(lambda: _build_report_secret(settings))
         self.token_findings = TokenFindings()
 
     @property
@@ -142,6 +143,13 @@ class Services:
         """What signs delivery receipts: ``ACRSYNC_SIGNING_KEY``; locally without it, a key kept in the
         data dir (created on first use); ``None`` in Azure without it (receipts are then skipped)."""
         value: ReceiptSigner | None = self._signer.get()
+        return value
+
+    @property
+    def report_secret(self) -> bytes | None:
+        """What site report tokens derive from: ``ACRSYNC_REPORT_SECRET``; locally without it, a secret
+        kept in the data dir (created on first use); ``None`` in Azure without it (reports are refused)."""
+        value: bytes | None = self._report_secret.get()
         return value
 
     @property
@@ -302,6 +310,16 @@ def _build_events(settings: Settings, credential: _Lazy) -> EventSink:
 
 
 _unsigned_warned = threading.Event()
+
+
+def _build_report_secret(settings: Settings) -> bytes | None:
+    if settings.report_secret:
+        return settings.report_secret.encode()
+    if settings.in_azure:
+        return None
+    from shared.adapters.signing_key import REPORT_SECRET_FILE_NAME, load_or_create_report_secret
+
+    return load_or_create_report_secret(settings.data_dir / REPORT_SECRET_FILE_NAME)
 
 
 def _build_signer(settings: Settings) -> ReceiptSigner | None:

@@ -159,6 +159,15 @@ class SigningKeyNotConfigured(_Named):
         super().__init__("delivery receipts are not signed here: ACRSYNC_SIGNING_KEY is not set")
 
 
+class SiteReportsNotConfigured(_Named):
+    """No site report secret (an Azure host without ``ACRSYNC_REPORT_SECRET``)."""
+
+    code = "SITE_REPORTS_NOT_CONFIGURED"
+
+    def __init__(self) -> None:
+        super().__init__("site reports are not accepted here: ACRSYNC_REPORT_SECRET is not set")
+
+
 class UnknownFunction(_Named):
     """The Event Grid webhook names a function this app does not have."""
 

@@ -14,7 +14,10 @@ Two mechanisms, each on when configured, checked in this order:
    ``Sync.Operate``, else 403. ``ACRSYNC_REQUIRE_ROLES=true`` makes the principal mandatory (401
    without one). A malformed principal is refused with 401.
 
-Protected: every ``/api/`` route except health, the OpenAPI document and the docs page. The Event
+Protected: every ``/api/`` route except health, the OpenAPI document and the docs page. A site's reporter
+posts to ``/api/sites/{site}/reports`` with that site's report token instead (the route checks it,
+:mod:`shared.domain.site_tokens`): a token that reaches every site, like the API key, never leaves the
+cloud. The Event
 Grid webhook (``/runtime/webhooks/...``) needs the API key when one is configured, never a principal
 (Event Grid cannot present one). Other paths are public. The key is compared in constant time and
 never logged or echoed.
@@ -27,6 +30,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -50,6 +54,7 @@ PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
 ROLE_CLAIM_TYPES = frozenset({"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 NAME_CLAIM_TYPES = ("name", "preferred_username", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SITE_REPORT_PATH = re.compile(r"/api/sites/[^/]+/reports")
 MAX_PRINCIPAL_BYTES = 16 * 1024
 MAX_NAME_LENGTH = 256
 
@@ -101,9 +106,16 @@ def decode_principal(header: str, name_header: str | None = None) -> Principal:
     return Principal(name=name[:MAX_NAME_LENGTH] if name else None, roles=roles)
 
 
+def is_site_report(method: str, path: str) -> bool:
+    """A site reporter's report: authenticated by its route with the site's report token."""
+    return method.upper() == "POST" and _SITE_REPORT_PATH.fullmatch(path) is not None
+
+
 def required_role(method: str, path: str) -> Role | None:
-    """The role a request needs, or ``None`` for a public path (the webhook needs none either)."""
+    """The role a request needs, or ``None`` for a public path (the webhook and site reports need none either)."""
     if not path.startswith(API_PREFIX) or path in PUBLIC_PATHS or path.startswith("/api/docs/"):
+        return None
+    if is_site_report(method, path):
         return None
     return Role.STATUS_READ if method.upper() in SAFE_METHODS else Role.SYNC_OPERATE
 

@@ -63,6 +63,11 @@ class SiteModel(Model):
         description="The site's sync and client tokens by name: in the list what this instance's sweeper last "
         "found (with checked_at), in one site read from ARM now; null when unknown or without a connected registry."
     )
+    cluster_id: str | None = Field(
+        description="ARM id of the site's Arc connected cluster (health, Container Insights)."
+    )
+    log_analytics_workspace_id: str | None = Field(description="Log Analytics workspace of its Container Insights.")
+    reporter: bool = Field(description="Whether an acrsync agent at the site sends reports.")
 
 
 class RepositoryStateModel(Model):
@@ -78,10 +83,76 @@ class RepositoryStateModel(Model):
     verified_at: datetime | None
 
 
+class WorkloadModel(Model):
+    namespace: str
+    kind: str = Field(description="The pod's controller (ReplicaSet, DaemonSet, StatefulSet, Job...) or Pod.")
+    name: str
+    pods: int
+
+
+class RunningImageModel(Model):
+    repository: str
+    digest: str = Field(description="What the kubelet reports the containers run (imageID).")
+    release_id: str | None = Field(description="The release acrsync knows for this digest; null: drift.")
+    tags: list[str] = Field(description="The tags the pods' image references name.")
+    workloads: list[WorkloadModel]
+    pods: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    source: Literal["container-insights", "site-agent", "simulated"]
+
+
+class PullErrorModel(Model):
+    image: str
+    reason: str = Field(description="ErrImagePull, ImagePullBackOff, ... or the Warning event's reason.")
+    message: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    source: str | None
+
+
+class ExtensionModel(Model):
+    state: str = Field(description="The connected registry Arc extension's provisioning state, or NotInstalled.")
+    version: str | None
+    errors: list[str]
+
+
+class SiteHealthModel(Model):
+    cluster_connectivity: str = Field(
+        description="Connected, Connecting, Offline, Expired, AgentNotInstalled, Unknown."
+    )
+    extension: ExtensionModel | None
+    tls_expires_at: datetime | None = Field(description="The site registry's TLS certificate expiry.")
+    last_report_at: datetime | None = Field(description="When the site's reporter last observed.")
+    disconnected_pull: Literal["ok", "failed", "unknown"] = Field(
+        description="Whether the site registry served what the site should hold without the cloud."
+    )
+    disconnected_pull_checked_at: datetime | None
+    disconnected_pull_failures: list[str]
+
+
 class SiteDetailModel(SiteModel):
     repositories_state: list[RepositoryStateModel] = Field(
-        description="Per repository, the newest release checked at this site and where it stands."
+        description="Per repository, the newest release checked at this site and where it stands (held, not run)."
     )
+    running: list[RunningImageModel] = Field(description="What runs at the site, per repository and digest.")
+    running_omitted: int = Field(description="Running images left out of a very large site's list.")
+    pull_errors: list[PullErrorModel] = Field(description="Images the site could not pull in the last 24 hours.")
+    health: SiteHealthModel
+
+
+class ReportAcceptedModel(Model):
+    site: str
+    duplicate: bool = Field(description="A report with this id was accepted before: nothing changed.")
+    running: int = Field(description="Repository digests running at the site after this report.")
+    drift: int = Field(description="Of which no release acrsync knows.")
+    receipts: int = Field(description="RUNNING receipts signed for first sightings.")
+
+
+class ReportTokenModel(Model):
+    site: str
+    token: str = Field(description="Send as Authorization: Bearer <token> to POST /api/sites/{site}/reports.")
 
 
 class SiteListModel(Model):
@@ -126,10 +197,19 @@ class ReleaseSiteModel(Model):
     updated_at: datetime
     evidence_source: str | None
     next_check_at: datetime | None
+    running_pods: int = Field(description="Pods running this digest at the site at the last observation.")
+    running_since: datetime | None = Field(description="When it was first seen running there (a RUNNING receipt).")
+
+
+class AdoptionModel(Model):
+    holding: int = Field(description="Sites whose registry holds the release (SYNCED or VERIFIED).")
+    running: int = Field(description="Sites running it now.")
+    ran: int = Field(description="Sites that were ever seen running it.")
 
 
 class ReleaseDetailModel(ReleaseModel):
     sites: list[ReleaseSiteModel]
+    adoption: AdoptionModel
 
 
 class GateSelectionModel(Model):

@@ -1,16 +1,37 @@
-"""Sites: every site, one site with what was checked there, and its rollback readiness."""
+"""Sites: every site, one site with what was checked and what runs there, its rollback readiness, and
+the way in for the site's own reporter (reports, authenticated with the site's report token)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
+from orchestrations.api.bodies import read_capped_body
 from orchestrations.api.conditional import conditional_json
-from orchestrations.api.models import SiteDetailModel, SiteListModel, SiteRollbackModel
-from orchestrations.api.params import CONDITIONAL, ITEM_ERRORS, READ_ERRORS, IfNoneMatch, Repository, SiteName
+from orchestrations.api.models import (
+    ReportAcceptedModel,
+    ReportTokenModel,
+    SiteDetailModel,
+    SiteListModel,
+    SiteRollbackModel,
+)
+from orchestrations.api.params import (
+    CONDITIONAL,
+    ITEM_ERRORS,
+    READ_ERRORS,
+    IfNoneMatch,
+    Repository,
+    SiteName,
+)
 from shared.bootstrap import get_services
-from shared.services import rollback, status
+from shared.domain.acr_events import load_json
+from shared.services import rollback, status, workloads
+
+# A report of 2,000 pods with long image names stays well below this.
+MAX_REPORT_BYTES = 1024 * 1024
 
 router = APIRouter(prefix="/api")
 
@@ -60,3 +81,48 @@ def get_site_rollback(
     whether it is still at the site (by evidence, or with `fresh` a manifest check at the site)."""
     answers = rollback.site_rollback(get_services(), site, repository=repository, fresh=fresh)
     return conditional_json(rollback.site_rollback_view(site, answers), if_none_match)
+
+
+@router.post(
+    "/sites/{site}/reports",
+    operation_id="postSiteReport",
+    tags=["sites"],
+    status_code=202,
+    response_model=ReportAcceptedModel,
+    responses=ITEM_ERRORS,
+)
+async def post_site_report(
+    site: SiteName, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """What an acrsync agent at the site saw: running pods and their image digests, pull errors, the
+    local registry's TLS expiry and disconnected-pull checks. Authenticated with the site's report
+    token (`Authorization: Bearer ...`), not the API key; idempotent by the report's `id` (a resent
+    report answers `duplicate: true` and changes nothing); a bad report is refused whole."""
+    services = get_services()
+    await run_in_threadpool(workloads.check_report_token, services, site, authorization)
+    document = load_json(await read_capped_body(request, MAX_REPORT_BYTES))
+    outcome = await run_in_threadpool(workloads.accept_report, services, site, document)
+    return JSONResponse(
+        {
+            "site": outcome.site,
+            "duplicate": outcome.duplicate,
+            "running": outcome.running,
+            "drift": outcome.drift,
+            "receipts": outcome.receipts,
+        },
+        status_code=202,
+    )
+
+
+@router.post(
+    "/sites/{site}/report-token",
+    operation_id="issueSiteReportToken",
+    tags=["sites"],
+    response_model=ReportTokenModel,
+    responses=ITEM_ERRORS,
+)
+def issue_report_token(site: SiteName) -> Response:
+    """The report token of one site, for its agent (`ACRSYNC_REPORT_TOKEN`); operators only. Derived
+    from the report secret: the same token each time, until the secret is rotated."""
+    token = workloads.issue_report_token(get_services(), site)
+    return JSONResponse({"site": site, "token": token}, headers={"Cache-Control": "no-store"})

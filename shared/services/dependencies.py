@@ -73,5 +73,9 @@ class Dependencies(Protocol):
         """What signs delivery receipts; ``None`` where receipts are not recorded."""
 
     @property
+    def report_secret(self) -> bytes | None:
+        """What site report tokens derive from; ``None`` where site reports are not accepted."""
+
+    @property
     def token_findings(self) -> TokenFindings:
         """What the last token check of this process found."""

@@ -22,9 +22,10 @@ from shared.domain.gate import GatePolicy, GateSelection, GateSite, GateVerdict,
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
+from shared.domain.states import READY_STATES
 from shared.domain.windows import format_duration, window_at_or_after
 from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, SiteNotFound
-from shared.services import governance, rollback
+from shared.services import governance, rollback, workloads
 from shared.services.dependencies import Dependencies
 from shared.services.lookup import require_release, require_site
 from shared.services.rows import tally
@@ -85,6 +86,7 @@ def site_detail(services: Dependencies, name: str) -> dict[str, Any]:
     view = site_view(site, services.clock.now(), connection_state=_connection_state(services, site))
     view["repositories_state"] = _repositories_state(services, site.name)
     view["tokens"] = governance.live_tokens_view(services, site)  # read now, best effort (null)
+    view.update(workloads.runtime_view(workloads.site_runtime(services, site.name)))
     return view
 
 
@@ -105,6 +107,9 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "stale_after_windows": site.stale_after_windows,
         "next_window": {"opens_at": _iso(window.opens_at), "closes_at": _iso(window.closes_at)},
         "connection_state": connection_state,
+        "cluster_id": site.cluster_id,
+        "log_analytics_workspace_id": site.log_analytics_workspace_id,
+        "reporter": site.reporter,
     }
 
 
@@ -251,7 +256,17 @@ def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
     # Counted from the rows shown, so the counts and the list always agree within one answer.
     view = release_view(release, counts=count_rows(rows), counts_as_of=services.clock.now())
     view["sites"] = [_row_view(row, catalog.get(row.site)) for row in sorted(rows, key=lambda r: r.site)]
+    view["adoption"] = adoption(rows)
     return view
+
+
+def adoption(rows: Sequence[SiteSync]) -> dict[str, int]:
+    """Sites holding the release, running it now, and ever seen running it."""
+    return {
+        "holding": sum(1 for row in rows if row.state in READY_STATES),
+        "running": sum(1 for row in rows if row.running_pods > 0),
+        "ran": sum(1 for row in rows if row.running_since is not None),
+    }
 
 
 def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
@@ -268,6 +283,8 @@ def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
         "updated_at": _iso(row.updated_at),
         "evidence_source": _value(row.evidence_source),
         "next_check_at": _iso(row.next_check_at),
+        "running_pods": row.running_pods,
+        "running_since": _iso(row.running_since),
     }
 
 

@@ -27,6 +27,7 @@ from shared.domain.changes import RowChange
 from shared.domain.model import Evidence, Site, SiteSync
 from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.domain.receipts import RunningSeen, canonical_json, delivery_statement, envelope_digest
+from shared.domain.site_tokens import report_token, token_matches
 from shared.domain.states import READY_STATES, EvidenceSource
 from shared.domain.workloads import (
     ObservationSource,
@@ -39,7 +40,14 @@ from shared.domain.workloads import (
     parse_site_report,
     running_images,
 )
-from shared.errors import AcrSyncError, ConcurrencyConflict, NotFound
+from shared.errors import (
+    AcrSyncError,
+    ConcurrencyConflict,
+    Forbidden,
+    NotFound,
+    SiteReportsNotConfigured,
+    Unauthenticated,
+)
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
 from shared.services.lookup import require_site
@@ -74,14 +82,50 @@ class ObservationOutcome:
     events: int
 
 
+def issue_report_token(services: Dependencies, site: str) -> str:
+    """The token ``site``'s reporter sends with its reports (an operator hands it to the site).
+
+    Raises:
+        SiteNotFound: no such site.
+        SiteReportsNotConfigured: no report secret here.
+    """
+    require_site(services.store, site)
+    return report_token(_report_secret(services), site)
+
+
+def check_report_token(services: Dependencies, site: str, authorization: str | None) -> None:
+    """Whether the request carries ``site``'s report token (``Authorization: Bearer <token>``).
+
+    Raises:
+        Unauthenticated: no token, or not this site's.
+        SiteReportsNotConfigured: no report secret here.
+    """
+    secret = _report_secret(services)
+    scheme, _, offered = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not offered.strip():
+        raise Unauthenticated("send the site's report token: Authorization: Bearer <token>", scheme="Bearer")
+    if not token_matches(secret, site, offered.strip()):
+        raise Unauthenticated(f"that is not the report token of site {site}", scheme="Bearer")
+
+
+def _report_secret(services: Dependencies) -> bytes:
+    secret = services.report_secret
+    if secret is None:
+        raise SiteReportsNotConfigured()
+    return secret
+
+
 def accept_report(services: Dependencies, site: str, document: object) -> ObservationOutcome:
     """A site reporter's report: validated whole, then recorded (idempotent by its id).
 
     Raises:
         InvalidInput: the report is malformed (:func:`~shared.domain.workloads.parse_site_report`).
         SiteNotFound: no such site.
+        Forbidden: the site does not take reports (``reporter`` is not set for it).
     """
-    require_site(services.store, site)
+    known = require_site(services.store, site)
+    if not known.reporter:
+        raise Forbidden(f"site {site} takes no reports: set reporter: true for it in the sites file")
     observation = parse_site_report(site, document, now=services.clock.now())
     return record_observation(services, observation)
 

@@ -130,17 +130,19 @@ def test_the_largest_site_runtime_fits_one_document(store: StateStore) -> None:
                 image,
                 repository=image.repository + "/" + "r" * 180,
                 tags=tuple("t" * 100 for _ in range(3)),
-                workloads=tuple(Workload("n" * 63, "StatefulSet", "w" * 63, 99) for _ in range(MAX_WORKLOADS_PER_IMAGE)),
+                workloads=tuple(
+                    Workload("n" * 63, "StatefulSet", "w" * 63, 99) for _ in range(MAX_WORKLOADS_PER_IMAGE)
+                ),
             )
             for image in runtime.running
         ),
-        pull_errors=tuple(
-            PullError(long, "ImagePullBackOff", "m" * 5000, 9, T0, T0) for _ in range(MAX_PULL_ERRORS)
-        ),
+        pull_errors=tuple(PullError(long, "ImagePullBackOff", "m" * 5000, 9, T0, T0) for _ in range(MAX_PULL_ERRORS)),
         report_ids=tuple(f"report-{index:0120d}" for index in range(MAX_REPORT_IDS)),
     )
     fitted = fit_runtime(runtime)
-    assert 0 < len(fitted.running) < MAX_RUNNING_IMAGES and fitted.omitted_images == MAX_RUNNING_IMAGES - len(fitted.running)
+    assert 0 < len(fitted.running) < MAX_RUNNING_IMAGES and fitted.omitted_images == MAX_RUNNING_IMAGES - len(
+        fitted.running
+    )
     store.save_site_runtime(fitted, etag=None)
     assert store.get_site_runtime(site).value == fitted
 

@@ -31,7 +31,7 @@ from shared.services.workloads import accept_report, runtime_view, site_runtime
 from tests.builders import T0, make_site, move_row, push_release, random_digest
 from tests.fakes import CountingSink, FakeClock
 
-SITES = [make_site("plant-01"), make_site("plant-02")]
+SITES = [make_site("plant-01", reporter=True), make_site("plant-02")]
 LOCAL = "plant-01.registry.local:8443"
 
 

@@ -74,8 +74,11 @@ def test_the_api_needs_a_function_key_and_only_public_pages_do_not(functions: di
     assert routes["api/{*path}"]["authLevel"] == "FUNCTION"
     assert {"GET", "POST", "OPTIONS"} <= set(routes["api/{*path}"]["methods"])
     anonymous = {route for route, trigger in routes.items() if trigger["authLevel"] == "ANONYMOUS"}
-    assert anonymous == {"api/healthz", "api/openapi.json", "api/docs", "dashboard/{*page}"}
-    assert all(set(routes[route]["methods"]) <= {"GET", "HEAD"} for route in anonymous)
+    # Site reports carry the site's report token, which the app checks: no site holds a function key.
+    reports = "api/sites/{site}/reports"
+    assert anonymous == {"api/healthz", "api/openapi.json", "api/docs", "dashboard/{*page}", reports}
+    assert all(set(routes[route]["methods"]) <= {"GET", "HEAD"} for route in anonymous - {reports})
+    assert routes[reports]["methods"] == ["POST"]
 
 
 def test_every_function_is_indexed_from_function_app_py(functions: dict[str, Any]) -> None:
@@ -104,6 +107,7 @@ def test_the_function_set_is_exactly_what_the_host_should_index(functions: dict[
         "http_openapi",
         "http_docs",
         "http_dashboard",
+        "http_site_reports",
         "on_acr_event",
         "site_sync",
         "site_sync_dead_letter",

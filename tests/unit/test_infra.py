@@ -374,6 +374,8 @@ LOCAL_ONLY = {
     "ACRSYNC_TOKEN_EXPIRY_HORIZON_DAYS",  # optional: the default horizon (30 days) applies unless an operator sets it
     "ACRSYNC_SITE_CREDENTIALS",  # secret: in Azure a Key Vault reference added by the operator (README)
     "ACRSYNC_SIGNING_KEY",  # secret: in Azure a Key Vault reference added by the operator (README)
+    "ACRSYNC_REPORT_SECRET",  # secret: in Azure a Key Vault reference added by the operator (README)
+    "ACRSYNC_OUTDATED_AFTER_HOURS",  # optional: the default policy (24 hours) applies unless an operator sets it
     "ACRSYNC_API_KEY",  # the local runtime's API key; Azure uses function keys (AuthLevel.FUNCTION)
 }
 # Settings the code reads that the platform sets on every Functions host.

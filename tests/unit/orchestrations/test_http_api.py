@@ -168,6 +168,9 @@ def test_sites_are_listed_by_name_with_their_next_window(client: TestClient) -> 
         "next_window": {"opens_at": "2026-11-24T22:00:00+00:00", "closes_at": "2026-11-25T01:00:00+00:00"},
         "connection_state": None,
         "tokens": None,  # what the sweeper last found (shared.services.governance); none swept here
+        "cluster_id": None,
+        "log_analytics_workspace_id": None,
+        "reporter": False,
     }
     assert all(s["connection_state"] is None for s in sites)  # the list never asks ARM
 
@@ -229,6 +232,7 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "withdrawn_at": None,
         "counts": {"PENDING": 1, "SKIPPED": 1, "VERIFIED": 1, "WAITING_FOR_WINDOW": 1},
         "counts_as_of": NOW.isoformat(),  # counted from the rows shown, when they were read
+        "adoption": {"holding": 1, "running": 0, "ran": 0},  # nothing was seen running anywhere yet
     }
     sites = {s["site"]: s for s in release["sites"]}
     assert list(sites) == ["plant-01", "plant-02", "plant-03", "store-01"]
@@ -245,6 +249,8 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "updated_at": NOW.isoformat(),
         "evidence_source": "schedule",
         "next_check_at": NOW.isoformat(),
+        "running_pods": 0,
+        "running_since": None,
     }
     assert sites["plant-03"]["state"] == "WAITING_FOR_WINDOW" and sites["plant-03"]["reason"] == "WINDOW_CLOSED"
     assert sites["store-01"]["state"] == "SKIPPED" and sites["store-01"]["reason"] == "REPO_NOT_IN_SCOPE"
@@ -682,8 +688,11 @@ PROTECTED = [
     ("GET", "/api/sites/plant-01/drift"),
     ("GET", "/api/report"),
     ("GET", "/api/signing-key"),
+    ("POST", "/api/sites/plant-01/report-token"),
 ]
 OPEN_PATHS = {"/api/healthz", "/api/openapi.json", "/api/docs"}
+# A site's reporter presents its site's report token, checked by the route (tests/integration/test_site_reports_api.py).
+SITE_TOKEN_PATHS = {"/api/sites/{site}/reports"}
 
 
 def test_the_auth_matrix_covers_every_api_route(client: TestClient) -> None:
@@ -692,7 +701,7 @@ def test_the_auth_matrix_covers_every_api_route(client: TestClient) -> None:
     }
     documented = {p for p in client.get("/api/openapi.json").json()["paths"] if p.startswith("/api/")}
     # /api/dev/... exists only when `acrsync dev` (or a test of it) mounts it on the shared app.
-    assert {p for p in documented - OPEN_PATHS if not p.startswith("/api/dev/")} == templates
+    assert {p for p in documented - OPEN_PATHS - SITE_TOKEN_PATHS if not p.startswith("/api/dev/")} == templates
 
 
 def test_auth_settings_are_read_strictly_and_the_key_is_never_shown() -> None:
