@@ -21,6 +21,7 @@ from shared.config import SIGNING_KEY, QueueBackend, Settings, StoreBackend, arm
 from shared.ports import (
     ArmInventory,
     Clock,
+    ClusterHealthReader,
     ConnectedRegistryReader,
     EventSink,
     JobQueue,
@@ -28,6 +29,7 @@ from shared.ports import (
     Outbox,
     SiteCredentials,
     StateStore,
+    WorkloadObserver,
 )
 from shared.services.catalog import SiteCatalog
 from shared.services.token_findings import TokenFindings
@@ -84,6 +86,8 @@ class Services:
         credentials: SiteCredentials | None = None,
         events: EventSink | None = None,
         signer: ReceiptSigner | None = None,
+        workload_observer: WorkloadObserver | None = None,
+        cluster_health: ClusterHealthReader | None = None,
         credential: Any = None,
     ) -> None:
         self.settings = settings
@@ -100,6 +104,12 @@ class Services:
         self._events = _Lazy(lambda: events if events is not None else _build_events(settings, self._credential))
         self._signer = _Lazy(lambda: signer if signer is not None else _build_signer(settings))
         self._report_secret = _Lazy(lambda: _build_report_secret(settings))
+        self._workload_observer = _Lazy(
+            lambda: workload_observer if workload_observer is not None else _build_observer(self._credential)
+        )
+        self._cluster_health = _Lazy(
+            lambda: cluster_health if cluster_health is not None else _build_cluster_health(settings, self._credential)
+        )
         self.token_findings = TokenFindings()
 
     @property
@@ -136,6 +146,18 @@ class Services:
     @property
     def events(self) -> EventSink:
         value: EventSink = self._events.get()
+        return value
+
+    @property
+    def workload_observer(self) -> WorkloadObserver:
+        """Container Insights through Log Analytics (built only when a site names a workspace or cluster)."""
+        value: WorkloadObserver = self._workload_observer.get()
+        return value
+
+    @property
+    def cluster_health(self) -> ClusterHealthReader:
+        """The Arc cluster and its connected registry extension through ARM."""
+        value: ClusterHealthReader = self._cluster_health.get()
         return value
 
     @property
@@ -184,7 +206,16 @@ class Services:
 
     def close(self) -> None:
         """Close what was built (adapters that were never used are not built just to be closed)."""
-        for lazy in (self._events, self._probe, self._arm, self._queue, self._store, self._credential):
+        for lazy in (
+            self._events,
+            self._probe,
+            self._arm,
+            self._workload_observer,
+            self._cluster_health,
+            self._queue,
+            self._store,
+            self._credential,
+        ):
             if lazy.built:
                 closer = getattr(lazy.get(), "close_all", None) or getattr(lazy.get(), "close", None)
                 if closer is not None:
@@ -193,7 +224,8 @@ class Services:
 
 def bootstrap(settings: Settings | None = None, **adapters: Any) -> Services:
     """Wire acrsync's services; adapters not given (``store``, ``queue``, ``clock``, ``arm``,
-    ``probe``, ``credentials``, ``events``, ``signer``, and the Azure ``credential``) are built from
+    ``probe``, ``credentials``, ``events``, ``signer``, ``workload_observer``, ``cluster_health``,
+    and the Azure ``credential``) are built from
     ``settings`` on first use.
 
     Raises:
@@ -284,6 +316,18 @@ def _build_arm(settings: Settings, credential: _Lazy, clock: Clock) -> Connected
 
     reader = ArmConnectedRegistryReader(credential.get(), base_url=settings.arm_endpoint, clock=clock.now)
     return CachedArmReader(reader, clock)
+
+
+def _build_observer(credential: _Lazy) -> WorkloadObserver:
+    from shared.adapters.container_insights import ContainerInsightsObserver
+
+    return ContainerInsightsObserver(credential.get())
+
+
+def _build_cluster_health(settings: Settings, credential: _Lazy) -> ClusterHealthReader:
+    from shared.adapters.arc import ArcHealthReader
+
+    return ArcHealthReader(credential.get(), base_url=settings.arm_endpoint)
 
 
 def _build_probe() -> ManifestProbe:

@@ -24,7 +24,7 @@ from shared.domain.observations import (
     OutboundEvent,
     SyncScope,
 )
-from shared.domain.workloads import SiteRuntime
+from shared.domain.workloads import SiteObservation, SiteRuntime
 
 PropertyValue = str | int | float | bool
 
@@ -307,6 +307,27 @@ class ManifestProbe(Protocol):
 
         Raises: UpstreamUnavailable (unreachable, 5xx, 429, timeouts), UpstreamRejected
         (credentials refused, or an answer that is not a registry's).
+        """
+
+
+class WorkloadObserver(Protocol):
+    """What runs at a site, seen from the cloud (Container Insights on its Arc cluster)."""
+
+    def observe(self, site: Site, *, now: datetime) -> SiteObservation:
+        """A snapshot of the site's running containers and its recent pull errors.
+
+        Raises: UpstreamUnavailable (throttled, 5xx, unreachable), UpstreamRejected (no workspace or
+        cluster named, access refused, a malformed id).
+        """
+
+
+class ClusterHealthReader(Protocol):
+    """A site's health through ARM: its Arc connected cluster and connected registry extension."""
+
+    def read_health(self, site: Site, *, now: datetime) -> SiteObservation:
+        """An observation with ``cluster_connectivity`` and ``extension`` set.
+
+        Raises: NotFound (the cluster is gone), UpstreamUnavailable, UpstreamRejected.
         """
 
 

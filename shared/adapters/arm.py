@@ -134,7 +134,7 @@ def _parse_id(resource_id: str, kind: str) -> _ArmId:
     return _ArmId(match["subscription"], match["group"], match["registry"], match["name"])
 
 
-class _BoundedRetryPolicy(RetryPolicy[HttpRequest, HttpResponse]):
+class BoundedRetryPolicy(RetryPolicy[HttpRequest, HttpResponse]):
     """azure-core's retry policy, except that a Retry-After above a bound is not waited for."""
 
     def __init__(self, *, max_retry_after: float, **kwargs: Any) -> None:
@@ -308,7 +308,7 @@ class ArmConnectedRegistryReader:
 
     def _new_client(self, subscription_id: str) -> ContainerRegistryManagementClient:
         options: dict[str, Any] = {
-            "retry_policy": _BoundedRetryPolicy(
+            "retry_policy": BoundedRetryPolicy(
                 max_retry_after=MAX_RETRY_AFTER_SECONDS,
                 retry_total=self._retry_total,
                 timeout=OPERATION_TIMEOUT_SECONDS,
@@ -330,36 +330,43 @@ class ArmConnectedRegistryReader:
 
     @contextmanager
     def _errors(self, operation: str, resource_id: str) -> Iterator[None]:
-        """Translate SDK exceptions into the acrsync tree; the one place this adapter does so."""
-        try:
+        with azure_errors("ARM", operation, resource_id):
             yield
-        except HttpResponseError as exc:  # includes ResourceNotFoundError, ClientAuthenticationError
-            status = exc.status_code
-            summary = _describe_http(exc)
-            what = f"ARM {operation} {resource_id} failed: {summary}"
-            if status == 404:
-                logger.info("ARM %s %s: not found (%s)", operation, resource_id, summary)
-                raise NotFound(what) from exc
-            logger.warning("ARM %s %s failed: %s", operation, resource_id, summary)
-            # No status: the credential could not get a token (managed identity endpoint down, or
-            # not configured) or a 2xx body could not be decoded; both may pass.
-            if status is None or status < 400 or status in _RETRYABLE_STATUS or status >= 500:
-                raise UpstreamUnavailable(what) from exc
-            raise UpstreamRejected(what) from exc
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            # Connection refused or reset, DNS, timeouts (including the operation's absolute one).
-            logger.warning("ARM %s %s failed: %s", operation, resource_id, type(exc).__name__)
-            raise UpstreamUnavailable(
-                f"ARM {operation} {resource_id} failed: unreachable ({type(exc).__name__})"
-            ) from exc
-        except AzureError as exc:
-            logger.warning("ARM %s %s failed: %s", operation, resource_id, type(exc).__name__)
-            raise UpstreamUnavailable(f"ARM {operation} {resource_id} failed ({type(exc).__name__})") from exc
-        except ValueError as exc:
-            # The SDK calls response.json() itself when the body was not labelled JSON (an HTML
-            # page from a proxy, say): a garbled answer, worth another try later.
-            logger.warning("ARM %s %s: unreadable response (%s)", operation, resource_id, type(exc).__name__)
-            raise UpstreamUnavailable(f"ARM {operation} {resource_id} failed: unreadable response") from exc
+
+
+@contextmanager
+def azure_errors(service: str, operation: str, resource_id: str) -> Iterator[None]:
+    """Translate Azure SDK exceptions into the acrsync tree: the one place the management and query
+    adapters do so (``service`` names who answered: ARM, Log Analytics)."""
+    try:
+        yield
+    except HttpResponseError as exc:  # includes ResourceNotFoundError, ClientAuthenticationError
+        status = exc.status_code
+        summary = _describe_http(exc)
+        what = f"{service} {operation} {resource_id} failed: {summary}"
+        if status == 404:
+            logger.info("%s %s %s: not found (%s)", service, operation, resource_id, summary)
+            raise NotFound(what) from exc
+        logger.warning("%s %s %s failed: %s", service, operation, resource_id, summary)
+        # No status: the credential could not get a token (managed identity endpoint down, or
+        # not configured) or a 2xx body could not be decoded; both may pass.
+        if status is None or status < 400 or status in _RETRYABLE_STATUS or status >= 500:
+            raise UpstreamUnavailable(what) from exc
+        raise UpstreamRejected(what) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        # Connection refused or reset, DNS, timeouts (including the operation's absolute one).
+        logger.warning("%s %s %s failed: %s", service, operation, resource_id, type(exc).__name__)
+        raise UpstreamUnavailable(
+            f"{service} {operation} {resource_id} failed: unreachable ({type(exc).__name__})"
+        ) from exc
+    except AzureError as exc:
+        logger.warning("%s %s %s failed: %s", service, operation, resource_id, type(exc).__name__)
+        raise UpstreamUnavailable(f"{service} {operation} {resource_id} failed ({type(exc).__name__})") from exc
+    except ValueError as exc:
+        # The SDK calls response.json() itself when the body was not labelled JSON (an HTML
+        # page from a proxy, say): a garbled answer, worth another try later.
+        logger.warning("%s %s %s: unreadable response (%s)", service, operation, resource_id, type(exc).__name__)
+        raise UpstreamUnavailable(f"{service} {operation} {resource_id} failed: unreadable response") from exc
 
 
 # -- mapping ---------------------------------------------------------------------------------------

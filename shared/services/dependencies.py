@@ -65,6 +65,14 @@ class Dependencies(Protocol):
     def events(self) -> ports.EventSink: ...
 
     @property
+    def workload_observer(self) -> ports.WorkloadObserver:
+        """What runs at a site, from the cloud (Container Insights); built on first use."""
+
+    @property
+    def cluster_health(self) -> ports.ClusterHealthReader:
+        """A site's Arc cluster and connected registry extension; built on first use."""
+
+    @property
     def outbox(self) -> ports.Outbox | None:
         """The local outbox when events stay local; ``None`` when they go to Event Grid."""
 

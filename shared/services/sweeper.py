@@ -10,6 +10,8 @@
 * Each site's schedule, window and TTL are refreshed from its connected registry in ARM: they
   can change in Azure, and the window arithmetic must follow.
 * Each site's sync and client tokens are checked for expiry (hourly; :mod:`shared.services.governance`).
+* Sites that name a Log Analytics workspace or an Arc cluster are observed: what runs there, pull errors,
+  cluster connectivity and the connected registry extension (:func:`shared.services.workloads.observe_sites`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.governance import check_tokens
 from shared.services.rows import release_loader, update_row
 from shared.services.summaries import schedule_summary
+from shared.services.workloads import observe_sites
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class SweepReport:
     sites_refreshed: int
     sites_pending: int = 0  # (site, release) rows still on their way, across the releases swept
     sites_stale: int = 0
+    sites_observed: int = 0  # sites whose workloads and health were read from the cloud
 
 
 def sweep(
@@ -62,6 +66,7 @@ def sweep(
     now = services.clock.now()
     refreshed = refresh_sites(services)
     check_tokens(services)  # token expiry: at most hourly; see shared.services.governance
+    observed = observe_sites(services)  # what runs where, and site health: shared.services.workloads
     sites = {site.name: site for site in services.catalog.sites()}
     scanned = stale = recovered = pending_total = stale_total = 0
     for release in _recent_releases(services, now - horizon):
@@ -74,7 +79,7 @@ def sweep(
         stale, recovered = stale + made_stale, recovered + lost
         pending_total, stale_total = pending_total - made_stale, stale_total + made_stale
     set_site_gauges(pending_total, stale_total)
-    report = SweepReport(scanned, stale, recovered, refreshed, pending_total, stale_total)
+    report = SweepReport(scanned, stale, recovered, refreshed, pending_total, stale_total, observed.sites)
     logger.info(
         "sweep: %s releases scanned, %s rows stale, %s jobs recovered, %s sites refreshed",
         scanned,

@@ -290,6 +290,54 @@ def _evidence(row: SiteSync, source: EvidenceSource, at: datetime, summary: str,
     )
 
 
+# -- the sweep: cloud-side observation ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObservationSweep:
+    """What one sweep's cloud-side observation did and cost."""
+
+    sites: int  # sites naming a workspace or a cluster
+    observed: int  # observations recorded
+    failed: int  # reads that failed (logged; the next sweep tries again)
+    log_queries: int  # Log Analytics queries sent (one per site with a workspace or cluster)
+    arm_reads: int  # ARM reads (two per site with a cluster: the cluster and its extensions)
+
+
+def observe_sites(services: Dependencies) -> ObservationSweep:
+    """Ask Container Insights what runs at each site that names a workspace or a cluster, and ARM how
+    its cluster and connected registry extension are; record what they say. One site's failure
+    does not stop the others."""
+    now = services.clock.now()
+    sites = [site for site in services.catalog.sites() if site.log_analytics_workspace_id or site.cluster_id]
+    observed = failed = queries = arm_reads = 0
+    for site in sites:
+        reads: list[tuple[str, Any]] = [("Container Insights", services.workload_observer.observe)]
+        if site.cluster_id:
+            reads.append(("Arc health", services.cluster_health.read_health))
+        for what, read in reads:
+            if what == "Arc health":
+                arm_reads += 2
+            else:
+                queries += 1
+            try:
+                record_observation(services, read(site, now=now))
+                observed += 1
+            except AcrSyncError as exc:
+                failed += 1
+                logger.warning("site %s: %s not read (%s)", site.name, what, type(exc).__name__)
+    if sites:
+        logger.info(
+            "observed %s sites: %s observations, %s failed, %s Log Analytics queries, %s ARM reads",
+            len(sites),
+            observed,
+            failed,
+            queries,
+            arm_reads,
+        )
+    return ObservationSweep(len(sites), observed, failed, queries, arm_reads)
+
+
 # -- announcements ------------------------------------------------------------------------------
 
 
