@@ -160,6 +160,9 @@ class StateStore(Protocol):
         Raises: NotFound (nothing was observed there yet).
         """
 
+    def list_site_runtimes(self) -> list[SiteRuntime]:
+        """Every site's runtime, ordered by site (one partition read on Table Storage)."""
+
     def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
         """Create the site's runtime (``etag`` ``None``) or replace it iff ``etag`` still matches;
         returns the new ETag.

@@ -18,6 +18,7 @@ from orchestrations.api.bodies import read_capped_body
 from orchestrations.api.ingress import results_view
 from shared.bootstrap import get_services
 from shared.domain.acr_events import MAX_DELIVERY_BYTES, AcrEventType, load_json
+from shared.domain.workloads import parse_image_reference
 from shared.errors import InvalidInput, NotFound, SiteNotFound, Unsupported
 from shared.local.bridge import (
     DISTRIBUTION_EVENTS_MEDIA_TYPE,
@@ -49,12 +50,20 @@ class ParentRegistry(Protocol):
         """Tell the sites' syncers that the parent holds something new."""
 
 
+class Workloads(Protocol):
+    """The simulated sites' clusters: what they run, and the pull errors injected into them."""
+
+    def inject_pull_error(self, site: str, image: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class DevTools:
-    """What the dev routes steer: the sites' switch, and in real-registry mode the parent registry."""
+    """What the dev routes steer: the sites' switch, their simulated workloads, and in real-registry
+    mode the parent registry."""
 
     sites: SiteSwitch | None = None
     parent: ParentRegistry | None = None
+    workloads: Workloads | None = None
 
 
 def _tools(request: Request) -> DevTools:
@@ -74,6 +83,23 @@ def simulated_sites(request: Request) -> JSONResponse:
     switch = _switch(request)
     sites = get_services().store.list_sites()
     return JSONResponse({"value": [{"name": s.name, "online": switch.is_online(s.name)} for s in sites]})
+
+
+@router.post("/sites/{site}/pull-errors")
+async def inject_pull_error(site: str, request: Request) -> JSONResponse:
+    """Make a simulated site fail to pull an image (`{"image": "<reference>"}`) from now on."""
+    workloads = _tools(request).workloads
+    if workloads is None:
+        raise Unsupported("NOT_SIMULATED", "start acrsync dev to simulate the sites' workloads")
+    body: Any = load_json(await read_capped_body(request, 4096))
+    image = body.get("image") if isinstance(body, dict) else None
+    if not isinstance(image, str):
+        raise InvalidInput("INVALID_IMAGE_REFERENCE", 'send {"image": "<repository>:<tag>"}')
+    parse_image_reference(image)
+    if site not in {s.name for s in get_services().store.list_sites()}:
+        raise SiteNotFound(site[:64])
+    workloads.inject_pull_error(site, image)
+    return JSONResponse({"site": site, "image": image})
 
 
 @router.post("/sites/{site}/{state}")

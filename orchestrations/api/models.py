@@ -102,6 +102,14 @@ class RunningImageModel(Model):
     source: Literal["container-insights", "site-agent", "simulated"]
 
 
+class SiteRunningModel(RunningImageModel):
+    site: str
+
+
+class RunningListModel(Model):
+    value: list[SiteRunningModel]
+
+
 class PullErrorModel(Model):
     image: str
     reason: str = Field(description="ErrImagePull, ImagePullBackOff, ... or the Warning event's reason.")
@@ -142,12 +150,22 @@ class SiteDetailModel(SiteModel):
     health: SiteHealthModel
 
 
+class ExpectedDigestModel(Model):
+    repository: str
+    digest: str
+    release_id: str
+
+
 class ReportAcceptedModel(Model):
     site: str
     duplicate: bool = Field(description="A report with this id was accepted before: nothing changed.")
     running: int = Field(description="Repository digests running at the site after this report.")
     drift: int = Field(description="Of which no release acrsync knows.")
     receipts: int = Field(description="RUNNING receipts signed for first sightings.")
+    expected: list[ExpectedDigestModel] = Field(
+        description="What the site should hold (the newest release of each repository it holds): the agent "
+        "checks these at its registry on its next run."
+    )
 
 
 class ReportTokenModel(Model):

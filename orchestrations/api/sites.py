@@ -14,6 +14,7 @@ from orchestrations.api.conditional import conditional_json
 from orchestrations.api.models import (
     ReportAcceptedModel,
     ReportTokenModel,
+    RunningListModel,
     SiteDetailModel,
     SiteListModel,
     SiteRollbackModel,
@@ -46,6 +47,19 @@ router = APIRouter(prefix="/api")
 def list_sites(if_none_match: IfNoneMatch = None) -> Response:
     """Every site, ordered by name, with its next sync window (`connection_state` is null here)."""
     return conditional_json({"value": status.list_sites(get_services())}, if_none_match)
+
+
+@router.get(
+    "/running",
+    operation_id="listRunning",
+    tags=["sites"],
+    response_model=RunningListModel,
+    responses={**CONDITIONAL, **READ_ERRORS},
+)
+def list_running(repository: Repository = None, if_none_match: IfNoneMatch = None) -> Response:
+    """What runs across the fleet: per site, each digest running there and the release it belongs to
+    (`release_id` null: drift), as the sites' last observations say."""
+    return conditional_json({"value": workloads.fleet_running(get_services(), repository=repository)}, if_none_match)
 
 
 @router.get(
@@ -109,6 +123,10 @@ async def post_site_report(
             "running": outcome.running,
             "drift": outcome.drift,
             "receipts": outcome.receipts,
+            "expected": [
+                {"repository": repository, "digest": digest, "release_id": release_id}
+                for repository, digest, release_id in outcome.expected
+            ],
         },
         status_code=202,
     )

@@ -473,6 +473,10 @@ class AzureTableStore:
             entity = self._table(_SITES).get_entity(RUNTIME_PK, encode_key(site))
         return Versioned(runtime_from_doc(_doc(entity)), _etag(entity))
 
+    def list_site_runtimes(self) -> list[SiteRuntime]:
+        entities = self._query(_SITES, "list site runtimes", "PartitionKey eq @pk", {"pk": RUNTIME_PK})
+        return sorted((runtime_from_doc(_doc(e)) for e in entities), key=lambda runtime: runtime.site)
+
     def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
         entity = {
             "PartitionKey": RUNTIME_PK,

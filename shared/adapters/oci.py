@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ipaddress
 import json
 import logging
@@ -40,6 +41,7 @@ from typing import Any
 import httpx
 
 from shared.domain.observations import BasicCredentials, ManifestObservation, ProbeOutcome
+from shared.domain.workloads import DisconnectedPull, DisconnectedPullCheck
 from shared.errors import ConfigurationError, UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ MAX_PROBES_PER_ENDPOINT = 2
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 MAX_CHALLENGE_BYTES = 8 * 1024
 MAX_DIGEST_LENGTH = 200
+# A manifest read for a pull check; real ones are a few KiB, an index of many platforms tens.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # However long a registry says a token lives, it is asked for a new one after this.
 MAX_TOKEN_LIFETIME = timedelta(days=1)
 
@@ -317,12 +321,20 @@ class HttpManifestProbe:
 
     async def _head_authenticated(self, client: httpx.AsyncClient, asked: _Asked) -> httpx.Response:
         """HEAD, and on ``401`` answer the challenge once; a second ``401`` is the caller's to judge."""
+        response, _ = await self._authenticated(client, asked, "HEAD")
+        return response
+
+    async def _authenticated(
+        self, client: httpx.AsyncClient, asked: _Asked, method: str
+    ) -> tuple[httpx.Response, bytes]:
+        """``method`` (HEAD, or GET of a manifest read up to :data:`MAX_MANIFEST_BYTES`), answering a
+        ``401`` challenge once; the response and its body."""
         url, credentials, operation = asked.url, asked.credentials, asked.operation
         hint_key = (asked.base, asked.repository)
         authorization = self._remembered_authorization(hint_key, credentials)
-        response = await self._head(client, url, authorization)
+        response, body = await self._send(client, method, url, authorization, operation)
         if response.status_code != 401:
-            return response
+            return response, body
         if authorization is not None:
             # What worked last time was refused (a token revoked or expired early, a password
             # rotated): forget it and answer the fresh challenge instead.
@@ -348,21 +360,123 @@ class HttpManifestProbe:
         else:
             schemes = ", ".join(c.scheme[:20] for c in challenges[:5]) or "none"  # schemes are RFC 9110 tokens
             raise UpstreamRejected(f"{operation}: 401 with an unsupported authentication challenge ({schemes})")
-        response = await self._head(client, url, authorization)
+        response, body = await self._send(client, method, url, authorization, operation)
         if response.status_code != 401:
             with self._lock:
                 if len(self._hints) >= MAX_REMEMBERED_CHALLENGES:
                     self._hints.clear()
                 self._hints[hint_key] = answered
-        return response
+        return response, body
 
-    async def _head(self, client: httpx.AsyncClient, url: str, authorization: str | None) -> httpx.Response:
+    async def _send(
+        self, client: httpx.AsyncClient, method: str, url: str, authorization: str | None, operation: str
+    ) -> tuple[httpx.Response, bytes]:
         headers = {"Accept": ACCEPT}
         if authorization is not None:
             headers["Authorization"] = authorization
-        # Streamed and closed unread: a HEAD has no body, and a hostile answer's body is never read.
-        async with client.stream("HEAD", url, headers=headers) as response:
-            return response
+        # Streamed: a HEAD is closed unread (a hostile answer's body is never read), a GET is read
+        # only when it answered 200 and only up to the manifest cap.
+        async with client.stream(method, url, headers=headers) as response:
+            if method == "GET" and response.status_code == 200:
+                return response, await _read_capped(response, MAX_MANIFEST_BYTES, operation)
+            return response, b""
+
+    # -- disconnected pulls --------------------------------------------------------------------
+
+    def check_pull(
+        self, endpoint: str, repository: str, digest: str, *, credentials: BasicCredentials | None = None
+    ) -> DisconnectedPullCheck:
+        """Whether the registry at ``endpoint`` serves ``digest`` as a pull needs it, on its own: the
+        manifest by digest (its bytes must hash to the digest), for an index the first platform's
+        manifest too, and then the config blob (``HEAD /v2/<repository>/blobs/<digest>``). Within
+        one probe deadline.
+
+        Raises:
+            UpstreamUnavailable: the registry could not be reached (that is a failed pull too, but
+                the caller tells unreachable from refused).
+            UpstreamRejected: a malformed name or digest, or credentials refused.
+        """
+        base = normalize_endpoint(endpoint)
+        if not _REPOSITORY.fullmatch(repository) or not _DIGEST.fullmatch(digest):
+            raise UpstreamRejected(f"not a valid repository and digest: {_quoted(repository)}@{_quoted(digest)}")
+
+        async def run() -> DisconnectedPullCheck:
+            client = httpx.AsyncClient(
+                timeout=self._timeout,
+                verify=self._verify,
+                transport=self._transport,
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            )
+            async with client:
+                return await asyncio.wait_for(
+                    self._check_pull(client, base, repository, digest, credentials), self._deadline
+                )
+
+        try:
+            return asyncio.run(run())
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(
+                f"pull check of {repository}@{digest}: the deadline of {self._deadline:g} s passed"
+            ) from exc
+
+    async def _check_pull(
+        self, client: httpx.AsyncClient, base: str, repository: str, digest: str, credentials: BasicCredentials | None
+    ) -> DisconnectedPullCheck:
+        def failed(detail: str) -> DisconnectedPullCheck:
+            return DisconnectedPullCheck(repository, digest, DisconnectedPull.FAILED, detail)
+
+        manifest = await self._manifest(client, base, repository, digest, credentials)
+        if isinstance(manifest, str):
+            return failed(manifest)
+        children = manifest.get("manifests")
+        if isinstance(children, list):
+            child = next(
+                (c.get("digest") for c in children if isinstance(c, dict) and isinstance(c.get("digest"), str)), None
+            )
+            if child is None or not _DIGEST.fullmatch(child):
+                return failed("the index names no platform manifest")
+            manifest = await self._manifest(client, base, repository, child, credentials)
+            if isinstance(manifest, str):
+                return failed(f"platform manifest {child}: {manifest}")
+        config = manifest.get("config")
+        blob = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(blob, str) or not _DIGEST.fullmatch(blob):
+            return failed("the manifest names no config blob")
+        url = f"{base}/v2/{repository}/blobs/{blob}"
+        asked = _Asked(url, base, repository, blob, credentials, operation=f"HEAD {url}")
+        with _translated(asked.operation):
+            response, _ = await self._authenticated(client, asked, "HEAD")
+        if response.status_code == 200:
+            return DisconnectedPullCheck(repository, digest, DisconnectedPull.OK, None)
+        if response.status_code == 404:
+            return failed(f"blob {blob} is not served (404)")
+        if response.status_code == 401:
+            raise UpstreamRejected(f"{asked.operation}: credentials refused")
+        raise _status_error(asked.operation, response)
+
+    async def _manifest(
+        self, client: httpx.AsyncClient, base: str, repository: str, digest: str, credentials: BasicCredentials | None
+    ) -> dict[str, Any] | str:
+        """The manifest's JSON, or why a pull would fail on it."""
+        url = f"{base}/v2/{repository}/manifests/{digest}"
+        asked = _Asked(url, base, repository, digest, credentials, operation=f"GET {url}")
+        with _translated(asked.operation):
+            response, body = await self._authenticated(client, asked, "GET")
+        if response.status_code == 404:
+            return "manifest not served (404)"
+        if response.status_code == 401:
+            raise UpstreamRejected(f"{asked.operation}: credentials refused")
+        if response.status_code != 200:
+            raise _status_error(asked.operation, response)
+        algorithm, _, expected = digest.partition(":")
+        if algorithm != "sha256" or hashlib.sha256(body).hexdigest() != expected:
+            return "the manifest served does not hash to its digest"
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return "the manifest is not JSON"
+        return document if isinstance(document, dict) else "the manifest is not a JSON object"
 
     def _remembered_authorization(self, hint_key: tuple[str, str], credentials: BasicCredentials | None) -> str | None:
         """The answer to the challenge this repository's registry sent last time, if still good."""

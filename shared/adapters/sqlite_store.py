@@ -553,6 +553,11 @@ class SqliteStateStore:
             raise NotFound(f"nothing was observed running at site {site!r} yet")
         return Versioned(runtime_from_doc(codec.load_document(found[0])), _etag(found[1]))
 
+    def list_site_runtimes(self) -> list[SiteRuntime]:
+        with self._db.read("list site runtimes") as conn:
+            rows = conn.execute("SELECT doc FROM site_runtimes ORDER BY site").fetchall()
+        return [runtime_from_doc(codec.load_document(doc)) for (doc,) in rows]
+
     def save_site_runtime(self, runtime: SiteRuntime, *, etag: str | None) -> str:
         doc = codec.dump_document(runtime_to_doc(runtime), what=f"runtime of site {runtime.site}")
         with self._db.write("save site runtime") as conn:

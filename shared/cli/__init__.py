@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 # The command modules register their commands on shared.cli.app when imported.
-from shared.cli import demo, dev, governance, receipts, report, status, wait  # noqa: F401
+from shared.cli import agent, demo, dev, governance, receipts, report, status, wait  # noqa: F401
 from shared.cli.app import ExitCode, app, given_services
 from shared.cli.client import ApiUnreachable
 from shared.errors import ConfigurationError, InvalidInput

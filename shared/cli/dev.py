@@ -56,7 +56,9 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         DevOptions(host=host, port=port, data_dir=data_dir, sites_file=sites_file, registries=RegistryMode(registries))
     )
     parsed = environment.load_sites()
-    asgi_app = create_app(dev_tools=DevTools(sites=environment.simulation, parent=environment.registries))
+    asgi_app = create_app(
+        dev_tools=DevTools(sites=environment.simulation, parent=environment.registries, workloads=environment.workloads)
+    )
     base = f"http://{host}:{port}"
     site_count = len(parsed.sites) if parsed else len(environment.services.store.list_sites())
     try_line = (
@@ -99,6 +101,24 @@ def site_offline(name: str, api_url: ApiUrl = None, api_key: ApiKey = None) -> N
 def site_online(name: str, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Bring a simulated site back online."""
     _set_site(name, "online", api_url, api_key)
+
+
+@site_app.command("pull-error")
+def site_pull_error(
+    name: str,
+    image: Annotated[
+        str, typer.Argument(help="The image reference the site fails to pull, e.g. inspection/camera:9.9.9")
+    ],
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Make a simulated site fail to pull IMAGE (ImagePullBackOff) from its next observation on."""
+    with ApiClient(api_url, api_key) as client:
+        response = client.request("POST", f"/api/dev/sites/{name}/pull-errors", json={"image": image})
+    if response.status_code != 200:
+        typer.echo(f"error: {response.json().get('detail', response.text)}", err=True)
+        raise typer.Exit(ExitCode.FAILED)
+    typer.echo(f"{name} now fails to pull {image}", err=True)
 
 
 def _set_site(name: str, state: str, api_url: str | None, api_key: str | None) -> None:

@@ -313,12 +313,99 @@ def site(  # noqa: PLR0917 - typer maps each option to a parameter
     query: QueryOption = None,
     only_show_errors: OnlyShowErrorsOption = False,
 ) -> None:
-    """Show a site: its scope, windows, connection state and the newest release per repository."""
+    """Show a site: scope, windows and health, and per repository what it holds and what runs there.
+
+    With `-o table` (or tsv): one row per repository, held and running side by side, then the pull
+    errors; json has everything (`running`, `pull_errors`, `health`, `repositories_state`).
+    """
     out = Output.from_options(output, query, only_show_errors)
     validate_site_name(name)
     with api_errors(), open_client(api_url, api_key) as client:
         detail = client.get_json(f"/api/sites/{quote(name, safe='')}")
+    if out.format in {"table", "tsv"} and out.query is None:
+        out.emit(site_rows(detail))
+        if detail.get("pull_errors"):
+            out.emit(
+                [{k: e.get(k) for k in ("image", "reason", "count", "last_seen_at")} for e in detail["pull_errors"]]
+            )
+        return
     out.emit(detail)
+
+
+def site_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per repository: the newest release checked there (held) beside the digests running there."""
+    held = {entry["repository"]: entry for entry in detail.get("repositories_state") or []}
+    running: dict[str, list[dict[str, Any]]] = {}
+    for image in detail.get("running") or []:
+        running.setdefault(image["repository"], []).append(image)
+    rows = []
+    for repository in sorted(set(held) | set(running)):
+        entry = held.get(repository) or {}
+        images = running.get(repository) or [{}]
+        for image in images:
+            rows.append(
+                {
+                    "repository": repository,
+                    "held": _short(entry.get("digest")),
+                    "state": entry.get("state"),
+                    "tags": ",".join(entry.get("tags") or []),
+                    "running": _short(image.get("digest")),
+                    "pods": image.get("pods"),
+                    "release": (image.get("release_id") or "drift")[:12] if image else None,
+                    "since": image.get("first_seen_at"),
+                }
+            )
+    return rows
+
+
+def _short(digest: str | None) -> str | None:
+    return digest.removeprefix("sha256:")[:12] if digest else None
+
+
+@sites_app.command("running")
+def sites_running(  # noqa: PLR0917 - typer maps each option to a parameter
+    repository: Annotated[str | None, typer.Option("--repository", help="Only this repository.")] = None,
+    api_url: ApiUrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = "json",
+    query: QueryOption = None,
+    only_show_errors: OnlyShowErrorsOption = False,
+) -> None:
+    """Per site, the digest running and the release it belongs to (release null: drift)."""
+    out = Output.from_options(output, query, only_show_errors)
+    if repository is not None:
+        validate_repository(repository)
+    with api_errors(), open_client(api_url, api_key) as client:
+        body = client.get_json("/api/running", params={"repository": repository})
+    rows = list(body.get("value", []))
+    if out.format in {"table", "tsv"} and out.query is None:
+        rows = [
+            {
+                "site": row["site"],
+                "repository": row["repository"],
+                "digest": _short(row["digest"]),
+                "release": (row.get("release_id") or "drift")[:12],
+                "tags": ",".join(row.get("tags") or []),
+                "pods": row["pods"],
+                "since": row["first_seen_at"],
+                "source": row["source"],
+            }
+            for row in rows
+        ]
+    out.emit(rows)
+
+
+@sites_app.command("report-token")
+def sites_report_token(
+    name: Annotated[str, typer.Argument(help="The site whose agent reports with it.")],
+    api_url: ApiUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Print the site's report token (ACRSYNC_REPORT_TOKEN of its `acrsync agent`); operators only."""
+    validate_site_name(name)
+    with api_errors(), open_client(api_url, api_key) as client:
+        body = client.post_json(f"/api/sites/{quote(name, safe='')}/report-token")
+    typer.echo(body["token"])
 
 
 @app.command("evidence")

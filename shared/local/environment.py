@@ -33,12 +33,14 @@ from shared.local.registries import LocalConnectedRegistries, LocalRegistries
 from shared.local.registry_server import NotificationTarget
 from shared.local.runtime import LocalRuntime, RuntimeOptions
 from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
+from shared.local.workloads import SimulatedWorkloads, simulated_cluster_id
 from shared.ports import Clock
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
 
 logger = logging.getLogger(__name__)
 
 DEV_SWEEP_EVERY = timedelta(minutes=1)  # demo windows are minutes long; so is the sweep
+DEV_OBSERVE_EVERY = timedelta(seconds=20)  # what runs where shows within a minute of a push arriving
 
 
 class RegistryMode(StrEnum):
@@ -97,8 +99,18 @@ class DevEnvironment:
                 lambda: self.services.store.list_sites(),  # noqa: PLW0108
                 clock.now,
             )
+        switch = self.simulation
+        self.workloads = SimulatedWorkloads(
+            lambda site: self.services.store.list_site_syncs_for_site(site, page_size=100).items,
+            switch.is_online,
+            clock.now,
+        )  # the sites' clusters run what they hold, whichever registries the sites have
+        adapters["workload_observer"] = adapters["cluster_health"] = self.workloads
         self.services: Services = bootstrap(self.settings, **adapters)
-        self.runtime = LocalRuntime(self.services, RuntimeOptions(workers=options.workers, sweep_every=DEV_SWEEP_EVERY))
+        self.runtime = LocalRuntime(
+            self.services,
+            RuntimeOptions(workers=options.workers, sweep_every=DEV_SWEEP_EVERY, observe_every=DEV_OBSERVE_EVERY),
+        )
         self.imported: ImportReport | None = None
 
     def load_sites(self) -> SitesFile | None:
@@ -112,12 +124,7 @@ class DevEnvironment:
         if simulated:
             parsed = replace(
                 parsed,
-                sites=[
-                    site
-                    if site.connected_registry
-                    else replace(site, connected_registry=simulated_resource_id(site.name))
-                    for site in parsed.sites
-                ],
+                sites=[_simulated(site) for site in parsed.sites],
             )
             self.imported = import_sites(self.services, parsed)
             return parsed
@@ -167,6 +174,7 @@ class DevEnvironment:
             site,
             endpoint=registries.ensure_site(site.name),
             connected_registry=site.connected_registry or local_resource_id(registries.login_server, site.name),
+            cluster_id=site.cluster_id or simulated_cluster_id(site.name),
         )
 
     def _adopt_stored_sites(self) -> None:
@@ -176,6 +184,15 @@ class DevEnvironment:
         if changed:
             self.services.store.upsert_sites(changed)
             self.services.catalog.invalidate()
+
+
+def _simulated(site: Site) -> Site:
+    """A site of the simulation: a simulated connected registry and Arc cluster unless it names real ones."""
+    return replace(
+        site,
+        connected_registry=site.connected_registry or simulated_resource_id(site.name),
+        cluster_id=site.cluster_id or simulated_cluster_id(site.name),
+    )
 
 
 def _refuse_open_network_binding(host: str, settings: Settings) -> None:

@@ -2,8 +2,9 @@
 
 Workers receive jobs (site checks, release summaries) from the job queue and run the same service
 function as the Service Bus trigger; a dead-letter worker runs the dead-letter handler; a timer thread runs the
-sweeper. Settlement mirrors the host: success completes, a transient error abandons (the queue
-redelivers, then dead-letters), a malformed job is dead-lettered at once with its reason.
+sweeper (and, under ``acrsync dev``, another reads what runs at each site between sweeps). Settlement mirrors
+the host: success completes, a transient error abandons (the queue redelivers, then dead-letters), a malformed
+job is dead-lettered at once with its reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.ports import ReceivedMessage
 from shared.services.jobs import run_job
 from shared.services.site_check import record_dead_letter
 from shared.services.sweeper import sweep
+from shared.services.workloads import observe_sites
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class RuntimeOptions:
     workers: int = 4
     poll_seconds: float = 0.5
     sweep_every: timedelta = timedelta(minutes=5)
+    # How often what runs at each site is read between sweeps (acrsync dev); None: with the sweep only.
+    observe_every: timedelta | None = None
 
 
 class LocalRuntime:
@@ -97,6 +101,8 @@ class LocalRuntime:
             self._spawn(f"acrsync-worker-{index}", self._work)
         self._spawn("acrsync-dead-letters", self._drain_dead_letters)
         self._spawn("acrsync-sweeper", self._sweep_periodically)
+        if self.options.observe_every is not None:
+            self._spawn("acrsync-observer", self._observe_periodically)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; a job in progress finishes (or its lock expires and it is redelivered)."""
@@ -131,6 +137,14 @@ class LocalRuntime:
             except AcrSyncError as exc:
                 logger.warning("dead-letter worker could not receive: %s", type(exc).__name__)
                 self._stop.wait(self.options.poll_seconds)
+
+    def _observe_periodically(self) -> None:
+        assert self.options.observe_every is not None  # started only then
+        while not self._stop.wait(self.options.observe_every.total_seconds()):
+            try:
+                observe_sites(self.services)
+            except AcrSyncError as exc:
+                logger.warning("observing sites failed: %s", type(exc).__name__)
 
     def _sweep_periodically(self) -> None:
         while not self._stop.wait(self.options.sweep_every.total_seconds()):

@@ -25,6 +25,7 @@ from typing import Any
 
 from shared.domain.changes import RowChange
 from shared.domain.model import Evidence, Site, SiteSync
+from shared.domain.names import validate_repository
 from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.domain.receipts import RunningSeen, canonical_json, delivery_statement, envelope_digest
 from shared.domain.site_tokens import report_token, token_matches
@@ -80,6 +81,9 @@ class ObservationOutcome:
     rows_updated: int
     receipts: int  # RUNNING receipts signed
     events: int
+    # What the site should hold now, newest release per repository it holds (repository, digest,
+    # release id): the reporter checks these at its registry next time (disconnected pulls).
+    expected: tuple[tuple[str, str, str], ...] = ()
 
 
 def issue_report_token(services: Dependencies, site: str) -> str:
@@ -145,13 +149,25 @@ def record_observation(services: Dependencies, observation: SiteObservation) -> 
         found = running_images(site, observation.containers, source=observation.source, at=observation.observed_at)
         images = [replace(image, release_id=_release_of(services, rows, image)) for image in found]
     merged = _merge(services, site.name, observation, images, now)
+    expected = expected_at_site(rows)
     if merged is None:
-        return ObservationOutcome(site.name, True, 0, 0, 0, 0, 0)
+        return ObservationOutcome(site.name, True, 0, 0, 0, 0, 0, expected)
     before, after = merged
     rows_updated, receipts = _update_rows(services, site, before, after, observation)
     events = _announce(services, site, after, rows, now)
     drift = sum(1 for image in after.running if image.release_id is None)
-    return ObservationOutcome(site.name, False, len(after.running), drift, rows_updated, receipts, events)
+    return ObservationOutcome(site.name, False, len(after.running), drift, rows_updated, receipts, events, expected)
+
+
+def expected_at_site(rows: Sequence[SiteSync]) -> tuple[tuple[str, str, str], ...]:
+    """The newest release of each repository the site holds (ready), as (repository, digest, release id)."""
+    newest: dict[str, SiteSync] = {}
+    for row in rows:
+        if row.state in READY_STATES and (
+            row.repository not in newest or row.pushed_at > newest[row.repository].pushed_at
+        ):
+            newest[row.repository] = row
+    return tuple((row.repository, row.digest, row.release_id) for _, row in sorted(newest.items()))
 
 
 def _site_rows(services: Dependencies, site: str) -> list[SiteSync]:
@@ -531,6 +547,22 @@ def health_view(runtime: SiteRuntime) -> dict[str, Any]:
         ),
         "disconnected_pull_failures": list(health.disconnected_pull_failures),
     }
+
+
+def fleet_running(services: Dependencies, *, repository: str | None = None) -> list[dict[str, Any]]:
+    """Per site, each digest running there (of ``repository`` when given) and its release, by site.
+
+    Raises:
+        InvalidInput: ``INVALID_REPOSITORY``.
+    """
+    if repository is not None:
+        validate_repository(repository)
+    answer = []
+    for runtime in services.store.list_site_runtimes():
+        for image in runtime.running:
+            if repository is None or image.repository == repository:
+                answer.append({"site": runtime.site, **running_view(image)})
+    return answer
 
 
 def runtime_view(runtime: SiteRuntime) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def test_site_runtime_is_created_once_and_replaced_only_with_its_etag(store: Sta
         store.save_site_runtime(replace(runtime, report_ids=()), etag=etag)  # read before the write above
     assert store.get_site_runtime("plant-01") == Versioned(newer, second)
     assert [site.name for site in store.list_sites()] == []  # runtimes are not sites
+    store.save_site_runtime(_runtime("mine-07"), etag=None)
+    assert [runtime.site for runtime in store.list_site_runtimes()] == ["mine-07", "plant-01"]
+    assert store.list_site_runtimes()[1] == newer
 
 
 def test_the_largest_site_runtime_fits_one_document(store: StateStore) -> None:

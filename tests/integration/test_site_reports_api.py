@@ -100,7 +100,14 @@ def test_an_agent_reports_with_its_site_token_and_the_site_shows_what_runs(
     sent = body("plant-01", digest, at=clock.now())
     answer = client.post("/api/sites/plant-01/reports", json=sent, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 202, answer.text
-    assert answer.json() == {"site": "plant-01", "duplicate": False, "running": 1, "drift": 0, "receipts": 1}
+    assert answer.json() == {
+        "site": "plant-01",
+        "duplicate": False,
+        "running": 1,
+        "drift": 0,
+        "receipts": 1,
+        "expected": [{"repository": "inspection/camera", "digest": digest, "release_id": release_id}],
+    }
     again = client.post("/api/sites/plant-01/reports", json=sent, headers={"Authorization": f"Bearer {token}"})
     assert again.status_code == 202 and again.json()["duplicate"] is True
 

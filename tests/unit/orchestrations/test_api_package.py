@@ -19,6 +19,7 @@ BEFORE = json.loads((FIXTURES / "api-routes.json").read_text())
 DEV_ROUTES = {
     ("GET", "/api/dev/sites"),
     ("POST", "/api/dev/sites/{site}/{state}"),
+    ("POST", "/api/dev/sites/{site}/pull-errors"),
     ("POST", "/api/dev/registry-notifications"),
 }
 

@@ -689,6 +689,7 @@ PROTECTED = [
     ("GET", "/api/report"),
     ("GET", "/api/signing-key"),
     ("POST", "/api/sites/plant-01/report-token"),
+    ("GET", "/api/running"),
 ]
 OPEN_PATHS = {"/api/healthz", "/api/openapi.json", "/api/docs"}
 # A site's reporter presents its site's report token, checked by the route (tests/integration/test_site_reports_api.py).
