@@ -19,10 +19,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import secrets
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -77,14 +79,16 @@ def sha256_digest(data: bytes) -> str:
 
 
 @dataclass
+@dataclass
 class RegistryHandle(ServerProcess):
     """A running ``docker-registry``; :meth:`stop` ends it (idempotent)."""
 
     log_name: ClassVar[str] = "registry.log"
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def netloc(self) -> str:
@@ -113,7 +117,9 @@ class TokenAuth:
     rootcertbundle: Path
 
 
-def _config(workdir: Path, port: int, *, htpasswd: Path | None, token: TokenAuth | None) -> dict[str, Any]:
+def _config(
+    workdir: Path, port: int, *, htpasswd: Path | None, token: TokenAuth | None, tls: tuple[Path, Path] | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "version": 0.1,
         # The registry logs at error level only; its log file is there for failed start-ups.
@@ -126,6 +132,8 @@ def _config(workdir: Path, port: int, *, htpasswd: Path | None, token: TokenAuth
         # A fixed secret silences the start-up warning about a generated one.
         "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
     }
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": "acrsync-test", "path": str(htpasswd)}}
     elif token is not None:
@@ -140,10 +148,11 @@ def _config(workdir: Path, port: int, *, htpasswd: Path | None, token: TokenAuth
     return config
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, scheme: str = "http") -> bool:
     with contextlib.suppress(httpx.HTTPError):
         # /v2/ answers 200 open, 401 behind auth: either means the API is up.
-        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=0.5).status_code in (200, 401)
+        answer = httpx.get(f"{scheme}://127.0.0.1:{port}/v2/", timeout=0.5, verify=False)
+        return answer.status_code in (200, 401)
     return False
 
 
@@ -152,6 +161,7 @@ def start_registry(
     *,
     users: Mapping[str, str] | None = None,
     token_auth: TokenAuth | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> RegistryHandle:
     """Start ``docker-registry serve`` on a free loopback port and wait until its API answers.
 
@@ -159,6 +169,7 @@ def start_registry(
         workdir: an empty directory for the config, storage and log.
         users: username → password for htpasswd (Basic) authentication.
         token_auth: token (Bearer) authentication instead; see :class:`TokenServer`.
+        tls: a certificate and key file: the registry answers https (see :func:`self_signed_certificate`).
 
     Raises:
         RuntimeError: the binaries are missing, or the registry did not come up (with its log).
@@ -178,7 +189,7 @@ def start_registry(
         port = free_port()
         config_path = attempt_dir / "config.yml"
         # JSON is YAML, so no YAML writer is needed.
-        config_path.write_text(json.dumps(_config(attempt_dir, port, htpasswd=htpasswd, token=token_auth)))
+        config_path.write_text(json.dumps(_config(attempt_dir, port, htpasswd=htpasswd, token=token_auth, tls=tls)))
         log_file = (attempt_dir / "registry.log").open("wb")
         process = subprocess.Popen(
             [binary, "serve", str(config_path)],
@@ -187,10 +198,11 @@ def start_registry(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        handle = RegistryHandle(process=process, port=port, workdir=attempt_dir, _logs=[log_file])
+        scheme = "https" if tls is not None else "http"
+        handle = RegistryHandle(process=process, port=port, workdir=attempt_dir, _logs=[log_file], scheme=scheme)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
-            if _answers(port):
+            if _answers(port, scheme):
                 log.info("docker-registry listening on %s", handle.url)
                 return handle
             time.sleep(0.05)
@@ -203,6 +215,33 @@ def start_registry(
             raise RuntimeError(f"docker-registry exited during start-up; log:\n{last_log}")
         log.warning("docker-registry lost its port (attempt %s); retrying on another", attempt)
     raise RuntimeError(f"docker-registry exited during start-up {START_ATTEMPTS} times; last log:\n{last_log}")
+
+
+def self_signed_certificate(directory: Path, *, days: int) -> tuple[Path, Path, datetime]:
+    """A certificate for ``127.0.0.1`` (IP SAN) valid for ``days``, as a connected registry's
+    self-signed one would be: the certificate file, the key file and its ``notAfter``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "connected-registry.test")])
+    now = datetime.now(UTC).replace(microsecond=0)
+    expires = now + timedelta(days=days)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(expires)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path, expires
 
 
 # -- pushing images through the distribution API ------------------------------------------------
@@ -255,6 +294,7 @@ def push_image(
     *,
     media_type: str = OCI_MANIFEST,
     headers: Mapping[str, str] | None = None,
+    verify: bool | ssl.SSLContext = True,
 ) -> PushedManifest:
     """Push a tiny single-layer image (OCI or Docker schema 2) and return its manifest's digest.
 
@@ -270,7 +310,7 @@ def push_image(
             "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]},
         }
     ).encode()
-    with httpx.Client(headers=dict(headers or {}), timeout=10.0) as client:
+    with httpx.Client(headers=dict(headers or {}), timeout=10.0, verify=verify) as client:
         config_digest = _upload_blob(client, base_url, repository, config)
         layer_digest = _upload_blob(client, base_url, repository, layer)
         manifest = {

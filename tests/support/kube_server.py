@@ -1,0 +1,101 @@
+"""A loopback stand-in for the Kubernetes API, enough for the real ``kubernetes`` client's
+``CoreV1Api.list_pod_for_all_namespaces``: ``GET /api/v1/pods`` answers a ``v1 PodList`` in the
+documented shape. Tests set the pods (:meth:`KubeServer.set_pods`) and read the requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def pod(
+    name: str,
+    image: str,
+    image_id: str,
+    *,
+    namespace: str = "vision",
+    owner: tuple[str, str] | None = ("ReplicaSet", "camera-7d9f"),
+    waiting: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """A ``v1 Pod`` with one container, running (or waiting with ``(reason, message)``)."""
+    state: dict[str, Any] = {"running": {"startedAt": "2026-11-24T09:45:00Z"}}
+    if waiting is not None:
+        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
+    if owner is not None:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": f"uid-{owner[1]}", "controller": True}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "app", "image": image}]},
+        "status": {
+            "phase": "Running" if waiting is None else "Pending",
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "imageID": image_id if waiting is None else "",
+                    "ready": waiting is None,
+                    "restartCount": 0,
+                    "state": state,
+                }
+            ],
+        },
+    }
+
+
+class KubeServer:
+    def __init__(self) -> None:
+        self._pods: list[dict[str, Any]] = []
+        self.requests: list[str] = []
+        handler = type("Handler", (_Handler,), {"kube": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> KubeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def set_pods(self, pods: list[dict[str, Any]]) -> None:
+        self._pods = list(pods)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    kube: KubeServer
+
+    def do_GET(self) -> None:
+        self.kube.requests.append(self.path)
+        if urlsplit(self.path).path != "/api/v1/pods":
+            self._send(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )
+            return
+        self._send(
+            200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": self.kube._pods}
+        )
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
