@@ -8,7 +8,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from orchestrations.api.auth import KEY_HEADER, KEY_QUERY, PRINCIPAL_HEADER, WEBHOOK_PREFIX, required_role
+from orchestrations.api.auth import (
+    KEY_HEADER,
+    KEY_QUERY,
+    PRINCIPAL_HEADER,
+    WEBHOOK_PREFIX,
+    is_site_report,
+    required_role,
+)
 from orchestrations.api.problems import PROBLEM_JSON
 
 _SECURITY_SCHEMES = {
@@ -24,6 +31,11 @@ _SECURITY_SCHEMES = {
         "in": "header",
         "name": PRINCIPAL_HEADER,
         "description": "Set by App Service Authentication (Entra ID); app roles Status.Read and Sync.Operate.",
+    },
+    "siteReportToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A site's report token (POST /api/sites/{site}/report-token): that site's reports only.",
     },
 }
 
@@ -58,6 +70,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
                 ).strip()
             elif path.startswith(WEBHOOK_PREFIX):
                 _document_webhook(method, operation)
+            elif is_site_report(method.upper(), path.replace("{site}", "site")):
+                operation["security"] = [{"siteReportToken": []}]
             else:
                 operation["security"] = []
     components = document.setdefault("components", {})

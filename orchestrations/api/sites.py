@@ -33,6 +33,70 @@ from shared.services import rollback, status, workloads
 
 # A report of 2,000 pods with long image names stays well below this.
 MAX_REPORT_BYTES = 1024 * 1024
+_TEXT = {"type": "string", "minLength": 1}
+_TIME = {"type": "string", "format": "date-time"}
+# The report's shape (shared.domain.workloads.parse_site_report checks it whole), for the document.
+SITE_REPORT_SCHEMA = {
+    "type": "object",
+    "required": ["schema", "id", "site", "observed_at", "pods"],
+    "properties": {
+        "schema": {"type": "string", "enum": ["https://acrsync.dev/site-report/v1"]},
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$"},
+        "site": _TEXT,
+        "observed_at": _TIME,
+        "pods": {
+            "type": "array",
+            "maxItems": 2000,
+            "items": {
+                "type": "object",
+                "required": ["namespace", "name", "containers"],
+                "properties": {
+                    "namespace": _TEXT,
+                    "name": _TEXT,
+                    "controller": {
+                        "type": ["object", "null"],
+                        "properties": {"kind": _TEXT, "name": _TEXT},
+                    },
+                    "containers": {
+                        "type": "array",
+                        "maxItems": 32,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "image"],
+                            "properties": {
+                                "name": _TEXT,
+                                "image": _TEXT,
+                                "image_id": {"type": ["string", "null"]},
+                                "waiting_reason": {"type": ["string", "null"]},
+                                "message": {"type": ["string", "null"]},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "registry": {
+            "type": ["object", "null"],
+            "properties": {
+                "tls_expires_at": {"type": ["string", "null"], "format": "date-time"},
+                "checks": {
+                    "type": ["array", "null"],
+                    "maxItems": 64,
+                    "items": {
+                        "type": "object",
+                        "required": ["repository", "digest", "result"],
+                        "properties": {
+                            "repository": _TEXT,
+                            "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+                            "result": {"type": "string", "enum": ["ok", "failed"]},
+                            "detail": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 
 router = APIRouter(prefix="/api")
 
@@ -104,6 +168,9 @@ def get_site_rollback(
     status_code=202,
     response_model=ReportAcceptedModel,
     responses=ITEM_ERRORS,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SITE_REPORT_SCHEMA}}},
+    },
 )
 async def post_site_report(
     site: SiteName, request: Request, authorization: Annotated[str | None, Header()] = None
