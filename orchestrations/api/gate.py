@@ -60,6 +60,10 @@ def get_readiness(
     require_rollback: Annotated[
         bool, Query(description="Fail (ROLLBACK_NOT_READY) unless every selected site could roll back to N-1.")
     ] = False,
+    require_running: Annotated[
+        bool,
+        Query(description="A site is ready once it is seen running the digest, not when its registry holds it."),
+    ] = False,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The readiness gate: 200 `ready`, 202 `pending` (Retry-After, Location) or 200 `failed`.
@@ -70,7 +74,10 @@ def get_readiness(
     """
     selection = GateSelection(sites=parse_site_list(sites) if sites is not None else None, ring=ring)
     policy = GatePolicy(
-        min_ready=min_ready, require_all_critical=require_all_critical, require_rollback=require_rollback
+        min_ready=min_ready,
+        require_all_critical=require_all_critical,
+        require_rollback=require_rollback,
+        require_running=require_running,
     )
     verdict, body = status.readiness(get_services(), release_id, selection, policy)
     if verdict.state is GateState.PENDING:

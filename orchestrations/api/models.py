@@ -278,6 +278,8 @@ class ReadinessModel(Model):
     pending: list[PendingSiteModel]
     blocked: list[BlockedSiteModel] = Field(description="STALE, FAILED, WITHDRAWN and out-of-scope picks.")
     reasons: list[GateReasonModel] = Field(description="Why the gate failed; empty unless state is failed.")
+    require_running: bool = Field(description="Sites count as ready once they run the digest, not when they hold it.")
+    running: int = Field(description="Selected sites seen running the digest.")
     require_rollback: bool
     rollback_ready: bool = Field(description="Every selected in-scope site could roll back to N-1 (by evidence).")
     rollback: list[RollbackCheckModel] = Field(description="Per selected in-scope site.")

@@ -22,7 +22,7 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
@@ -166,12 +166,15 @@ class WaitSpec:
     ring: str | None = None
     min_ready: float = 1.0
     require_all_critical: bool = True
+    require_running: bool = False
 
     def gate_params(self) -> dict[str, str]:
         params = {
             "min_ready": format(self.min_ready, "g"),
             "require_all_critical": str(self.require_all_critical).lower(),
         }
+        if self.require_running:
+            params["require_running"] = "true"
         if self.sites is not None:
             params["sites"] = self.sites
         if self.ring is not None:
@@ -461,6 +464,10 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
             "--require-all-critical/--no-require-all-critical", help="Every selected critical site must be ready."
         ),
     ] = True,
+    require_running: Annotated[
+        bool,
+        typer.Option("--require-running", help="Wait until the sites run the digest, not only hold it."),
+    ] = False,
     timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long (exit code 2).")] = DEFAULT_TIMEOUT,
     interval: Annotated[str, typer.Option("--interval", help="The shortest pause between polls.")] = DEFAULT_INTERVAL,
     max_interval: Annotated[
@@ -474,6 +481,7 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
 ) -> None:
     out = Output.from_options(output, query, only_show_errors)
     spec = _spec(reference, ring, sites, min_ready, require_all_critical, timeout, interval, max_interval)
+    spec = replace(spec, require_running=require_running)
     reporter = make_reporter(spec.reference, only_show_errors=only_show_errors)
     with api_errors(), open_client(api_url, api_key) as client:
         try:

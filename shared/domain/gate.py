@@ -13,6 +13,10 @@ and whether every critical site must). It answers one of three states:
   withdrawn, or the selection is empty; or, with ``require_rollback``, a selected in-scope site
   could not roll back to the previous release of the same repository (``ROLLBACK_NOT_READY``).
 
+With ``require_running`` a site counts as ready only once its workloads are seen running the
+digest (``SiteSync.running_pods``, :mod:`shared.domain.workloads`), not merely when its registry holds
+it; a site that holds it and does not run it yet is pending with reason ``NOT_RUNNING``.
+
 Rollback readiness per site is worked out elsewhere (:mod:`shared.services.rollback`, it needs the
 store) and handed in as :class:`RollbackCheck` values; the verdict always carries it when given.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -41,6 +45,8 @@ BLOCKED_STATES = frozenset({SyncState.STALE, SyncState.FAILED, SyncState.WITHDRA
 PENDING_STATES = frozenset({SyncState.PENDING, SyncState.WAITING_FOR_WINDOW})
 # Shown as the reason of an explicit pick the release does not go to (SKIPPED or no row at all).
 SITE_OUT_OF_SCOPE = "SITE_OUT_OF_SCOPE"
+# Shown as the reason of a site that holds the release but does not run it yet (require_running).
+NOT_RUNNING = "NOT_RUNNING"
 
 
 class GateState(StrEnum):
@@ -87,6 +93,7 @@ class GatePolicy:
     min_ready: float = 1.0
     require_all_critical: bool = True
     require_rollback: bool = False  # every selected in-scope site must be able to roll back to N-1
+    require_running: bool = False  # a site is ready once it runs the digest, not when it holds it
 
     def __post_init__(self) -> None:
         valid = isinstance(self.min_ready, int | float) and not isinstance(self.min_ready, bool)
@@ -111,6 +118,7 @@ class GateSite:
     critical: bool
     expected_ready_at: datetime | None = None
     next_check_at: datetime | None = None
+    running: bool = False  # pods at the site run this digest (the last observation)
 
     @property
     def ready(self) -> bool:
@@ -162,6 +170,7 @@ class GateVerdict:
     next_change_at: datetime | None = None  # the prediction retry_after came from
     rollback_ready: bool | None = None  # None when no rollback checks were given
     rollback: tuple[RollbackCheck, ...] = ()  # per selected in-scope site, in selection order
+    running: int = 0  # selected sites seen running the digest
 
 
 def parse_site_list(text: str) -> tuple[str, ...]:
@@ -201,6 +210,12 @@ def evaluate(
     """
     catalog = {site.name: site for site in sites}
     selected = _select(rows, catalog, selection)
+    if policy.require_running:
+        # Held but not running yet: still on its way, as far as this gate is concerned.
+        selected = [
+            replace(entry, state=SyncState.PENDING, reason=NOT_RUNNING) if entry.ready and not entry.running else entry
+            for entry in selected
+        ]
     total = len(selected)
     ready = sum(1 for entry in selected if entry.ready)
     blocked = tuple(entry for entry in selected if entry.blocked)
@@ -252,6 +267,7 @@ def evaluate(
         next_change_at=next_change_at,
         rollback_ready=(bool(checks) and not unable) if rollback is not None or policy.require_rollback else None,
         rollback=checks,
+        running=sum(1 for entry in selected if entry.running),
     )
 
 
@@ -302,4 +318,5 @@ def _entry(row: SiteSync, catalog: Mapping[str, Site]) -> GateSite:
         critical=site.critical if site is not None else False,
         expected_ready_at=row.expected_ready_at,
         next_check_at=row.next_check_at,
+        running=row.running_pods > 0,
     )

@@ -336,6 +336,8 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
             for e in verdict.blocked
         ],
         "reasons": [{"code": failure.code.value, "sites": list(failure.sites)} for failure in verdict.reasons],
+        "require_running": verdict.policy.require_running,
+        "running": verdict.running,
         "require_rollback": verdict.policy.require_rollback,
         "rollback_ready": bool(verdict.rollback_ready),
         "rollback": [

@@ -189,3 +189,25 @@ def test_a_bad_report_body_is_a_problem_and_changes_nothing(
     assert answer.status_code == 400 and answer.json()["code"] == code, answer.text
     with pytest.raises(NotFound):
         services.store.get_site_runtime("plant-01")
+
+
+def test_the_gate_can_wait_for_the_sites_to_run_the_release(
+    services: Services, client: TestClient, clock: FakeClock
+) -> None:
+    digest = random_digest()
+    release_id = push_release(services, tag="1.5.0", digest=digest)
+    move_row(services, release_id, "plant-01", SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, at=T0)
+    key = {"x-functions-key": API_KEY}
+    gate = f"/api/releases/{release_id}/readiness"
+    assert client.get(gate, params={"sites": "plant-01"}, headers=key).json()["state"] == "ready"
+    waiting = client.get(gate, params={"sites": "plant-01", "require_running": "true"}, headers=key)
+    assert waiting.status_code == 202 and waiting.json()["pending"][0]["reason"] == "NOT_RUNNING"
+    token = token_of(client, "plant-01")
+    clock.advance(minutes=1)
+    client.post(
+        "/api/sites/plant-01/reports",
+        json=body("plant-01", digest, at=clock.now()),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    ready = client.get(gate, params={"sites": "plant-01", "require_running": "true"}, headers=key)
+    assert ready.status_code == 200 and ready.json()["state"] == "ready" and ready.json()["running"] == 1

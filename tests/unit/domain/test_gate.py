@@ -11,6 +11,7 @@ import pytest
 from shared.domain.gate import (
     MAX_RETRY_AFTER,
     MIN_RETRY_AFTER,
+    NOT_RUNNING,
     SITE_OUT_OF_SCOPE,
     UNPREDICTED_RETRY_AFTER,
     FailureCode,
@@ -295,3 +296,25 @@ def test_pending_and_blocked_entries_carry_what_a_release_manager_needs() -> Non
     assert (pending.site, pending.state, pending.critical, pending.expected_ready_at) == ("a", W, True, NOW + MIN)
     [blocked] = verdict.blocked
     assert (blocked.site, blocked.state, blocked.reason) == ("b", F, "SYNC_TOKEN_EXPIRED")
+
+
+# -- require_running -------------------------------------------------------------------------------
+
+
+def test_with_require_running_a_site_is_ready_once_it_runs_the_digest_not_when_it_holds_it() -> None:
+    rows = [
+        replace(row("site-00", V), running_pods=3),
+        row("site-01", S),
+        row("site-02", P, expected=timedelta(hours=1)),
+    ]
+    sites = sites_for(rows)
+    holding = evaluate(RELEASE, rows, sites, selection=GateSelection(), policy=GatePolicy(min_ready=0.6), now=NOW)
+    assert (holding.state, holding.ready, holding.running) == (GateState.READY, 2, 1)  # off by default
+    policy = GatePolicy(min_ready=0.6, require_running=True)
+    running = evaluate(RELEASE, rows, sites, selection=GateSelection(), policy=policy, now=NOW)
+    assert (running.state, running.ready, running.running) == (GateState.PENDING, 1, 1)
+    waiting = {entry.site: entry.reason for entry in running.pending}
+    assert waiting == {"site-01": NOT_RUNNING, "site-02": "AWAITING_FIRST_CHECK"}
+    rows[1] = replace(rows[1], running_pods=1)
+    now_running = evaluate(RELEASE, rows, sites, selection=GateSelection(), policy=policy, now=NOW)
+    assert (now_running.state, now_running.ready) == (GateState.READY, 2)
