@@ -92,13 +92,20 @@ def preflight(  # noqa: PLR0917 - typer maps each option to a parameter
     registry_id = validate_registry_id(registry)
     with command_services() as services:
         site_list = _load_sites(sites) if sites is not None else list(services.store.list_sites())
-        with arm_errors(), services.open_arm_inventory(arm_endpoint) as arm:
+        runtimes = {runtime.site: runtime for runtime in services.store.list_site_runtimes()}
+        with (
+            arm_errors(),
+            services.open_arm_inventory(arm_endpoint) as arm,
+            services.open_cluster_health(arm_endpoint) as health,
+        ):
             checks = run_preflight(
                 arm,
                 registry_id,
                 site_list,
                 now=services.clock.now(),
                 horizon=timedelta(days=services.settings.token_expiry_horizon_days),
+                health=health,
+                runtimes=runtimes,
             )
     out.emit([check.view() for check in checks])
     counts = {result: sum(check.result is result for check in checks) for result in Result}

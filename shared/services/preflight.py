@@ -12,6 +12,11 @@ One :class:`Check` per line: ``check``, ``target``, ``result`` (``ok``, ``warn``
   none, warn when only some of its pushes do), ``sync-token`` (enabled, not expired; a warning when it
   expires within the horizon) and ``scope`` (the sync token's scope map grants every approved repository:
   fail when one is missing; a warning for grants nobody approved).
+* Per site, what runs there and its health: ``arc-cluster`` (the Arc connected cluster is Connected),
+  ``registry-extension`` (the connected registry extension is installed and Succeeded, its errors),
+  ``tls`` (the site registry's certificate, as its reporter last read it: a warning within the
+  horizon, a failure once expired) and ``visibility`` (a warning for a site that names no workspace,
+  cluster or reporter: acrsync cannot tell what runs there).
 
 ARM trouble (unreachable, throttled, unauthorized) propagates as :class:`UpstreamUnavailable`: the
 preflight is incomplete, and the CLI says so with its own exit code.
@@ -19,7 +24,7 @@ preflight is incomplete, and the CLI says so with its own exit code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -37,8 +42,9 @@ from shared.domain.inventory import TokenState, registry_of, token_name
 from shared.domain.model import MAX_MESSAGE_TTL, MAX_SYNC_WINDOW, MIN_MESSAGE_TTL, MIN_SYNC_WINDOW, Site
 from shared.domain.observations import ConnectedRegistryState
 from shared.domain.windows import CONTINUOUS_SCHEDULE, format_duration, validate_schedule
-from shared.errors import InvalidInput, NotFound, UpstreamRejected
-from shared.ports import ArmInventory
+from shared.domain.workloads import ClusterConnectivity, ExtensionState, SiteObservation, SiteRuntime
+from shared.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.ports import ArmInventory, ClusterHealthReader
 
 READ_ONLY, READ_WRITE = "ReadOnly", "ReadWrite"
 # ConnectedRegistryMode also has the legacy aliases Registry (ReadWrite) and Mirror (ReadOnly).
@@ -63,9 +69,17 @@ class Check:
 
 
 def preflight(
-    arm: ArmInventory, registry_id: str, sites: Sequence[Site], *, now: datetime, horizon: timedelta
+    arm: ArmInventory,
+    registry_id: str,
+    sites: Sequence[Site],
+    *,
+    now: datetime,
+    horizon: timedelta,
+    health: ClusterHealthReader | None = None,
+    runtimes: Mapping[str, SiteRuntime] | None = None,
 ) -> list[Check]:
-    """Every check for the registry and the sites, in order.
+    """Every check for the registry and the sites, in order. ``health`` reads each site's Arc cluster;
+    ``runtimes`` is what acrsync last learnt at each site (for the TLS certificate).
 
     Raises:
         UpstreamUnavailable: ARM could not be read (nothing partial is returned).
@@ -106,7 +120,69 @@ def preflight(
         checks.append(Check("sites", registry.name, Result.WARN, "no sites configured: nothing else to check"))
     for site in sites:
         checks.extend(_site_checks(arm, registry_id, site, connected, now=now, horizon=horizon))
+        checks.extend(site_health_checks(site, health, (runtimes or {}).get(site.name), now=now, horizon=horizon))
     return checks
+
+
+def site_health_checks(
+    site: Site, health: ClusterHealthReader | None, runtime: SiteRuntime | None, *, now: datetime, horizon: timedelta
+) -> list[Check]:
+    """``arc-cluster``, ``registry-extension``, ``tls`` and ``visibility`` for one site."""
+    target = site.name
+    checks: list[Check] = []
+    if site.cluster_id and health is not None:
+        try:
+            observed = health.read_health(site, now=now)
+        except NotFound:
+            checks.append(Check("arc-cluster", target, Result.FAIL, f"no Arc connected cluster {site.cluster_id}"))
+        except (UpstreamUnavailable, UpstreamRejected) as exc:
+            checks.append(Check("arc-cluster", target, Result.WARN, f"not read: {exc}"))
+        else:
+            checks.extend(_cluster_checks(target, observed))
+    tls = runtime.health.tls_expires_at if runtime is not None else None
+    if tls is not None:
+        left = tls - now
+        if left <= timedelta(0):
+            checks.append(Check("tls", target, Result.FAIL, f"the registry's certificate expired on {_day(tls)}"))
+        elif left <= horizon:
+            checks.append(Check("tls", target, Result.WARN, f"the registry's certificate expires on {_day(tls)}"))
+        else:
+            checks.append(Check("tls", target, Result.OK, f"valid until {_day(tls)}"))
+    elif site.reporter:
+        checks.append(Check("tls", target, Result.WARN, "no report yet: the certificate's expiry is unknown"))
+    if not (site.cluster_id or site.log_analytics_workspace_id or site.reporter):
+        checks.append(
+            Check(
+                "visibility",
+                target,
+                Result.WARN,
+                "names no cluster_id, log_analytics_workspace_id or reporter: acrsync cannot see what runs there",
+            )
+        )
+    return checks
+
+
+def _cluster_checks(target: str, observed: SiteObservation) -> list[Check]:
+    connectivity = observed.cluster_connectivity or ClusterConnectivity.UNKNOWN
+    if connectivity is ClusterConnectivity.CONNECTED:
+        cluster = Check("arc-cluster", target, Result.OK, "Connected")
+    elif connectivity in {ClusterConnectivity.CONNECTING, ClusterConnectivity.UNKNOWN}:
+        cluster = Check("arc-cluster", target, Result.WARN, connectivity.value)
+    else:
+        cluster = Check("arc-cluster", target, Result.FAIL, f"{connectivity.value}: the cluster does not reach Azure")
+    extension = observed.extension
+    if extension is None or extension.state is ExtensionState.NOT_INSTALLED:
+        detail = "no Microsoft.ContainerRegistry.ConnectedRegistry extension on the cluster"
+        return [cluster, Check("registry-extension", target, Result.FAIL, detail)]
+    version = f" {extension.version}" if extension.version else ""
+    errors = f": {'; '.join(extension.errors)}" if extension.errors else ""
+    if extension.state is ExtensionState.SUCCEEDED and not extension.errors:
+        result = Result.OK
+    elif extension.state is ExtensionState.FAILED:
+        result = Result.FAIL
+    else:
+        result = Result.WARN
+    return [cluster, Check("registry-extension", target, result, f"{extension.state.value}{version}{errors}")]
 
 
 def scope_read_problem(token_id: str, exc: Exception) -> str:

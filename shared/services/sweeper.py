@@ -36,7 +36,7 @@ from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.governance import check_tokens
 from shared.services.rows import release_loader, update_row
 from shared.services.summaries import schedule_summary
-from shared.services.workloads import observe_sites
+from shared.services.workloads import announce_expiring_tls, observe_sites
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def sweep(
     refreshed = refresh_sites(services)
     check_tokens(services)  # token expiry: at most hourly; see shared.services.governance
     observed = observe_sites(services)  # what runs where, and site health: shared.services.workloads
+    announce_expiring_tls(services)  # certificates as last reported, whether or not a report came now
     sites = {site.name: site for site in services.catalog.sites()}
     scanned = stale = recovered = pending_total = stale_total = 0
     for release in _recent_releases(services, now - horizon):

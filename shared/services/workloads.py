@@ -380,6 +380,30 @@ def _announce(services: Dependencies, site: Site, runtime: SiteRuntime, rows: Se
     return len(fresh)
 
 
+def announce_expiring_tls(services: Dependencies) -> int:
+    """``acrsync.site.tls_expiring`` for every site whose registry certificate (as last reported)
+    expires within the horizon, once per expiry date: the sweep's check, so a certificate ageing at a
+    site that stopped reporting is still announced. Returns how many events went out."""
+    now = services.clock.now()
+    published = 0
+    for runtime in services.store.list_site_runtimes():
+        fresh = [
+            event
+            for event in _tls_events(services, runtime.site, runtime, now)
+            if announcement_key(event.event_id) not in runtime.announced
+        ]
+        if not fresh:
+            continue
+        try:
+            publish(services.events, fresh)
+        except AcrSyncError as exc:
+            logger.warning("site %s: TLS expiry not announced (%s)", runtime.site, type(exc).__name__)
+            continue
+        _remember(services, runtime.site, [announcement_key(event.event_id) for event in fresh])
+        published += len(fresh)
+    return published
+
+
 def _remember(services: Dependencies, site: str, keys: Iterable[str]) -> None:
     """Record the announced ids on the runtime (best effort: failing, the events go out again with
     the same ids, which subscribers dedupe)."""

@@ -81,8 +81,10 @@ Edit = Callable[[dict[str, Any]], None]
 def serve_fleet(arm: ArmServer, edits: dict[str, Edit] | None = None, *, registry: str = "registry.json") -> None:
     """The Premium registry, its connected registries on two list pages (plant-01, plant-04 | plant-05,
     line-07), and the sync tokens and scope maps of plant-01, plant-05 and line-07. ``edits`` change a
-    connected registry's body (by name) before it is served."""
+    connected registry's body (by name) before it is served. plant-01's Arc cluster is Connected, with
+    its connected registry extension."""
     serve(arm, registry, "token.json", "scope-map.json", "token-wildcard.json", "scope-map-wildcard.json")
+    serve_cluster(arm, CLUSTER_01)
     serve(arm, "token-overbroad.json", "scope-map-overbroad.json")
     first = fixture("lists/connected-registries-page-1.json")
     second = fixture("lists/connected-registries-page-2.json")
@@ -111,7 +113,8 @@ def with_expiries(body: dict[str, Any], *expiries: datetime | None) -> dict[str,
 
 @pytest.fixture
 def arm() -> Iterator[ArmServer]:
-    with ArmServer() as server:
+    # The container registry API, and the Arc clusters' and their extensions' (site health).
+    with ArmServer(api_versions={"2025-11-01", "2026-05-01", "2025-03-01"}) as server:
         yield server
 
 
@@ -565,6 +568,7 @@ def sites_file(tmp_path: Path, *sites: dict[str, Any]) -> Path:
     return path
 
 
+CLUSTER_01 = f"/subscriptions/{SUB}/resourceGroups/rg-plants/providers/Microsoft.Kubernetes/connectedClusters/plant-01"
 PLANT_01 = {
     "name": "plant-01",
     "repositories": list(CAMERA_AND_RUNTIME),
@@ -572,7 +576,40 @@ PLANT_01 = {
     "schedule": "0 22 * * *",
     "sync_window": "PT6H",
     "message_ttl": "P7D",
+    "cluster_id": CLUSTER_01,
 }
+
+
+def serve_cluster(
+    arm: ArmServer, cluster_id: str, *, connectivity: str = "Connected", extension: str | None = "Succeeded"
+) -> None:
+    """The site's Arc cluster and its extensions as ARM shows them."""
+    arm.put(
+        cluster_id,
+        {
+            "id": cluster_id,
+            "name": cluster_id.rsplit("/", 1)[-1],
+            "location": "westeurope",
+            "identity": {"type": "SystemAssigned"},
+            "properties": {"agentPublicKeyCertificate": "", "connectivityStatus": connectivity},
+        },
+    )
+    extensions = []
+    if extension is not None:
+        extensions.append(
+            {
+                "id": f"{cluster_id}/providers/Microsoft.KubernetesConfiguration/extensions/cr",
+                "name": "cr",
+                "properties": {
+                    "extensionType": "Microsoft.ContainerRegistry.ConnectedRegistry",
+                    "provisioningState": extension,
+                    "currentVersion": "0.11.0",
+                },
+            }
+        )
+    arm.put_page(f"{cluster_id}/providers/Microsoft.KubernetesConfiguration/extensions", {"value": extensions})
+
+
 LINE_07 = {
     "name": "line-07",
     "repositories": ["inspection/*"],
@@ -612,10 +649,13 @@ def test_preflight_passes_a_well_set_up_registry_and_site(
         ("notifications", "plant-01", "ok"),
         ("sync-token", "plant-01", "ok"),
         ("scope", "plant-01", "ok"),
+        ("arc-cluster", "plant-01", "ok"),
+        ("registry-extension", "plant-01", "ok"),
     ]
     assert checks[0]["detail"] == "exists (contosoacr.azurecr.io, westeurope)"
     assert checks[6]["detail"] == "schedule 0 22 * * *, window PT6H, TTL P7D"
-    assert "10 checks: 10 ok, 0 warn, 0 fail" in run.err
+    assert checks[-1]["detail"] == "Succeeded 0.11.0"
+    assert "12 checks: 12 ok, 0 warn, 0 fail" in run.err
     # Every ARM call carried the static test token.
     assert {r.authorization for r in arm.requests} == {"Bearer test-token"}
 
@@ -1020,3 +1060,27 @@ def test_drift_is_not_applicable_and_only_client_tokens_are_judged(arm: ArmServe
     assert report is not None
     assert [(t.name, t.role.value) for t in report.tokens] == [("plant-01-client", "client")]
     assert all(t.state.value not in {"missing", "unknown"} for t in report.tokens)
+
+
+def test_preflight_fails_an_offline_cluster_a_missing_extension_and_warns_of_a_blind_site(
+    arm: ArmServer, acrsync: Callable[..., Run], tmp_path: Path
+) -> None:
+    serve_fleet(arm)
+    wall_clock_tokens(arm)
+    serve_cluster(arm, CLUSTER_01, connectivity="Offline", extension=None)
+    blind = {**PLANT_01}
+    blind.pop("cluster_id")
+    run = run_preflight(acrsync, arm, "--sites", str(sites_file(tmp_path, PLANT_01)))
+    assert run.code == 1
+    health = {
+        (c["check"], c["result"]): c["detail"]
+        for c in run.json()
+        if c["check"] in {"arc-cluster", "registry-extension"}
+    }
+    assert health == {
+        ("arc-cluster", "fail"): "Offline: the cluster does not reach Azure",
+        ("registry-extension", "fail"): "no Microsoft.ContainerRegistry.ConnectedRegistry extension on the cluster",
+    }
+    run = run_preflight(acrsync, arm, "--sites", str(sites_file(tmp_path, blind)))
+    [visibility] = [c for c in run.json() if c["check"] == "visibility"]
+    assert visibility["result"] == "warn" and "cannot see what runs there" in visibility["detail"]

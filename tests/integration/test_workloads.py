@@ -27,7 +27,7 @@ from shared.errors import InvalidInput
 from shared.ports import StateStore
 from shared.services.bundles import evidence_bundle
 from shared.services.receipts import RECEIPT_DETAIL
-from shared.services.workloads import accept_report, runtime_view, site_runtime
+from shared.services.workloads import accept_report, announce_expiring_tls, runtime_view, site_runtime
 from tests.builders import T0, make_site, move_row, push_release, random_digest
 from tests.fakes import CountingSink, FakeClock
 
@@ -236,6 +236,22 @@ def test_a_tls_certificate_near_expiry_is_shown_and_announced(services: Services
     assert "blob 404" in health["disconnected_pull_failures"][0]
     [event] = [e for e in sink.events if e.type is OutboundEventType.SITE_TLS_EXPIRING]
     assert event.data["days_left"] == 9
+    assert announce_expiring_tls(services) == 0  # announced once for that expiry date
+
+
+def test_the_sweep_announces_a_certificate_that_came_close_to_expiry_without_a_new_report(
+    services: Services, clock: FakeClock
+) -> None:
+    sink: CountingSink = services.events  # type: ignore[assignment]
+    expires = clock.now() + timedelta(days=45)  # beyond the 30-day horizon when reported
+    accept_report(
+        services, "plant-01", report("plant-01", clock.now(), [], registry={"tls_expires_at": expires.isoformat()})
+    )
+    assert announce_expiring_tls(services) == 0
+    clock.advance(days=20)  # the agent stopped reporting; the certificate kept ageing
+    assert announce_expiring_tls(services) == 1 and announce_expiring_tls(services) == 0
+    [event] = [e for e in sink.events if e.type is OutboundEventType.SITE_TLS_EXPIRING]
+    assert event.data["site"] == "plant-01" and event.data["days_left"] == 25
 
 
 @pytest.mark.parametrize(
