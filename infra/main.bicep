@@ -25,6 +25,12 @@ param principalId string
 @description('Resource id of the existing Premium registry: /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerRegistry/registries/<name>. It must be in the subscription you deploy to (an Event Grid system topic lives in the subscription of its source); its resource group may differ.')
 param acrResourceId string
 
+@description('Resource id of the resource group holding the sites\' Arc connected clusters (/subscriptions/<sub>/resourceGroups/<rg>): the app reads their connectivity, connected registry extension and Container Insights. Empty: none.')
+param siteClustersResourceGroupId string = ''
+
+@description('Resource id of the Log Analytics workspace the sites\' Container Insights writes to: the app gets Log Analytics Reader there. Empty: none.')
+param containerInsightsWorkspaceId string = ''
+
 @description('Service Bus tier: Standard has sessions and duplicate detection; Premium adds private endpoints and large messages.')
 @allowed([
   'Standard'
@@ -262,6 +268,8 @@ module rbac 'app/rbac.bicep' = {
     registryName: acrName
     registrySubscriptionId: acrSubscriptionId
     registryResourceGroupName: acrResourceGroupName
+    siteClustersResourceGroupId: siteClustersResourceGroupId
+    containerInsightsWorkspaceId: containerInsightsWorkspaceId
   }
 }
 

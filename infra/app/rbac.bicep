@@ -28,6 +28,12 @@ param registryName string
 param registrySubscriptionId string
 param registryResourceGroupName string
 
+@description('Resource id of the resource group holding the sites\' Arc connected clusters; empty: none.')
+param siteClustersResourceGroupId string = ''
+
+@description('Resource id of the Log Analytics workspace of the sites\' Container Insights; empty: none.')
+param containerInsightsWorkspaceId string = ''
+
 // Built-in roles: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
@@ -39,6 +45,7 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
   reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
+  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader
 }
 
 var withDeveloper = !empty(developerPrincipalId)
@@ -163,6 +170,32 @@ module registryReader 'rbac-registry.bicep' = {
     registryName: registryName
     principalId: appPrincipalId
     roleId: roles.reader
+  }
+}
+
+// What runs at each site (shared/adapters/container_insights.py, shared/adapters/arc.py): Reader on the
+// group of the sites' Arc clusters (connectivity, the connected registry extension, resource-context
+// queries) and Log Analytics Reader on the workspace their Container Insights writes to. Both live outside
+// this deployment, so they are parameters (README: Azure setup) and the assignments deploy there.
+var clusterParts = split(siteClustersResourceGroupId, '/')
+var workspaceParts = split(containerInsightsWorkspaceId, '/')
+
+module clustersReader 'rbac-clusters.bicep' = if (!empty(siteClustersResourceGroupId)) {
+  name: 'rbac-clusters-reader-${uniqueString(appPrincipalId)}'
+  scope: resourceGroup(clusterParts[2], clusterParts[4])
+  params: {
+    principalId: appPrincipalId
+    roleId: roles.reader
+  }
+}
+
+module workspaceReader 'rbac-workspace.bicep' = if (!empty(containerInsightsWorkspaceId)) {
+  name: 'rbac-workspace-reader-${uniqueString(appPrincipalId)}'
+  scope: resourceGroup(workspaceParts[2], workspaceParts[4])
+  params: {
+    workspaceName: last(workspaceParts)
+    principalId: appPrincipalId
+    roleId: roles.logAnalyticsReader
   }
 }
 

@@ -55,6 +55,7 @@ BUILT_IN_ROLES = {
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "Log Analytics Reader": "73c42c96-874c-492b-b04d-ab87d138a893",
     "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
     "Container Registry Repository Reader": "b93aa761-3e63-49ed-ac28-beffa264f7ac",
 }
@@ -515,17 +516,47 @@ def test_every_role_definition_comes_from_the_role_table() -> None:
     keys = {f"roles.{key}" for key in role_table()}
     for relative, name, assignment, _ in role_assignments():
         role = role_of(assignment)
-        if relative == "app/rbac-registry.bicep":
+        if relative in PASSED_ROLE_FILES:
             assert role == "roleId"  # passed in from the table, below
         else:
             assert role in keys, f"{relative}:{name} uses {role}"
         guid_args = assignment["name"]["function"]["parameters"]
         assert assignment["name"]["function"]["type"] == "guid"
-        assert dotted(guid_args["base_string"]) == f"{dotted(assignment['scope'])}.id", f"{name}: guid(scope.id, ...)"
+        # An assignment without a scope is on the resource group its module is deployed to.
+        scope = f"{dotted(assignment['scope'])}.id" if "scope" in assignment else "resource_group().id"
+        assert _id_of(guid_args["base_string"]) == scope, f"{name}: guid(scope.id, ...)"
         assert dotted(guid_args["extra_string_2"]) == role
         assert dotted(guid_args["extra_string_1"]) == assignment["properties"]["principalId"]
-    registry = body(bicep("app/rbac.bicep")["modules"]["registryReader"])
-    assert dotted(registry["params"]["roleId"]) == "roles.reader"
+    modules = bicep("app/rbac.bicep")["modules"]
+    for module, role in MODULE_ROLES.items():
+        assert dotted(body(modules[module])["params"]["roleId"]) == role, module
+
+
+# Role assignments deployed elsewhere (another resource group or subscription) by rbac.bicep's modules,
+# with the role passed in from its table: the file, the module that deploys it, its role and scope.
+PASSED_ROLE_FILES = {
+    "app/rbac-registry.bicep": "registry",
+    "app/rbac-clusters.bicep": "clustersResourceGroup",
+    "app/rbac-workspace.bicep": "workspace",
+}
+MODULE_ROLES = {
+    "registryReader": "roles.reader",
+    "clustersReader": "roles.reader",
+    "workspaceReader": "roles.logAnalyticsReader",
+}
+MODULE_OF_FILE = {
+    "app/rbac-registry.bicep": "registryReader",
+    "app/rbac-clusters.bicep": "clustersReader",
+    "app/rbac-workspace.bicep": "workspaceReader",
+}
+
+
+def _id_of(node: Any) -> str:
+    """``x.id`` for a property access, ``resource_group().id`` for the function call's."""
+    text = str(dotted(node))
+    if "'type': 'resource_group'" in text and text.endswith(".id"):
+        return "resource_group().id"
+    return text
 
 
 def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
@@ -537,8 +568,10 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
             assert "principalType" not in assignment["properties"]  # a user locally, a service principal in CI
             continue
         assert assignment["properties"]["principalType"] == "ServicePrincipal", name
-        scope = "registry" if relative == "app/rbac-registry.bicep" else dotted(assignment["scope"])
-        role = "roles.reader" if relative == "app/rbac-registry.bicep" else role_of(assignment)
+        if relative in PASSED_ROLE_FILES:
+            scope, role = PASSED_ROLE_FILES[relative], MODULE_ROLES[MODULE_OF_FILE[relative]]
+        else:
+            scope, role = dotted(assignment["scope"]), role_of(assignment)
         granted.add((principal, role, scope))
     assert granted == {
         ("appPrincipalId", "roles.storageBlobDataOwner", "storage"),
@@ -549,11 +582,14 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
         ("appPrincipalId", "roles.keyVaultSecretsUser", "vault"),
         ("appPrincipalId", "roles.monitoringMetricsPublisher", "applicationInsights"),
         ("principalId", "roles.reader", "registry"),  # rbac-registry.bicep, principalId = appPrincipalId
+        ("principalId", "roles.reader", "clustersResourceGroup"),  # rbac-clusters.bicep: the sites' Arc clusters
+        ("principalId", "roles.logAnalyticsReader", "workspace"),  # rbac-workspace.bicep: their Container Insights
         ("systemTopicPrincipalId", "roles.storageBlobDataContributor", "storage"),
     }
-    registry = body(bicep("app/rbac.bicep")["modules"]["registryReader"])
-    assert registry["params"]["principalId"] == "appPrincipalId"
-    assert registry["scope"]["function"]["type"] == "resource_group"  # deployed into the registry's group
+    for module in MODULE_ROLES:
+        deployed = body(bicep("app/rbac.bicep")["modules"][module])
+        assert deployed["params"]["principalId"] == "appPrincipalId", module
+        assert deployed["scope"]["function"]["type"] == "resource_group", module  # deployed into that group
 
 
 def test_the_table_role_is_on_the_account_that_holds_only_acrsyncs_tables() -> None:
@@ -587,6 +623,8 @@ def test_developer_roles_are_behind_a_flag() -> None:
 OPTIONAL_FROM_AZD_ENV = {
     "enableAppServiceAuth": "${ENABLE_APP_SERVICE_AUTH=false}",
     "authClientId": "${AUTH_CLIENT_ID=}",
+    "siteClustersResourceGroupId": "${SITE_CLUSTERS_RESOURCE_GROUP_ID=}",
+    "containerInsightsWorkspaceId": "${CONTAINER_INSIGHTS_WORKSPACE_ID=}",
 }
 
 
