@@ -9,9 +9,11 @@ from typing import Any
 
 from shared.domain.changes import transition
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.domain.workloads import ObservationSource, PullError, RunningContainer, SiteObservation
 from shared.local.environment import DevEnvironment
 from shared.services.ingest import ingest_delivery
 from shared.services.rows import update_row
+from shared.services.workloads import record_observation
 from tests.e2e.conftest import needs_browser, wait_ready
 from tests.fakes import delivery, load_event
 
@@ -83,3 +85,48 @@ def test_filters_narrow_the_matrix_to_a_ring(dev_server: tuple[str, DevEnvironme
     wait_ready(browser)
     sites = {el.get_attribute("data-site") for el in browser.find_elements("css selector", "#matrix td.cell")}
     assert sites and all(site.startswith("store-") for site in sites)
+
+
+def test_the_site_page_shows_what_runs_there_and_the_matrix_marks_it(
+    dev_server: tuple[str, DevEnvironment], browser: Any, tmp_path: Path
+) -> None:
+    base, environment = dev_server
+    services = environment.services
+    # The scenario's release (ingesting its event again changes nothing): its rows exist, moved or not.
+    [result] = ingest_delivery(services, delivery(load_event("eventgrid-image-pushed")), "application/json").results
+    release_id = result.release_id or ""
+    row = services.store.get_site_sync(release_id, "plant-01").value
+    now = services.clock.now()
+    image = f"plant-01.registry.local/{row.repository}"
+    record_observation(
+        services,
+        SiteObservation(
+            site="plant-01",
+            source=ObservationSource.SIMULATED,
+            observed_at=now,
+            containers=tuple(
+                RunningContainer("apps", f"camera-{n}", "camera", f"{image}:1.4.2", row.digest, "Deployment", "camera")
+                for n in range(3)
+            ),
+            pull_errors=(PullError(f"{image}:9.9.9", "ImagePullBackOff", "Back-off pulling image", 2, now, now),),
+        ),
+    )
+    browser.get(f"{base}/#/site/plant-01")
+    wait_ready(browser)
+    running = browser.find_element("id", "site-running")
+    assert running.find_element("css selector", f"tr[data-digest='{row.digest}']")
+    assert release_id[:12] in running.text and "apps/camera (3)" in running.text
+    assert "ImagePullBackOff" in browser.find_element("id", "site-pull-errors").text
+    assert "cluster" in browser.find_element("id", "site-health").text
+    browser.save_screenshot(str(tmp_path / "site.png"))
+
+    browser.get(base + "/")
+    wait_ready(browser)
+    marked = {
+        el.get_attribute("data-site"): el.get_attribute("data-running")
+        for el in browser.find_elements("css selector", "#matrix td.cell[data-state]")
+    }
+    assert marked["plant-01"] == "true" and marked["plant-02"] == "false"
+    browser.get(f"{base}/#/release/{release_id}")
+    wait_ready(browser)
+    assert "running at 1" in browser.find_element("id", "adoption").text

@@ -49,10 +49,13 @@ async function matrixView() {
       byRing.flatMap(([, list]) => list.map(site => {
         const row = bySite[site.name];
         if (!row) return h("td", { class: "cell", title: `${site.name}: no row` });
+        const running = row.running_pods > 0;
         const tip = `${site.name}: ${row.state}${row.reason ? " (" + row.reason + ")" : ""}` +
-          (row.expected_ready_at ? `\nexpected ready ${when(row.expected_ready_at)}` : "");
-        return h("td", { class: `cell state-${row.state}`, title: tip, "data-site": site.name, "data-state": row.state },
-          h("a", { href: `#/release/${release.id}`, "aria-label": tip }));
+          (row.expected_ready_at ? `\nexpected ready ${when(row.expected_ready_at)}` : "") +
+          (running ? `\nrunning in ${row.running_pods} pods since ${when(row.running_since)}` : "");
+        return h("td", { class: `cell state-${row.state}${running ? " running" : ""}`, title: tip, "data-site": site.name,
+          "data-state": row.state, "data-running": String(running) },
+          h("a", { href: `#/release/${release.id}`, "aria-label": tip }, running ? "▶" : ""));
       })));
   });
   const ringSelect = h("select", { id: "ring-filter", onchange: e => { filters.ring = e.target.value; render(); } },
@@ -79,11 +82,14 @@ async function releaseView(id) {
     h("p", {}, `tags ${release.tags.join(", ") || "—"} · pushed ${when(release.pushed_at)} · `, h("code", {}, release.image)),
     h("p", {}, "gate: ", h("span", { class: `gate ${gateResponse.state}`, id: "gate" }, gateResponse.state),
       ` ${gateResponse.ready ?? 0}/${gateResponse.total ?? 0} sites ready`),
-    h("table", { id: "release-sites" }, h("tr", {}, ["site", "ring", "state", "reason", "expected ready", "synced", "verified", "evidence"].map(t => h("th", {}, t))),
+    h("p", { id: "adoption" }, `held at ${release.adoption.holding} sites · running at ${release.adoption.running}` +
+      ` · ever run at ${release.adoption.ran}`),
+    h("table", { id: "release-sites" }, h("tr", {}, ["site", "ring", "state", "reason", "expected ready", "synced", "verified", "evidence", "running"].map(t => h("th", {}, t))),
       release.sites.map(row => h("tr", {}, h("td", { class: row.critical ? "critical" : "" }, h("a", { href: `#/site/${row.site}` }, row.site)),
         h("td", {}, row.ring || "—"), h("td", { class: `state-${row.state}` }, row.state), h("td", {}, row.reason || ""),
         h("td", {}, when(row.expected_ready_at)), h("td", {}, when(row.synced_at)), h("td", {}, when(row.verified_at)),
-        h("td", {}, row.evidence_source || "")))),
+        h("td", {}, row.evidence_source || ""),
+        h("td", {}, row.running_pods ? `${row.running_pods} pods since ${when(row.running_since)}` : "—")))),
     h("h3", {}, "Evidence"),
     h("table", { id: "evidence" }, h("tr", {}, ["observed", "site", "source", "change", "summary"].map(t => h("th", {}, t))),
       evidence.value.map(e => h("tr", {}, h("td", {}, when(e.observed_at)), h("td", {}, e.site), h("td", {}, e.source),
@@ -94,11 +100,30 @@ async function releaseView(id) {
 async function siteView(name) {
   const site = await api(`/api/sites/${name}`);
   const repos = site.repositories_state || [];
+  const health = site.health || {};
+  const extension = health.extension ? `${health.extension.state} ${health.extension.version || ""}`.trim() : "—";
   return [
     h("h2", { class: site.critical ? "critical" : "" }, site.name),
     h("p", {}, `ring ${site.ring} · owner ${site.owner || "—"} · schedule ${site.schedule || "continuous"} · connection ${site.connection_state || "—"}`),
     h("p", {}, `next window ${site.next_window ? when(site.next_window.opens_at) + " – " + when(site.next_window.closes_at) : "—"}`),
+    h("p", { id: "site-health" }, `cluster ${health.cluster_connectivity || "Unknown"} · registry extension ${extension} · ` +
+      `TLS until ${when(health.tls_expires_at)} · disconnected pull ${health.disconnected_pull || "unknown"} · last report ${when(health.last_report_at)}`),
     h("h3", {}, "What runs here"),
+    (site.running || []).length
+      ? h("table", { id: "site-running" }, h("tr", {}, ["repository", "tags", "digest", "release", "workloads", "pods", "since", "source"].map(t => h("th", {}, t))),
+          site.running.map(r => h("tr", { "data-digest": r.digest }, h("td", {}, r.repository), h("td", {}, (r.tags || []).join(", ")),
+            h("td", {}, h("code", {}, r.digest.slice(0, 19))),
+            h("td", {}, r.release_id ? h("a", { href: `#/release/${r.release_id}` }, r.release_id.slice(0, 12)) : h("span", { class: "drift" }, "drift: no release")),
+            h("td", {}, r.workloads.map(w => `${w.namespace}/${w.name} (${w.pods})`).join(", ")), h("td", {}, String(r.pods)),
+            h("td", {}, when(r.first_seen_at)), h("td", {}, r.source))))
+      : h("p", { class: "muted" }, "Nothing seen running yet: no Container Insights, Arc cluster or reporter has said."),
+    ...((site.pull_errors || []).length
+      ? [h("h3", {}, "Pull errors (24 h)"),
+         h("table", { id: "site-pull-errors" }, h("tr", {}, ["image", "reason", "count", "first seen", "last seen", "message"].map(t => h("th", {}, t))),
+           site.pull_errors.map(e => h("tr", {}, h("td", {}, h("code", {}, e.image)), h("td", { class: "state-FAILED" }, e.reason), h("td", {}, String(e.count)),
+             h("td", {}, when(e.first_seen_at)), h("td", {}, when(e.last_seen_at)), h("td", {}, e.message))))]
+      : []),
+    h("h3", {}, "Held by its registry"),
     h("table", { id: "site-repositories" }, h("tr", {}, ["repository", "tags", "digest", "state", "reason", "verified"].map(t => h("th", {}, t))),
       repos.map(r => h("tr", {}, h("td", {}, r.repository), h("td", {}, (r.tags || []).join(", ")), h("td", {}, h("code", {}, (r.digest || "").slice(0, 19))),
         h("td", { class: `state-${r.state}` }, r.state), h("td", {}, r.reason || ""), h("td", {}, when(r.verified_at))))),
