@@ -25,15 +25,7 @@ from typing import Any
 from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
 from azure.mgmt.kubernetesconfiguration.extensions import KubernetesConfigurationExtensionsMgmtClient
 
-from shared.adapters.arm import (
-    CONNECTION_TIMEOUT_SECONDS,
-    DEFAULT_RETRY_TOTAL,
-    MAX_RETRY_AFTER_SECONDS,
-    OPERATION_TIMEOUT_SECONDS,
-    READ_TIMEOUT_SECONDS,
-    BoundedRetryPolicy,
-    azure_errors,
-)
+from shared.adapters.arm import DEFAULT_RETRY_TOTAL, azure_errors, management_client_options
 from shared.domain.model import Site
 from shared.domain.workloads import (
     ClusterConnectivity,
@@ -124,18 +116,7 @@ class ArcHealthReader:
             return client
 
     def _new_client(self, kind: str, subscription: str) -> Any:
-        options: dict[str, Any] = {
-            "retry_policy": BoundedRetryPolicy(
-                max_retry_after=MAX_RETRY_AFTER_SECONDS,
-                retry_total=self._retry_total,
-                timeout=OPERATION_TIMEOUT_SECONDS,
-            ),
-            "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
-            "read_timeout": READ_TIMEOUT_SECONDS,
-        }
-        if self._base_url is not None:
-            options["base_url"] = self._base_url
-            options["credential_scopes"] = [f"{self._base_url}/.default"]
+        options = management_client_options(self._base_url, self._retry_total)
         if kind == "clusters":
             return ConnectedKubernetesClient(self._credential, subscription, **options)
         return KubernetesConfigurationExtensionsMgmtClient(self._credential, subscription, **options)

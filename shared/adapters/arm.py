@@ -307,20 +307,7 @@ class ArmConnectedRegistryReader:
             return client
 
     def _new_client(self, subscription_id: str) -> ContainerRegistryManagementClient:
-        options: dict[str, Any] = {
-            "retry_policy": BoundedRetryPolicy(
-                max_retry_after=MAX_RETRY_AFTER_SECONDS,
-                retry_total=self._retry_total,
-                timeout=OPERATION_TIMEOUT_SECONDS,
-            ),
-            "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
-            "read_timeout": READ_TIMEOUT_SECONDS,
-        }
-        if self._base_url is not None:
-            options["base_url"] = self._base_url
-            # The SDK takes the token scope from the public cloud even when base_url points
-            # elsewhere; a sovereign cloud's ARM wants tokens for its own audience.
-            options["credential_scopes"] = [f"{self._base_url}/.default"]
+        options = management_client_options(self._base_url, self._retry_total)
         return ContainerRegistryManagementClient(self._credential, subscription_id, **options)
 
     def _operation_options(self) -> dict[str, Any]:
@@ -332,6 +319,24 @@ class ArmConnectedRegistryReader:
     def _errors(self, operation: str, resource_id: str) -> Iterator[None]:
         with azure_errors("ARM", operation, resource_id):
             yield
+
+
+def management_client_options(base_url: str | None, retry_total: int) -> dict[str, Any]:
+    """How every management client of acrsync talks to ARM: bounded retries and timeouts, and on a
+    sovereign cloud (``base_url``) its own endpoint and token audience."""
+    options: dict[str, Any] = {
+        "retry_policy": BoundedRetryPolicy(
+            max_retry_after=MAX_RETRY_AFTER_SECONDS, retry_total=retry_total, timeout=OPERATION_TIMEOUT_SECONDS
+        ),
+        "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+        "read_timeout": READ_TIMEOUT_SECONDS,
+    }
+    if base_url is not None:
+        options["base_url"] = base_url
+        # The SDK takes the token scope from the public cloud even when base_url points
+        # elsewhere; a sovereign cloud's ARM wants tokens for its own audience.
+        options["credential_scopes"] = [f"{base_url}/.default"]
+    return options
 
 
 @contextmanager

@@ -280,8 +280,8 @@ class HttpManifestProbe:
                 turn = self._turns[base] = threading.BoundedSemaphore(MAX_PROBES_PER_ENDPOINT)
             return turn
 
-    async def _probe_within(self, remaining: float, asked: _Asked) -> ManifestObservation:
-        client = httpx.AsyncClient(
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             timeout=self._timeout,
             verify=self._verify,
             transport=self._transport,
@@ -291,6 +291,9 @@ class HttpManifestProbe:
             # Answers are read raw and capped; an encoded one could expand past the cap unseen.
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
+
+    async def _probe_within(self, remaining: float, asked: _Asked) -> ManifestObservation:
+        client = self._new_client()
         try:
             async with client:
                 return await asyncio.wait_for(self._probe(client, asked), max(remaining, 0.0))
@@ -401,14 +404,7 @@ class HttpManifestProbe:
             raise UpstreamRejected(f"not a valid repository and digest: {_quoted(repository)}@{_quoted(digest)}")
 
         async def run() -> DisconnectedPullCheck:
-            client = httpx.AsyncClient(
-                timeout=self._timeout,
-                verify=self._verify,
-                transport=self._transport,
-                follow_redirects=False,
-                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-            )
-            async with client:
+            async with self._new_client() as client:
                 return await asyncio.wait_for(
                     self._check_pull(client, base, repository, digest, credentials), self._deadline
                 )

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.domain.model import Site
 from shared.errors import InvalidInput
@@ -37,6 +37,7 @@ RUNTIME_BUDGET = 30_000
 # Pull errors older than this are history, not a current problem.
 PULL_ERROR_WINDOW = timedelta(hours=24)
 
+_E = TypeVar("_E", bound=StrEnum)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 # The waiting reasons the kubelet gives a container whose image it cannot pull.
@@ -74,8 +75,7 @@ class ClusterConnectivity(StrEnum):
 
     @classmethod
     def parse(cls, value: object) -> ClusterConnectivity:
-        text = str(value or "").strip().lower()
-        return next((member for member in cls if member.value.lower() == text), cls.UNKNOWN)
+        return _member(cls, value, cls.UNKNOWN)
 
 
 class DisconnectedPull(StrEnum):
@@ -100,8 +100,13 @@ class ExtensionState(StrEnum):
 
     @classmethod
     def parse(cls, value: object) -> ExtensionState:
-        text = str(value or "").strip().lower()
-        return next((member for member in cls if member.value.lower() == text), cls.UNKNOWN)
+        return _member(cls, value, cls.UNKNOWN)
+
+
+def _member(kind: type[_E], value: object, default: _E) -> _E:
+    """The member whose value is ``value`` whatever its case (ARM's casing varies), else ``default``."""
+    text = str(value or "").strip().lower()
+    return next((member for member in kind if member.value.lower() == text), default)
 
 
 # -- image references ----------------------------------------------------------------------------

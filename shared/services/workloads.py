@@ -437,12 +437,12 @@ def outdated_events(
             continue
         held_since = newer.verified_at or newer.synced_at
         events.append(
-            OutboundEvent(
+            site_event(
+                OutboundEventType.SITE_OUTDATED,
+                site,
                 event_id=f"{site}:outdated:{image.repository}:{image.digest}:{newer.release_id}",
-                type=OutboundEventType.SITE_OUTDATED,
-                source=f"/acrsync/sites/{site}",
-                subject=f"sites/{site}/running/{image.repository}",
-                time=now,
+                about=f"running/{image.repository}",
+                at=now,
                 data={
                     "site": site,
                     "repository": image.repository,
@@ -481,14 +481,21 @@ def outdated_by(
 
 
 def _pull_failed_event(site: str, error: PullError) -> OutboundEvent:
-    return OutboundEvent(
+    return site_event(
+        OutboundEventType.SITE_PULL_FAILED,
+        site,
         event_id=f"{site}:pull_failed:{error.image}:{error.reason}:{error.first_seen_at.isoformat()}",
-        type=OutboundEventType.SITE_PULL_FAILED,
-        source=f"/acrsync/sites/{site}",
-        subject=f"sites/{site}/pull_errors",
-        time=error.last_seen_at,
+        about="pull_errors",
+        at=error.last_seen_at,
         data={"site": site, **pull_error_view(error)},
     )
+
+
+def site_event(
+    kind: OutboundEventType, site: str, *, event_id: str, about: str, at: datetime, data: dict[str, Any]
+) -> OutboundEvent:
+    """An event about ``site`` (source ``/acrsync/sites/<site>``, subject ``sites/<site>/<about>``)."""
+    return OutboundEvent(event_id, kind, f"/acrsync/sites/{site}", f"sites/{site}/{about}", at, data)
 
 
 def _tls_events(services: Dependencies, site: str, runtime: SiteRuntime, now: datetime) -> list[OutboundEvent]:
@@ -497,12 +504,12 @@ def _tls_events(services: Dependencies, site: str, runtime: SiteRuntime, now: da
     if expires is None or expires - now > horizon:
         return []
     return [
-        OutboundEvent(
+        site_event(
+            OutboundEventType.SITE_TLS_EXPIRING,
+            site,
             event_id=f"{site}:tls:expiring:{expires.date().isoformat()}",
-            type=OutboundEventType.SITE_TLS_EXPIRING,
-            source=f"/acrsync/sites/{site}",
-            subject=f"sites/{site}/tls",
-            time=now,
+            about="tls",
+            at=now,
             data={
                 "site": site,
                 "tls_expires_at": expires.isoformat(),

@@ -5,10 +5,11 @@ documented shape. Tests set the pods (:meth:`KubeServer.set_pods`) and read the 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.registry import LoopbackServer
 
 
 def pod(
@@ -50,33 +51,27 @@ def pod(
     }
 
 
-class KubeServer:
+class KubeServer(LoopbackServer):
     def __init__(self) -> None:
         self._pods: list[dict[str, Any]] = []
         self.requests: list[str] = []
-        handler = type("Handler", (_Handler,), {"kube": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Handler)
 
     def __enter__(self) -> KubeServer:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.stop()
 
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         self._pods = list(pods)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    kube: KubeServer
+    @property
+    def kube(self) -> KubeServer:
+        owner: KubeServer = self.server.owner  # type: ignore[attr-defined]
+        return owner
 
     def do_GET(self) -> None:
         self.kube.requests.append(self.path)

@@ -15,9 +15,11 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.support.registry import LoopbackServer
 
 COLUMNS = [
     ("Kind", "string"),
@@ -48,28 +50,23 @@ class SentQuery:
     prefer: str | None
 
 
-class LogAnalyticsServer:
+class LogAnalyticsServer(LoopbackServer):
     def __init__(self) -> None:
         self._answers: dict[str, tuple[list[list[Any]], dict[str, Any] | None]] = {}
         self._failures: dict[str, deque[tuple[int, dict[str, str]]]] = {}
         self._lock = threading.Lock()
         self.queries: list[SentQuery] = []
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Handler)
 
     def __enter__(self) -> LogAnalyticsServer:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.stop()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
 
     def answer(self, target: str, rows: list[dict[str, Any]], *, partial_error: dict[str, Any] | None = None) -> None:
         """Answer queries on ``target`` with ``rows`` (dicts by column name; missing columns are null)."""
@@ -104,7 +101,10 @@ class LogAnalyticsServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_state: LogAnalyticsServer
+    @property
+    def server_state(self) -> LogAnalyticsServer:
+        owner: LogAnalyticsServer = self.server.owner  # type: ignore[attr-defined]
+        return owner
 
     def do_POST(self) -> None:
         path = unquote(urlsplit(self.path).path)
