@@ -18,10 +18,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.bootstrap import Services, SystemClock, bootstrap, use_services
 from shared.config import DATA_DIR, Settings
@@ -33,9 +35,11 @@ from shared.local.registries import LocalConnectedRegistries, LocalRegistries
 from shared.local.registry_server import NotificationTarget
 from shared.local.runtime import LocalRuntime, RuntimeOptions
 from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
+from shared.local.site_agents import LocalSiteAgents
 from shared.local.workloads import SimulatedWorkloads, simulated_cluster_id
 from shared.ports import Clock
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
+from shared.services.workloads import issue_report_token
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +104,18 @@ class DevEnvironment:
                 clock.now,
             )
         switch = self.simulation
+        # The sites' clusters run what they hold, whichever registries the sites have; in real-registry
+        # mode their pods name the site's loopback registry, and an agent per site reports them.
         self.workloads = SimulatedWorkloads(
             lambda site: self.services.store.list_site_syncs_for_site(site, page_size=100).items,
             switch.is_online,
             clock.now,
-        )  # the sites' clusters run what they hold, whichever registries the sites have
+            registry_host=(lambda site: urlsplit(self._real_registries().endpoint(site)).netloc)
+            if self.registries is not None
+            else None,
+        )
+        self.site_agents: LocalSiteAgents | None = None
+        self._agents_stop = threading.Event()
         adapters["workload_observer"] = adapters["cluster_health"] = self.workloads
         self.services: Services = bootstrap(self.settings, **adapters)
         self.runtime = LocalRuntime(
@@ -151,13 +162,36 @@ class DevEnvironment:
             except BaseException:
                 self.registries.stop()
                 raise
+            self.site_agents = self._start_site_agents()
+            if runtime:
+                threading.Thread(target=self._run_agents, name="acrsync-site-agents", daemon=True).start()
         if runtime:
             self.runtime.start()
 
+    def _start_site_agents(self) -> LocalSiteAgents:
+        registries = self._real_registries()
+        return LocalSiteAgents(
+            self.workloads,
+            sites=lambda: [(site.name, registries.endpoint(site.name)) for site in self.services.store.list_sites()],
+            is_online=registries.is_online,
+            api_url=lambda: f"http://{self.options.host}:{self.options.port}",
+            report_token=lambda site: issue_report_token(self.services, site),
+            buffers=self.options.data_dir / "agents",
+            now=self.services.clock.now,
+        )
+
+    def _run_agents(self) -> None:
+        while not self._agents_stop.wait(DEV_OBSERVE_EVERY.total_seconds()):
+            if self.site_agents is not None:
+                self.site_agents.run_once()
+
     def stop(self) -> None:
+        self._agents_stop.set()
         try:
             self.runtime.stop()
         finally:
+            if self.site_agents is not None:
+                self.site_agents.stop()
             if self.registries is not None:
                 self.registries.stop()
             self.services.close()
@@ -174,7 +208,7 @@ class DevEnvironment:
             site,
             endpoint=registries.ensure_site(site.name),
             connected_registry=site.connected_registry or local_resource_id(registries.login_server, site.name),
-            cluster_id=site.cluster_id or simulated_cluster_id(site.name),
+            reporter=True,  # its agent reports what runs there (shared.local.site_agents)
         )
 
     def _adopt_stored_sites(self) -> None:

@@ -66,6 +66,7 @@ class SimulatedWorkloads:
         self._is_online = is_online
         self._now = now
         self._registry_host = registry_host or (lambda site: f"{site}.registry.local")
+        self.roll_delay = ROLL_DELAY  # how long after a release arrives the site's workloads run it
         self._lock = threading.Lock()
         self._running: dict[str, dict[str, SiteSync]] = {}  # site -> repository -> the row it runs
         self._pull_errors: dict[str, list[_Injected]] = {}
@@ -74,25 +75,25 @@ class SimulatedWorkloads:
         with self._lock:
             self._pull_errors.setdefault(site, []).append(_Injected(image, self._now()))
 
-    def observe(self, site: Site, *, now: datetime) -> SiteObservation:
-        if not self._is_online(site.name):
-            # Offline: nothing reaches the cloud. What it ran stays recorded as last seen.
-            return SiteObservation(site=site.name, source=ObservationSource.SIMULATED, observed_at=now)
+    def containers(self, site: str, *, now: datetime) -> tuple[RunningContainer, ...]:
+        """What the site's cluster runs at ``now``: an online site first rolls to what it holds; an
+        offline one keeps running what it ran."""
         with self._lock:
-            running = self._running.setdefault(site.name, {})
-            for row in self._rows(site.name):
-                arrived = row.verified_at or row.synced_at
-                if row.state not in READY_STATES or arrived is None or now - arrived < ROLL_DELAY:
-                    continue
-                current = running.get(row.repository)
-                if current is None or row.pushed_at > current.pushed_at:
-                    running[row.repository] = row
-            containers = tuple(
+            running = self._running.setdefault(site, {})
+            if self._is_online(site):
+                for row in self._rows(site):
+                    arrived = row.verified_at or row.synced_at
+                    if row.state not in READY_STATES or arrived is None or now - arrived < self.roll_delay:
+                        continue
+                    current = running.get(row.repository)
+                    if current is None or row.pushed_at > current.pushed_at:
+                        running[row.repository] = row
+            return tuple(
                 RunningContainer(
                     namespace=NAMESPACE,
                     pod=f"{_workload(repository)}-{row.digest[7:13]}-{index}",
                     container=_workload(repository),
-                    image=f"{self._registry_host(site.name)}/{repository}",
+                    image=f"{self._registry_host(site)}/{repository}",
                     digest=row.digest,
                     workload_kind="Deployment",
                     workload_name=_workload(repository),
@@ -100,8 +101,11 @@ class SimulatedWorkloads:
                 for repository, row in sorted(running.items())
                 for index in range(PODS_PER_WORKLOAD)
             )
-            injected = list(self._pull_errors.get(site.name, []))
-        errors = tuple(
+
+    def pull_errors(self, site: str, *, now: datetime) -> tuple[PullError, ...]:
+        with self._lock:
+            injected = list(self._pull_errors.get(site, []))
+        return tuple(
             PullError(
                 image=item.image,
                 reason="ImagePullBackOff",
@@ -113,12 +117,18 @@ class SimulatedWorkloads:
             )
             for item in injected
         )
+
+    def observe(self, site: Site, *, now: datetime) -> SiteObservation:
+        if not self._is_online(site.name):
+            # Offline: nothing reaches the cloud. What it ran stays recorded as last seen.
+            self.containers(site.name, now=now)
+            return SiteObservation(site=site.name, source=ObservationSource.SIMULATED, observed_at=now)
         return SiteObservation(
             site=site.name,
             source=ObservationSource.SIMULATED,
             observed_at=now,
-            containers=containers,
-            pull_errors=errors,
+            containers=self.containers(site.name, now=now),
+            pull_errors=self.pull_errors(site.name, now=now),
         )
 
     def read_health(self, site: Site, *, now: datetime) -> SiteObservation:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -371,6 +371,42 @@ def test_a_registry_push_becomes_the_acr_event_event_grid_would_deliver() -> Non
     assert decoded.occurred_at == datetime(2026, 11, 27, 7, 54, 49, 648670, tzinfo=UTC)
     # the registry resends a notification it could not deliver: the same event id, so a redelivery
     assert acr_events_from_notifications({"events": [recorded]}, login_server=LOGIN_SERVER)[0]["id"] == event["id"]
+
+
+def test_each_sites_agent_reports_what_runs_checks_its_registry_and_catches_up_after_an_outage(dev: Dev) -> None:
+    environment = dev.environment
+    agents, workloads = environment.site_agents, environment.workloads
+    assert agents is not None
+    workloads.roll_delay = timedelta(0)  # the test does not wait for the workloads to roll
+    pushed = push_image(dev.parent, "inspection/tracker", "2.0.0")
+    dev.release_ingested("inspection/tracker", pushed.digest)
+    for site in IN_SCOPE:
+        dev.arrives(site, "inspection/tracker", pushed.digest)
+    release_id = dev.release_id("inspection/tracker", pushed.digest)
+    dev.run_checks_until(release_id, dict.fromkeys(IN_SCOPE, SyncState.VERIFIED))
+
+    runs = agents.run_once()  # the real `acrsync agent`, once per site, against the dev API over HTTP
+    for site in IN_SCOPE:
+        assert runs[site].uplink and runs[site].sent == 1 and runs[site].disconnected_pull.value == "ok", runs[site]
+        detail = httpx.get(f"{dev.api}/api/sites/{site}").json()
+        running = {image["digest"]: image for image in detail["running"]}
+        assert running[pushed.digest]["release_id"] == release_id and running[pushed.digest]["source"] == "site-agent"
+        assert detail["health"]["disconnected_pull"] == "ok" and detail["health"]["last_report_at"]
+        # the check read the site's own registry: the manifest by digest and its config blob
+        assert holds(dev.site_url(site), "inspection/tracker", pushed.digest) == pushed.digest
+
+    environment.simulation.set_online("plant-02", False)  # its uplink goes down: reports wait at the site
+    try:
+        down = [agents.run_once()["plant-02"] for _ in range(2)]
+        assert [run.buffered for run in down] == [1, 2] and not down[-1].uplink
+    finally:
+        environment.simulation.set_online("plant-02", True)
+    before = environment.services.store.get_site_runtime("plant-02").value.report_ids
+    back = agents.run_once()["plant-02"]
+    assert back.uplink and back.sent == 3 and back.buffered == 0 and back.duplicates == 0
+    after = environment.services.store.get_site_runtime("plant-02").value.report_ids
+    assert list(after[-3:]) == [*(run.report_id for run in down), back.report_id]  # oldest first
+    assert len(set(after)) == len(after) == len(before) + 3  # nothing lost, nothing doubled
 
 
 def test_stopping_ends_every_registry_process_and_syncer(dev: Dev) -> None:
