@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shared.adapters.oci import HttpManifestProbe
 from shared.bootstrap import Services, SystemClock, bootstrap, use_services
 from shared.config import DATA_DIR, Settings
 from shared.domain.model import Site
@@ -36,6 +37,7 @@ from shared.local.registry_server import NotificationTarget
 from shared.local.runtime import LocalRuntime, RuntimeOptions
 from shared.local.simulated import SimulatedConnectedRegistries, simulated_resource_id
 from shared.local.site_agents import LocalSiteAgents
+from shared.local.tls import LocalCertificate, local_certificate
 from shared.local.workloads import SimulatedWorkloads, simulated_cluster_id
 from shared.ports import Clock
 from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
@@ -81,6 +83,7 @@ class DevEnvironment:
         clock = clock or SystemClock()  # the demo passes a faster clock so windows come in seconds
         self.simulation: SimulatedConnectedRegistries | LocalRegistries | None = None
         self.registries: LocalRegistries | None = None
+        self.tls: LocalCertificate | None = None
         adapters: dict[str, object] = {"clock": clock}
         # late-bound: the services are built just below, and the sites' stand-ins ask them for sites
         if options.registries is RegistryMode.SIMULATED:
@@ -88,8 +91,12 @@ class DevEnvironment:
             adapters["arm"] = self.simulation
         else:
             api_key = self.settings.api_key
+            # The sites' registries serve TLS, as connected registries do; what acrsync runs here trusts it.
+            self.tls = local_certificate(options.data_dir / "registries" / "tls")
+            adapters["probe"] = HttpManifestProbe(verify=str(self.tls.certificate))
             self.registries = LocalRegistries(
                 options.data_dir / "registries",
+                tls=self.tls,
                 notifications=NotificationTarget(
                     notification_url(options.host, options.port), {"x-functions-key": api_key} if api_key else {}
                 ),
@@ -177,6 +184,7 @@ class DevEnvironment:
             api_url=lambda: f"http://{self.options.host}:{self.options.port}",
             report_token=lambda site: issue_report_token(self.services, site),
             buffers=self.options.data_dir / "agents",
+            ca_file=str(self.tls.certificate) if self.tls is not None else None,
             now=self.services.clock.now,
         )
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -112,12 +113,20 @@ class RegistryMirror:
     Args:
         timeout: seconds for each connect, read, write and pool wait.
         transport: an ``httpx`` transport, for tests.
+        verify: what to trust on https (the site registries' own certificate in real-registry mode).
     """
 
-    def __init__(self, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | ssl.SSLContext = True,
+    ) -> None:
         self._client = httpx.Client(
             timeout=timeout,
             transport=transport,
+            verify=verify,
             headers={"User-Agent": USER_AGENT},
             follow_redirects=True,  # blob GETs may redirect to the storage backend
         )

@@ -44,6 +44,7 @@ from shared.local.mirror import RegistryMirror
 from shared.local.registry_server import NotificationTarget, RegistryServer
 from shared.local.simulated import local_registry_state
 from shared.local.site_syncer import SiteSyncer, SyncPass
+from shared.local.tls import LocalCertificate
 
 PARENT = "parent"
 
@@ -68,12 +69,14 @@ class LocalRegistries:
         clock: Callable[[], datetime],
         login_server: str | None = None,
         mirror: RegistryMirror | None = None,
+        tls: LocalCertificate | None = None,
     ) -> None:
         self.root = root
+        self.tls = tls  # the site registries serve https with it (the parent stays plain http)
         self._sites = sites
         self._clock = clock
         self._login_server = login_server
-        self._mirror = mirror or RegistryMirror()
+        self._mirror = mirror or RegistryMirror(verify=tls.client_context() if tls is not None else True)
         self._parent = RegistryServer(PARENT, root / PARENT, notifications=notifications)
         self._syncers: dict[str, SiteSyncer] = {}
         self._lock = threading.Lock()
@@ -104,7 +107,7 @@ class LocalRegistries:
         with self._lock:
             syncer = self._syncers.get(name)
             if syncer is None:
-                server = RegistryServer(name, self.root / "sites" / name)
+                server = RegistryServer(name, self.root / "sites" / name, tls=self.tls)
                 syncer = SiteSyncer(
                     name, server, self._parent, site=lambda: self._site(name), mirror=self._mirror, clock=self._clock
                 )

@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from shared.errors import ConfigurationError
+from shared.local.tls import LocalCertificate
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,25 @@ class NotificationTarget:
 class RegistryServer:
     """One ``docker-registry serve`` on loopback: config, storage and log under ``workdir``."""
 
-    def __init__(self, name: str, workdir: Path, *, notifications: NotificationTarget | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        *,
+        notifications: NotificationTarget | None = None,
+        tls: LocalCertificate | None = None,
+    ) -> None:
         self.name = name
         self.workdir = workdir
         self.notifications = notifications
+        self.tls = tls  # serve https with this certificate (the site registries), else plain http
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def netloc(self) -> str:
@@ -123,8 +132,9 @@ class RegistryServer:
     def _wait_until_up(self) -> bool:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline and self.running:
+            verify = self.tls.client_context() if self.tls is not None else True
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/v2/", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/v2/", timeout=0.5, verify=verify).status_code == 200:
                     return True
             time.sleep(0.05)
         return False
@@ -140,6 +150,8 @@ class RegistryServer:
             },
             "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
         }
+        if self.tls is not None:
+            config["http"]["tls"] = {"certificate": str(self.tls.certificate), "key": str(self.tls.key)}
         if self.notifications is not None:
             endpoint: dict[str, Any] = {
                 "name": "acrsync",

@@ -90,7 +90,9 @@ class LocalSiteAgents:
         report_token: Callable[[str], str],
         buffers: Path,
         now: Callable[[], datetime],
+        ca_file: str | None = None,
     ) -> None:
+        self._ca_file = ca_file  # what signed the site registries' certificate
         self._workloads = workloads
         self._sites = sites  # (site, its registry endpoint)
         self._is_online = is_online
@@ -122,6 +124,7 @@ class LocalSiteAgents:
                 report_token=self._report_token(site),
                 buffer_dir=self._buffers / site,
                 registry=registry,
+                ca_file=self._ca_file,
                 kube_api=f"{self.kube_url}/sites/{site}",
             )
             try:

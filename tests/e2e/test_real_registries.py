@@ -113,6 +113,12 @@ class Dev:
         assert self.environment.registries is not None
         return self.environment.registries.parent.url
 
+    @property
+    def trust(self) -> Any:
+        """What trusts the site registries' certificate (they serve TLS, as connected registries do)."""
+        assert self.environment.tls is not None
+        return self.environment.tls.client_context()
+
     def site_url(self, site: str) -> str:
         assert self.environment.registries is not None
         return self.environment.registries.endpoint(site)
@@ -133,7 +139,10 @@ class Dev:
 
     def arrives(self, site: str, repository: str, digest: str) -> None:
         """Wait for the site's syncer to have copied the manifest (woken by the parent's notification)."""
-        eventually(lambda: holds(self.site_url(site), repository, digest) == digest, f"{repository} at {site}")
+        eventually(
+            lambda: holds(self.site_url(site), repository, digest, verify=self.trust) == digest,
+            f"{repository} at {site}",
+        )
 
     def sync_now(self, site: str) -> SyncPass:
         """A pass of ``site`` that certainly started after everything pushed so far."""
@@ -161,9 +170,12 @@ class Dev:
         self.environment.stop()
 
 
-def holds(registry: str, repository: str, reference: str) -> str | None:
-    """The Docker-Content-Digest the registry answers for a manifest, asked directly."""
-    response = httpx.head(f"{registry}/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT})
+def holds(registry: str, repository: str, reference: str, *, verify: Any = True) -> str | None:
+    """The Docker-Content-Digest the registry answers for a manifest, asked directly (a site's registry
+    over TLS, trusting its certificate: ``verify``)."""
+    response = httpx.head(
+        f"{registry}/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT}, verify=verify
+    )
     return response.headers.get("docker-content-digest") if response.status_code == 200 else None
 
 
@@ -240,10 +252,10 @@ def test_a_push_into_the_parent_reaches_the_sites_in_scope_and_is_verified_at_ea
         assert proof.source is EvidenceSource.OCI_PROBE
         assert proof.details["Docker-Content-Digest"] == pushed.digest
         assert proof.details["endpoint"] == dev.site_url(site)
-        assert holds(dev.site_url(site), "inspection/camera", pushed.digest) == pushed.digest
-        assert holds(dev.site_url(site), "inspection/camera", "1.5.0") == pushed.digest
+        assert holds(dev.site_url(site), "inspection/camera", pushed.digest, verify=dev.trust) == pushed.digest
+        assert holds(dev.site_url(site), "inspection/camera", "1.5.0", verify=dev.trust) == pushed.digest
     assert (rows["store-0001"].state, rows["store-0001"].reason) == (SyncState.SKIPPED, SyncReason.REPO_NOT_IN_SCOPE)
-    assert holds(dev.site_url("store-0001"), "inspection/camera", pushed.digest) is None
+    assert holds(dev.site_url("store-0001"), "inspection/camera", pushed.digest, verify=dev.trust) is None
 
     # what the worker's ARM port reports comes from the real syncs: the last one ended after the push
     arm = dev.environment.services.arm
@@ -262,7 +274,7 @@ def test_a_multi_arch_index_arrives_with_its_children_and_only_the_tagged_push_i
     rows = dev.run_checks_until(dev.release_id(repository, index.digest), {"plant-01": SyncState.VERIFIED})
     assert rows["plant-01"].evidence_source is EvidenceSource.OCI_PROBE
     for manifest in (index, *children):
-        assert holds(dev.site_url("plant-01"), repository, manifest.digest) == manifest.digest
+        assert holds(dev.site_url("plant-01"), repository, manifest.digest, verify=dev.trust) == manifest.digest
     store = dev.environment.services.store
     for child in children:  # the untagged children were acknowledged, not released
         with pytest.raises(NotFound):
@@ -288,7 +300,7 @@ def test_an_offline_site_copies_nothing_and_a_deletion_in_the_parent_withdraws_w
         release_id = dev.release_id("inspection/probe", pushed.digest)
         rows = dev.run_checks_until(release_id, {"plant-01": SyncState.VERIFIED})
         assert (rows["plant-02"].state, rows["plant-02"].reason) == (SyncState.PENDING, SyncReason.SITE_OFFLINE)
-        assert holds(dev.site_url("plant-02"), "inspection/probe", pushed.digest) is None
+        assert holds(dev.site_url("plant-02"), "inspection/probe", pushed.digest, verify=dev.trust) is None
 
         deleted = httpx.delete(f"{dev.parent}/v2/inspection/probe/manifests/{pushed.digest}")
         assert deleted.status_code == 202
@@ -302,7 +314,9 @@ def test_an_offline_site_copies_nothing_and_a_deletion_in_the_parent_withdraws_w
     finally:
         assert httpx.post(f"{dev.api}/api/dev/sites/plant-02/online").status_code == 200
     back = eventually(lambda: registries.sync_now("plant-02"), "plant-02 to sync again")
-    assert back.completed and holds(dev.site_url("plant-02"), "inspection/probe", pushed.digest) is None
+    assert (
+        back.completed and holds(dev.site_url("plant-02"), "inspection/probe", pushed.digest, verify=dev.trust) is None
+    )
 
 
 def test_the_bridge_ignores_what_is_no_release_and_refuses_what_is_not_a_notification(dev: Dev) -> None:
@@ -392,8 +406,10 @@ def test_each_sites_agent_reports_what_runs_checks_its_registry_and_catches_up_a
         running = {image["digest"]: image for image in detail["running"]}
         assert running[pushed.digest]["release_id"] == release_id and running[pushed.digest]["source"] == "site-agent"
         assert detail["health"]["disconnected_pull"] == "ok" and detail["health"]["last_report_at"]
+        assert environment.tls is not None  # the site registry's own certificate, read in the handshake
+        assert detail["health"]["tls_expires_at"].startswith(environment.tls.expires_at.isoformat()[:19])
         # the check read the site's own registry: the manifest by digest and its config blob
-        assert holds(dev.site_url(site), "inspection/tracker", pushed.digest) == pushed.digest
+        assert holds(dev.site_url(site), "inspection/tracker", pushed.digest, verify=dev.trust) == pushed.digest
 
     environment.simulation.set_online("plant-02", False)  # its uplink goes down: reports wait at the site
     try:

@@ -48,9 +48,10 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Site]:
     cert, key, expires = self_signed_certificate(tmp_path, days=20)
     registry = start_registry(tmp_path / "registry", tls=(cert, key))
+    request.addfinalizer(registry.stop)  # also when the setup below fails
     store = SqliteStateStore(tmp_path / "state.db")
     store.upsert_sites([make_site("plant-01", reporter=True, endpoint=registry.url)])
     queue = SqliteJobQueue(tmp_path / "queue.db")
