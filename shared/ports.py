@@ -24,7 +24,7 @@ from shared.domain.observations import (
     OutboundEvent,
     SyncScope,
 )
-from shared.domain.workloads import SiteObservation, SiteRuntime
+from shared.domain.workloads import RegistryCluster, SiteObservation, SiteRuntime
 
 PropertyValue = str | int | float | bool
 
@@ -331,6 +331,12 @@ class ClusterHealthReader(Protocol):
         """An observation with ``cluster_connectivity`` and ``extension`` set.
 
         Raises: NotFound (the cluster is gone), UpstreamUnavailable, UpstreamRejected.
+        """
+
+    def list_registry_clusters(self, resource_group_id: str) -> list[RegistryCluster]:
+        """The Arc clusters of a resource group that run the connected registry extension (all pages).
+
+        Raises: NotFound (no such group), UpstreamUnavailable, UpstreamRejected (a malformed id).
         """
 
 

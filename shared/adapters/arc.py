@@ -32,6 +32,7 @@ from shared.domain.workloads import (
     ExtensionHealth,
     ExtensionState,
     ObservationSource,
+    RegistryCluster,
     SiteObservation,
 )
 from shared.errors import NotFound, UpstreamRejected
@@ -44,6 +45,7 @@ _CLUSTER_ID = re.compile(
     r"/providers/Microsoft\.Kubernetes/connectedClusters/(?P<name>[^/]+)",
     re.IGNORECASE,
 )
+_RESOURCE_GROUP = re.compile(r"/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)", re.IGNORECASE)
 MAX_EXTENSION_ERRORS = 5
 
 
@@ -99,6 +101,29 @@ class ArcHealthReader:
             extension=_extension_health(extensions),
         )
 
+    def list_registry_clusters(self, resource_group_id: str) -> list[RegistryCluster]:
+        match = _RESOURCE_GROUP.fullmatch(resource_group_id.rstrip("/"))
+        if match is None:
+            raise UpstreamRejected("not a resource group's ARM id: /subscriptions/<id>/resourceGroups/<name>")
+        subscription, group = match["subscription"], match["group"]
+        options = {} if self._enforce_https else {"enforce_https": False}
+        with azure_errors("ARM", "list connected clusters", resource_group_id):
+            clusters = list(
+                self._client("clusters", subscription).connected_cluster.list_by_resource_group(group, **options)
+            )
+        found = []
+        for cluster in clusters:
+            name = str(getattr(cluster, "name", "") or "")
+            cluster_id = str(getattr(cluster, "id", "") or "")
+            with azure_errors("ARM", "list cluster extensions", cluster_id):
+                extensions = self._client("extensions", subscription).extensions.list(
+                    group, "Microsoft.Kubernetes", "connectedClusters", name, **options
+                )
+                registry = _registry_extension(extensions)
+            if registry is not None and cluster_id:
+                found.append(RegistryCluster(cluster_id, name, str(getattr(registry, "name", "") or "")))
+        return found
+
     def close(self) -> None:
         with self._lock:
             clients = list(self._clients.values())
@@ -122,8 +147,9 @@ class ArcHealthReader:
         return KubernetesConfigurationExtensionsMgmtClient(self._credential, subscription, **options)
 
 
-def _extension_health(extensions: list[Any]) -> ExtensionHealth:
-    found = next(
+def _registry_extension(extensions: Any) -> Any:
+    """The connected registry extension among a cluster's, or ``None``."""
+    return next(
         (
             e
             for e in extensions
@@ -131,6 +157,10 @@ def _extension_health(extensions: list[Any]) -> ExtensionHealth:
         ),
         None,
     )
+
+
+def _extension_health(extensions: list[Any]) -> ExtensionHealth:
+    found = _registry_extension(extensions)
     if found is None:
         return ExtensionHealth(ExtensionState.NOT_INSTALLED)
     errors = []

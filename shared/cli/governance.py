@@ -133,7 +133,7 @@ def _load_sites(path: Path) -> list[Any]:
 
 
 @sites_app.command("discover")
-def sites_discover(
+def sites_discover(  # noqa: PLR0917 - typer maps each option to a parameter
     registry: RegistryOption,
     out_file: Annotated[
         Path | None,
@@ -143,6 +143,15 @@ def sites_discover(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output-file.")] = False,
     listing: Annotated[str, typer.Option("--format", help="Listing format: table or json.")] = "table",
+    clusters: Annotated[
+        str | None,
+        typer.Option(
+            "--clusters",
+            metavar="RESOURCE_GROUP_ID",
+            help="The resource group of the sites' Arc clusters: each site gets the cluster_id of the cluster "
+            "running the connected registry extension under its name.",
+        ),
+    ] = None,
     arm_endpoint: ArmEndpointOption = None,
 ) -> None:
     """List the registry's connected registries with their scope maps, and draft a sites file to review.
@@ -159,9 +168,19 @@ def sites_discover(
     registry_id = validate_registry_id(registry)
     if out_file is not None and out_file.exists() and not force:
         raise ConfigurationError(f"{out_file} exists: pass --force to overwrite it")
-    with command_services() as services, arm_errors(), services.open_arm_inventory(arm_endpoint) as arm:
+    with (
+        command_services() as services,
+        arm_errors(),
+        services.open_arm_inventory(arm_endpoint) as arm,
+        services.open_cluster_health(arm_endpoint) as health,
+    ):
         try:
-            found = discover(arm, registry_id)
+            arc = health.list_registry_clusters(clusters) if clusters is not None else None
+        except NotFound as exc:
+            error(f"no resource group {clusters} (or no read access to it)")
+            raise typer.Exit(ExitCode.FAILED) from exc
+        try:
+            found = discover(arm, registry_id, clusters=arc)
         except NotFound as exc:
             error(f"no registry {registry_id} (or no read access to it)")
             raise typer.Exit(ExitCode.FAILED) from exc

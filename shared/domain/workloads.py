@@ -213,6 +213,15 @@ class ExtensionHealth:
 
 
 @dataclass(frozen=True)
+class RegistryCluster:
+    """An Arc connected cluster that runs the connected registry extension (what discovery matches)."""
+
+    cluster_id: str
+    name: str
+    extension_name: str
+
+
+@dataclass(frozen=True)
 class DisconnectedPullCheck:
     """One disconnected-pull check at the site: the digest, and whether its manifest and a blob came back."""
 

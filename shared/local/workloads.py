@@ -26,6 +26,7 @@ from shared.domain.workloads import (
     ExtensionState,
     ObservationSource,
     PullError,
+    RegistryCluster,
     RunningContainer,
     SiteObservation,
 )
@@ -130,6 +131,9 @@ class SimulatedWorkloads:
             containers=self.containers(site.name, now=now),
             pull_errors=self.pull_errors(site.name, now=now),
         )
+
+    def list_registry_clusters(self, resource_group_id: str) -> list[RegistryCluster]:
+        return []  # the simulated clusters are found by their sites, not discovered
 
     def read_health(self, site: Site, *, now: datetime) -> SiteObservation:
         online = self._is_online(site.name)

@@ -2,8 +2,12 @@
 
 Each connected registry becomes a site: its name (lower case, ``_`` as ``-``), its ARM id as
 ``connected_registry``, the repositories its sync token's scope map grants (``repositories/<repo>/content/read``)
-as the approved repositories, and its schedule, window and TTL from ``parent.syncProperties``. What ARM does
-not know (ring, owner, criticality, tag policy) is left at the defaults for a person to fill in.
+as the approved repositories, and its schedule, window and TTL from ``parent.syncProperties``. With the
+Arc clusters of a resource group, a site also gets the ``cluster_id`` of the cluster that runs the
+connected registry extension under the connected registry's name (the extension's name, else the
+cluster's): ARM does not link a connected registry to the cluster hosting it, so the match is by name and
+the draft says so. What ARM does not know (ring, owner, criticality, tag policy) is left at the defaults
+for a person to fill in.
 
 The draft always loads with :func:`shared.services.sites_file.load_sites_file`: a connected registry that
 cannot be a site (a name that is not a site name, a scope map that grants nothing or cannot be read) is
@@ -14,7 +18,8 @@ a comment saying so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +30,7 @@ from shared.domain.model import MAX_MESSAGE_TTL, MAX_SYNC_WINDOW, MIN_MESSAGE_TT
 from shared.domain.names import validate_login_server, validate_site_name
 from shared.domain.observations import ConnectedRegistryState
 from shared.domain.windows import CONTINUOUS_SCHEDULE, format_duration, validate_schedule
+from shared.domain.workloads import RegistryCluster
 from shared.errors import InvalidInput, NotFound, UpstreamRejected
 from shared.ports import ArmInventory
 from shared.services.preflight import scope_read_problem
@@ -51,8 +57,9 @@ class Discovery:
     sites: tuple[DiscoveredSite, ...]
 
 
-def discover(arm: ArmInventory, registry_id: str) -> Discovery:
-    """Read the registry, its connected registries (all pages) and each one's sync scope.
+def discover(arm: ArmInventory, registry_id: str, *, clusters: Sequence[RegistryCluster] | None = None) -> Discovery:
+    """Read the registry, its connected registries (all pages) and each one's sync scope; with
+    ``clusters`` (the Arc clusters running the connected registry extension), match each site's.
 
     Raises:
         NotFound: no such registry. UpstreamUnavailable: ARM cannot be read. UpstreamRejected.
@@ -61,8 +68,25 @@ def discover(arm: ArmInventory, registry_id: str) -> Discovery:
     seen: set[str] = set()
     found = []
     for cr in arm.list_connected_registries(registry_id):
-        found.append(_draft(arm, cr, seen))
+        drafted = _draft(arm, cr, seen)
+        found.append(_with_cluster(drafted, clusters) if clusters is not None else drafted)
     return Discovery(registry, tuple(found))
+
+
+def _with_cluster(found: DiscoveredSite, clusters: Sequence[RegistryCluster]) -> DiscoveredSite:
+    if found.entry is None:
+        return found
+    wanted = {found.connected_registry.name.lower(), found.name}
+    matches = [c for c in clusters if c.extension_name.lower() in wanted] or [
+        c for c in clusters if c.name.lower() in wanted
+    ]
+    if len(matches) != 1:
+        why = "no Arc cluster" if not matches else f"{len(matches)} Arc clusters"
+        note = f"{why} with a connected registry extension named like it: add cluster_id by hand"
+        return replace(found, notes=(*found.notes, note))
+    [cluster] = matches
+    note = f"cluster_id matched by name ({cluster.name}): ARM does not link the two, check it"
+    return replace(found, entry={**found.entry, "cluster_id": cluster.cluster_id}, notes=(*found.notes, note))
 
 
 def _draft(arm: ArmInventory, cr: ConnectedRegistryState, seen: set[str]) -> DiscoveredSite:

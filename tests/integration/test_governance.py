@@ -581,7 +581,12 @@ PLANT_01 = {
 
 
 def serve_cluster(
-    arm: ArmServer, cluster_id: str, *, connectivity: str = "Connected", extension: str | None = "Succeeded"
+    arm: ArmServer,
+    cluster_id: str,
+    *,
+    connectivity: str = "Connected",
+    extension: str | None = "Succeeded",
+    extension_name: str = "cr",
 ) -> None:
     """The site's Arc cluster and its extensions as ARM shows them."""
     arm.put(
@@ -598,8 +603,8 @@ def serve_cluster(
     if extension is not None:
         extensions.append(
             {
-                "id": f"{cluster_id}/providers/Microsoft.KubernetesConfiguration/extensions/cr",
-                "name": "cr",
+                "id": f"{cluster_id}/providers/Microsoft.KubernetesConfiguration/extensions/{extension_name}",
+                "name": extension_name,
                 "properties": {
                     "extensionType": "Microsoft.ContainerRegistry.ConnectedRegistry",
                     "provisioningState": extension,
@@ -958,6 +963,43 @@ def test_sites_discover_to_stdout_with_a_json_listing(arm: ArmServer, acrsync: C
     assert acrsync("sites", "discover", "--registry", "nope", "--arm-endpoint", arm.base_url).code == 3
     arm.fail(REG, 503, times=5)
     assert acrsync("sites", "discover", "--registry", REG, "--arm-endpoint", arm.base_url).code == 4
+
+
+def test_sites_discover_learns_each_sites_arc_cluster_by_the_name_of_its_extension_or_cluster(
+    arm: ArmServer, acrsync: Callable[..., Run]
+) -> None:
+    serve_fleet(arm)  # plant-01's cluster is named plant-01 (its extension "cr")
+    group = f"/subscriptions/{SUB}/resourceGroups/rg-plants"
+    line = f"{group}/providers/Microsoft.Kubernetes/connectedClusters/edge-line-7"
+    serve_cluster(arm, line, extension_name="line-07")  # another name; its extension says which registry
+    bare = f"{group}/providers/Microsoft.Kubernetes/connectedClusters/plant-05"
+    serve_cluster(arm, bare, extension=None)  # named like plant-05, but runs no connected registry
+    arm.put_page(
+        f"{group}/providers/Microsoft.Kubernetes/connectedClusters",
+        {
+            "value": [
+                {
+                    "id": c,
+                    "name": c.rsplit("/", 1)[-1],
+                    "location": "westeurope",
+                    "identity": {"type": "SystemAssigned"},
+                    "properties": {"agentPublicKeyCertificate": ""},
+                }
+                for c in (CLUSTER_01, line, bare)
+            ]
+        },
+    )
+    run = acrsync("sites", "discover", "--registry", REG, "--arm-endpoint", arm.base_url, "--clusters", group)
+    assert run.code == 0, run.err
+    sites = {site.name: site for site in load_sites_file(run.out).sites}
+    assert sites["plant-01"].cluster_id == CLUSTER_01 and sites["line-07"].cluster_id == line
+    assert sites["plant-05"].cluster_id is None
+    assert "# plant-01: cluster_id matched by name (plant-01): ARM does not link the two, check it" in run.out
+    assert "# plant-05: no Arc cluster with a connected registry extension named like it" in run.out
+    missing = acrsync(
+        "sites", "discover", "--registry", REG, "--arm-endpoint", arm.base_url, "--clusters", f"{group}-gone"
+    )
+    assert missing.code == 1 and "no resource group" in missing.err
 
 
 def test_discovery_keeps_the_draft_loadable(arm: ArmServer, reader: ArmConnectedRegistryReader) -> None:
