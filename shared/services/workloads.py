@@ -29,7 +29,7 @@ from shared.domain.names import validate_repository
 from shared.domain.observations import OutboundEvent, OutboundEventType
 from shared.domain.receipts import RunningSeen, canonical_json, delivery_statement, envelope_digest
 from shared.domain.site_tokens import report_token, token_matches
-from shared.domain.states import READY_STATES, EvidenceSource
+from shared.domain.states import READY_STATES, EvidenceSource, SyncState
 from shared.domain.workloads import (
     ObservationSource,
     PullError,
@@ -62,6 +62,8 @@ MAX_ATTEMPTS = 10
 SITE_ROW_PAGES = 2
 SITE_ROW_PAGE_SIZE = 100
 MAX_ANNOUNCED = 64
+# Rows of releases a site is not meant to run: out of its scope, or withdrawn from the parent.
+NOT_FOR_THE_SITE = frozenset({SyncState.SKIPPED, SyncState.WITHDRAWN})
 
 _EVIDENCE_SOURCE = {
     ObservationSource.CONTAINER_INSIGHTS: EvidenceSource.CONTAINER_INSIGHTS,
@@ -429,13 +431,15 @@ def outdated_events(
     site: str, runtime: SiteRuntime, rows: Sequence[SiteSync], now: datetime, *, outdated_after: timedelta
 ) -> list[OutboundEvent]:
     """``acrsync.site.outdated`` for every digest running at the site while a newer release of its
-    repository has been held there (ready) for longer than ``outdated_after``."""
+    repository has been held there for longer than ``outdated_after``, or should have been
+    (:func:`outdated_by`)."""
     events = []
     for image in runtime.running:
         newer = outdated_by(image, rows, now, outdated_after=outdated_after)
         if newer is None:
             continue
-        held_since = newer.verified_at or newer.synced_at
+        held = newer.state in READY_STATES
+        held_since = (newer.verified_at or newer.synced_at) if held else None
         events.append(
             site_event(
                 OutboundEventType.SITE_OUTDATED,
@@ -451,6 +455,8 @@ def outdated_events(
                     "running_since": image.first_seen_at.isoformat(),
                     "held_release_id": newer.release_id,
                     "held_digest": newer.digest,
+                    "held": held,  # false: the site should hold it (in scope) and does not yet
+                    "held_state": newer.state.value,
                     "held_since": held_since.isoformat() if held_since else None,
                     "outdated_after": f"PT{int(outdated_after.total_seconds())}S",
                 },
@@ -462,22 +468,28 @@ def outdated_events(
 def outdated_by(
     image: RunningImage, rows: Sequence[SiteSync], now: datetime, *, outdated_after: timedelta
 ) -> SiteSync | None:
-    """The newest release of the image's repository the site has held for longer than
-    ``outdated_after`` and that was pushed after the running one, else ``None``."""
+    """The newest release of the image's repository, pushed after the running one, that the site has
+    held for longer than ``outdated_after``, or should hold (in its scope) and was pushed longer ago
+    than that; else ``None``."""
     running_pushed = next(
         (row.pushed_at for row in rows if row.repository == image.repository and row.digest == image.digest), None
     )
-    held = [
+    newer = [
         row
         for row in rows
         if row.repository == image.repository
         and row.digest != image.digest
-        and row.state in READY_STATES
+        and row.state not in NOT_FOR_THE_SITE
         and (running_pushed is None or row.pushed_at > running_pushed)
-        and (since := row.verified_at or row.synced_at) is not None
-        and now - since > outdated_after
+        and now - _due_since(row) > outdated_after
     ]
-    return max(held, key=lambda row: row.pushed_at, default=None)
+    return max(newer, key=lambda row: row.pushed_at, default=None)
+
+
+def _due_since(row: SiteSync) -> datetime:
+    """Since when the site should run ``row``'s release: its arrival when held, else its push."""
+    arrived = row.verified_at or row.synced_at if row.state in READY_STATES else None
+    return arrived or row.pushed_at
 
 
 def _pull_failed_event(site: str, error: PullError) -> OutboundEvent:

@@ -223,6 +223,26 @@ def test_a_site_running_an_old_digest_long_after_a_newer_one_arrived_is_outdated
     [event] = [e for e in sink.events if e.type is OutboundEventType.SITE_OUTDATED]
     assert event.data["running_release_id"] == old_id and event.data["held_release_id"] == new_id
     assert event.event_id == f"plant-01:outdated:inspection/camera:{old_digest}:{new_id}"
+    assert event.data["held"] is True and event.data["held_state"] == "SYNCED"
+
+
+def test_a_site_running_an_old_digest_while_a_newer_one_it_should_hold_never_came_is_outdated(
+    services: Services, clock: FakeClock
+) -> None:
+    sink: CountingSink = services.events  # type: ignore[assignment]
+    _, old_digest = synced(services, tag="1.4.0")
+    stuck = push_release(services, tag="1.5.0", digest=random_digest(), at=T0 + timedelta(minutes=2))
+    move_row(services, stuck, "plant-01", SyncState.STALE, SyncReason.WINDOW_MISSED, at=T0 + timedelta(hours=3))
+    clock.advance(hours=25)
+    accept_report(
+        services,
+        "plant-01",
+        report("plant-01", clock.now(), [pod("camera-0", f"{LOCAL}/inspection/camera:1.4.0", old_digest)]),
+    )
+    [event] = [e for e in sink.events if e.type is OutboundEventType.SITE_OUTDATED]
+    assert (
+        event.data["held_release_id"] == stuck and event.data["held"] is False and event.data["held_state"] == "STALE"
+    )
 
 
 def test_a_tls_certificate_near_expiry_is_shown_and_announced(services: Services, clock: FakeClock) -> None:
