@@ -33,7 +33,7 @@ UNREACHABLE_API = "http://127.0.0.1:9"
 def pod_list(containers: tuple[RunningContainer, ...], errors: tuple[PullError, ...]) -> dict[str, Any]:
     """The site's pods as a ``v1 PodList``: one pod per running container, one waiting per pull error."""
     items = [
-        _pod(
+        pod_json(
             c.pod,
             namespace=c.namespace,
             owner=c.workload_name,
@@ -43,28 +43,30 @@ def pod_list(containers: tuple[RunningContainer, ...], errors: tuple[PullError, 
         for c in containers
     ]
     items.extend(
-        _pod(f"pull-error-{index}", namespace="apps", image=error.image, waiting=(error.reason, error.message))
+        pod_json(f"pull-error-{index}", namespace="apps", image=error.image, waiting=(error.reason, error.message))
         for index, error in enumerate(errors)
     )
     return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}
 
 
-def _pod(
+def pod_json(
     name: str,
     *,
     namespace: str,
     image: str,
     owner: str | None = None,
+    owner_kind: str = "Deployment",
     image_id: str = "",
     waiting: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A ``v1 Pod`` with one container ``app``: running, or waiting with ``(reason, message)``."""
     state: dict[str, Any] = (
         {"running": {}} if waiting is None else {"waiting": {"reason": waiting[0], "message": waiting[1]}}
     )
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
     if owner:
         metadata["ownerReferences"] = [
-            {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "uid": f"uid-{owner}", "controller": True}
+            {"apiVersion": "apps/v1", "kind": owner_kind, "name": owner, "uid": f"uid-{owner}", "controller": True}
         ]
     status = {
         "name": "app",

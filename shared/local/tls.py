@@ -41,6 +41,13 @@ def local_certificate(directory: Path) -> LocalCertificate:
         expires = x509.load_pem_x509_certificate(cert_path.read_bytes()).not_valid_after_utc
         if expires - datetime.now(UTC) > RENEW_WITHIN:
             return LocalCertificate(cert_path, key_path, expires)
+    return make_certificate(directory, validity=VALIDITY)
+
+
+def make_certificate(directory: Path, *, validity: timedelta) -> LocalCertificate:
+    """A new self-signed certificate for 127.0.0.1, valid for ``validity``, written under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acrsync local connected registry")])
     now = datetime.now(UTC).replace(microsecond=0)
@@ -51,7 +58,7 @@ def local_certificate(directory: Path) -> LocalCertificate:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
@@ -63,4 +70,4 @@ def local_certificate(directory: Path) -> LocalCertificate:
     with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
         handle.write(key_bytes)
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return LocalCertificate(cert_path, key_path, now + VALIDITY)
+    return LocalCertificate(cert_path, key_path, now + validity)

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.local.site_agents import pod_json
 from tests.support.registry import LoopbackServer
 
 
@@ -22,33 +23,15 @@ def pod(
     waiting: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """A ``v1 Pod`` with one container, running (or waiting with ``(reason, message)``)."""
-    state: dict[str, Any] = {"running": {"startedAt": "2026-11-24T09:45:00Z"}}
-    if waiting is not None:
-        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
-    if owner is not None:
-        metadata["ownerReferences"] = [
-            {"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": f"uid-{owner[1]}", "controller": True}
-        ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": {"containers": [{"name": "app", "image": image}]},
-        "status": {
-            "phase": "Running" if waiting is None else "Pending",
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "image": image,
-                    "imageID": image_id if waiting is None else "",
-                    "ready": waiting is None,
-                    "restartCount": 0,
-                    "state": state,
-                }
-            ],
-        },
-    }
+    return pod_json(
+        name,
+        namespace=namespace,
+        image=image,
+        owner=owner[1] if owner else None,
+        owner_kind=owner[0] if owner else "Deployment",
+        image_id=image_id if waiting is None else "",
+        waiting=waiting,
+    )
 
 
 class KubeServer(LoopbackServer):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import secrets
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from shared.local.tls import make_certificate
 from tests.support.azurite import free_port
 from tests.support.process import STOP_TIMEOUT_S, ServerProcess
 
@@ -220,28 +220,8 @@ def start_registry(
 def self_signed_certificate(directory: Path, *, days: int) -> tuple[Path, Path, datetime]:
     """A certificate for ``127.0.0.1`` (IP SAN) valid for ``days``, as a connected registry's
     self-signed one would be: the certificate file, the key file and its ``notAfter``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "connected-registry.test")])
-    now = datetime.now(UTC).replace(microsecond=0)
-    expires = now + timedelta(days=days)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(expires)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path, expires
+    made = make_certificate(directory, validity=timedelta(days=days))
+    return made.certificate, made.key, made.expires_at
 
 
 # -- pushing images through the distribution API ------------------------------------------------
