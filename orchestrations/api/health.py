@@ -13,5 +13,7 @@ router = APIRouter(prefix="/api")
 
 @router.get("/healthz", tags=["health"], operation_id="healthz")
 def healthz() -> dict[str, Any]:
-    """Liveness and the backends this process uses (never secrets)."""
-    return {"status": "ok", "backends": get_services().settings.describe()}
+    """Liveness, the parent registry this instance serves (`null`: whichever the events name; events
+    for another are refused when it is set) and the backends this process uses (never secrets)."""
+    settings = get_services().settings
+    return {"status": "ok", "registry": settings.registry, "backends": settings.describe()}

@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import secrets
 import signal
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared.cli.app import ExitCode, app, command_services, sites_app
 from shared.cli.client import ApiClient
+
+if TYPE_CHECKING:
+    from shared.domain.model import Site
 
 dev_app = typer.Typer(help="Run acrsync locally, and steer its simulated sites.", invoke_without_command=True)
 site_app = typer.Typer(help="Take a simulated site offline or bring it back.")
@@ -61,10 +66,14 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
     )
     base = f"http://{host}:{port}"
     site_count = len(parsed.sites) if parsed else len(environment.services.store.list_sites())
-    try_line = (
-        "  try          acrsync push inspection/camera:1.5.0\n"
-        "               acrsync wait contosoacr.azurecr.io/inspection/camera:1.5.0\n"
-    )
+    served = environment.settings.registry or DEMO_REGISTRY
+    example = _example_repository(parsed.sites if parsed else environment.services.store.list_sites())
+    export_line = ""
+    if port != DEFAULT_PORT or host != DEFAULT_HOST:
+        export_line = (
+            f"  export       ACRSYNC_API_URL={base}   (the CLI's default is http://{DEFAULT_HOST}:{DEFAULT_PORT})\n"
+        )
+    try_line = f"  try          acrsync push {example}:1.5.0\n               acrsync wait {served}/{example}:1.5.0\n"
     if environment.registries is not None:
         parent = environment.registries.start_parent().url
         try_line = f"  parent       {parent}: push here with any OCI client; sites copy it in their windows\n"
@@ -76,7 +85,7 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         f"  data         {environment.settings.sqlite_path}\n"
         f"  sites        {site_count} from {sites_file or 'the store'} ({registries} connected registries)\n"
         f"  workers      {environment.runtime.options.workers} site-check workers, sweeper every minute\n"
-        f"{try_line}"
+        f"{export_line}{try_line}"
         "  Ctrl-C stops it (jobs in flight are abandoned, not lost).",
         err=True,
     )
@@ -89,6 +98,23 @@ def dev(  # noqa: PLR0917 - typer maps each option to a parameter
         uvicorn.run(asgi_app, host=host, port=port, log_level="warning")
     finally:
         environment.stop()
+
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7071
+DEMO_REPOSITORY = "inspection/camera"
+
+
+def _example_repository(sites: Sequence[Site]) -> str:
+    """A repository some site approves, for the banner's examples: the demo's when a site approves it,
+    else a site's first pattern made concrete."""
+    if any(site.approves_repository(DEMO_REPOSITORY) for site in sites):
+        return DEMO_REPOSITORY
+    for site in sites:
+        for pattern in site.repositories:
+            concrete = pattern.replace("/*", "/app").replace("*", "app").replace("?", "a")
+            if fnmatch.fnmatchcase(concrete, pattern) and "[" not in pattern:
+                return concrete
+    return DEMO_REPOSITORY
 
 
 @site_app.command("offline")
@@ -130,6 +156,21 @@ def _set_site(name: str, state: str, api_url: str | None, api_key: str | None) -
     typer.echo(f"{name} is {state}", err=True)
 
 
+DEMO_REGISTRY = "contosoacr.azurecr.io"
+
+
+def _served_registry_and_approval(client: ApiClient, repository: str) -> tuple[str | None, bool | None]:
+    """The registry the instance serves (``None``: any) and whether any site approves ``repository``
+    (``None`` when the sites could not be read)."""
+    health = client.request("GET", "/api/healthz")
+    served = health.json().get("registry") if health.status_code == 200 else None
+    sites = client.request("GET", "/api/sites")
+    if sites.status_code != 200:
+        return served, None
+    patterns = [pattern for site in sites.json().get("value", []) for pattern in site.get("repositories", [])]
+    return served, any(fnmatch.fnmatchcase(repository, pattern) for pattern in patterns)
+
+
 @app.command()
 def push(
     image: Annotated[str, typer.Argument(help="repository:tag, e.g. inspection/camera:1.5.0")],
@@ -138,11 +179,17 @@ def push(
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Post a realistic ImagePushed event (Event Grid schema) to the local ingress."""
+    """Post a realistic ImagePushed event (Event Grid schema) to the ingress, for the registry the
+    instance serves (its /api/healthz) unless --registry names another; warns when no site approves
+    the repository (the push then reaches no site)."""
     repository, _, tag = image.rpartition(":")
     if not repository or not tag or "/" in tag:
         raise typer.BadParameter("use repository:tag", param_hint="IMAGE")
-    login_server = (registry or os.environ.get("ACRSYNC_REGISTRY") or "contosoacr.azurecr.io").lower()
+    with ApiClient(api_url, api_key) as client:
+        served, approved = _served_registry_and_approval(client, repository)
+    login_server = (registry or served or os.environ.get("ACRSYNC_REGISTRY") or DEMO_REGISTRY).lower()
+    if approved is False:
+        typer.echo(f"warning: no site approves {repository}: the release will reach no site", err=True)
     digest = digest or "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     from shared.domain.acr_events import image_pushed_event
     from shared.local.names import registry_topic

@@ -193,12 +193,14 @@ def decode_event(raw: Mapping[str, Any], *, registry_hint: str | None = None) ->
 
     Args:
         raw: the event as delivered (Event Grid schema or CloudEvents 1.0).
-        registry_hint: the parent registry's login server when configured; otherwise it comes from
-            ``data.request.host`` (parent events) or the registry name in the topic.
+        registry_hint: the parent registry's login server when configured: an event for another
+            registry is refused (``FOREIGN_REGISTRY``); otherwise it comes from ``data.request.host``
+            (parent events) or the registry name in the topic.
 
     Raises:
         InvalidInput: ``MALFORMED_EVENT``, ``INVALID_TEXT``, ``MISSING_FIELD`` (naming the field),
-            ``FIELD_TOO_LONG``, ``INVALID_DIGEST``, ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_TIME``.
+            ``FIELD_TOO_LONG``, ``INVALID_DIGEST``, ``INVALID_REPOSITORY``, ``INVALID_TAG``, ``INVALID_TIME``,
+            ``FOREIGN_REGISTRY``.
     """
     check_plain_json(raw)
     cloud = "specversion" in raw
@@ -375,8 +377,22 @@ def _event(
 
 
 def _registry(data: Mapping[str, Any], topic: Any, hint: str | None, *, edge: bool) -> str:
+    """The parent registry's login server: the configured one (``hint``), else what the event names.
+
+    Raises:
+        InvalidInput: ``FOREIGN_REGISTRY`` when the event names another registry than the configured one.
+    """
+    named = _named_registry(data, topic, edge=edge)
     if hint:
+        if named is not None and registry_name(named) != registry_name(hint):
+            raise InvalidInput("FOREIGN_REGISTRY", f"this instance serves {hint}; the event is for {named}")
         return hint
+    if named is not None:
+        return named
+    raise InvalidInput("MISSING_FIELD", "data.request.host is missing and the topic names no registry")
+
+
+def _named_registry(data: Mapping[str, Any], topic: Any, *, edge: bool) -> str | None:
     request = _optional_object(data, "request")
     host = request.get("host")
     # At the edge request.host names the connected registry, not the parent the release belongs to.
@@ -385,7 +401,14 @@ def _registry(data: Mapping[str, Any], topic: Any, hint: str | None, *, edge: bo
     match = _REGISTRY_IN_TOPIC.search(topic) if isinstance(topic, str) else None
     if match:
         return validate_login_server(f"{match.group(1).lower()}.azurecr.io")
-    raise InvalidInput("MISSING_FIELD", "data.request.host is missing and the topic names no registry")
+    return None
+
+
+def registry_name(login_server: str) -> str:
+    """A registry's name from any of its host names: ``contosoacr`` for ``contosoacr.azurecr.io`` and
+    for its data endpoint ``contosoacr.westeurope.data.azurecr.io``; a loopback address stays whole."""
+    host = login_server.lower()
+    return host if host[:1].isdigit() or host.startswith("localhost") else host.split(".", 1)[0]
 
 
 def _connected_registry_name(data: Mapping[str, Any], topic: Any) -> str | None:

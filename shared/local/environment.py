@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from shared.adapters.oci import HttpManifestProbe
 from shared.bootstrap import Services, SystemClock, bootstrap, use_services
-from shared.config import DATA_DIR, Settings
+from shared.config import DATA_DIR, REGISTRY, Settings
 from shared.domain.model import Site
 from shared.errors import ConfigurationError
 from shared.local.bridge import notification_url
@@ -40,7 +40,7 @@ from shared.local.site_agents import LocalSiteAgents
 from shared.local.tls import LocalCertificate, local_certificate
 from shared.local.workloads import SimulatedWorkloads, simulated_cluster_id
 from shared.ports import Clock
-from shared.services.sites_file import ImportReport, SitesFile, import_sites, load_sites_file
+from shared.services.sites_file import ImportReport, SitesFile, SitesFileError, import_sites, load_sites_file
 from shared.services.workloads import issue_report_token
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,10 @@ class DevEnvironment:
     ) -> None:
         self.options = options
         env = dict(os.environ if environ is None else environ)
-        self.settings = Settings.from_environ({**env, DATA_DIR: str(options.data_dir)})
+        served = {} if env.get(REGISTRY) else _registry_of(options.sites_file)
+        # The registry this instance serves: ACRSYNC_REGISTRY, else the sites file's `registry:`; events
+        # for another registry are refused at the ingress, and `acrsync push` follows it.
+        self.settings = Settings.from_environ({**env, **served, DATA_DIR: str(options.data_dir)})
         _refuse_open_network_binding(options.host, self.settings)
         clock = clock or SystemClock()  # the demo passes a faster clock so windows come in seconds
         self.simulation: SimulatedConnectedRegistries | LocalRegistries | None = None
@@ -226,6 +229,18 @@ class DevEnvironment:
         if changed:
             self.services.store.upsert_sites(changed)
             self.services.catalog.invalidate()
+
+
+def _registry_of(sites_file: Path | None) -> dict[str, str]:
+    """``{ACRSYNC_REGISTRY: <the sites file's registry>}``, or nothing when it names none (or does not
+    load: load_sites then says why)."""
+    if sites_file is None:
+        return {}
+    try:
+        registry = load_sites_file(sites_file.read_text(), allow_short_windows=True).registry
+    except (OSError, SitesFileError):
+        return {}
+    return {REGISTRY: registry} if registry else {}
 
 
 def _simulated(site: Site) -> Site:

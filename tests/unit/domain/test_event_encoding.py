@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from shared.domain.acr_events import (
     AcrEventType,
     RegistryEvent,
@@ -13,6 +15,7 @@ from shared.domain.acr_events import (
     image_pushed_event,
 )
 from shared.domain.names import release_id_for
+from shared.errors import InvalidInput
 from tests.builders import REGISTRY, REGISTRY_TOPIC
 from tests.fakes import load_event
 
@@ -80,3 +83,21 @@ def test_the_encoded_push_has_the_shape_of_the_acr_sample() -> None:
 def test_encoding_the_same_event_twice_gives_the_same_event() -> None:
     assert _pushed() == _pushed()
     assert _pushed()["data"] != _pushed(event_id="another")["data"]  # data.id follows the event id
+
+
+@pytest.mark.parametrize(
+    "name", ["eventgrid-image-pushed", "cloudevents-image-pushed", "eventgrid-connected-registry-image-pushed"]
+)
+def test_an_instance_serving_one_registry_refuses_events_for_another(name: str) -> None:
+    raw = load_event(name)
+    assert decode_event(raw, registry_hint=REGISTRY).registry == REGISTRY  # its own: taken
+    with pytest.raises(InvalidInput) as refused:
+        decode_event(raw, registry_hint="myacr.azurecr.io")
+    assert refused.value.code == "FOREIGN_REGISTRY"
+    assert "this instance serves myacr.azurecr.io" in refused.value.detail
+
+
+def test_a_data_endpoint_host_is_the_same_registry() -> None:
+    raw = load_event("eventgrid-image-pushed")
+    raw["data"]["request"]["host"] = "contosoacr.westeurope.data.azurecr.io"
+    assert decode_event(raw, registry_hint=REGISTRY).registry == REGISTRY
