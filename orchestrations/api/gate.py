@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -64,6 +64,10 @@ def get_readiness(
         bool,
         Query(description="A site is ready once it is seen running the digest, not when its registry holds it."),
     ] = False,
+    stale: Annotated[
+        Literal["blocked", "pending"],
+        Query(description="STALE sites block (default), or count as pending: they are still checked and may arrive."),
+    ] = "blocked",
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The readiness gate: 200 `ready`, 202 `pending` (Retry-After, Location) or 200 `failed`.
@@ -78,6 +82,7 @@ def get_readiness(
         require_all_critical=require_all_critical,
         require_rollback=require_rollback,
         require_running=require_running,
+        stale_blocks=stale == "blocked",
     )
     verdict, body = status.readiness(get_services(), release_id, selection, policy)
     if verdict.state is GateState.PENDING:

@@ -280,6 +280,14 @@ class ReadinessModel(Model):
     reasons: list[GateReasonModel] = Field(description="Why the gate failed; empty unless state is failed.")
     require_running: bool = Field(description="Sites count as ready once they run the digest, not when they hold it.")
     running: int = Field(description="Selected sites seen running the digest.")
+    stale: Literal["blocked", "pending"] = Field(description="Whether STALE sites counted as blocked or as pending.")
+    expected_ready_at: datetime | None = Field(
+        description="When the policy should be met, from the pending sites' expected ready times; null when ready, "
+        "failed, or it cannot be told (expected_ready_reason says why)."
+    )
+    expected_ready_reason: str | None = Field(
+        description="Why there is no estimate while pending, e.g. an offline site."
+    )
     require_rollback: bool
     rollback_ready: bool = Field(description="Every selected in-scope site could roll back to N-1 (by evidence).")
     rollback: list[RollbackCheckModel] = Field(description="Per selected in-scope site.")

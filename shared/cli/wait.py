@@ -167,6 +167,7 @@ class WaitSpec:
     min_ready: float = 1.0
     require_all_critical: bool = True
     require_running: bool = False
+    fail_on_stale: bool = False  # STALE ends the wait (the gate counts it as blocked); else it is pending
 
     def gate_params(self) -> dict[str, str]:
         params = {
@@ -175,6 +176,7 @@ class WaitSpec:
         }
         if self.require_running:
             params["require_running"] = "true"
+        params["stale"] = "blocked" if self.fail_on_stale else "pending"
         if self.sites is not None:
             params["sites"] = self.sites
         if self.ring is not None:
@@ -283,6 +285,13 @@ def _transient(exc: ApiError) -> bool:
 # -- describing where things stand --------------------------------------------------------------
 
 
+def estimate(gate: dict[str, Any]) -> str:
+    """``ready by 11-24 22:00Z (estimate)``, or ``ETA unknown: <why>``."""
+    if gate.get("expected_ready_at"):
+        return f"ready by {short_time(gate['expected_ready_at'])} (estimate)"
+    return f"ETA unknown: {gate.get('expected_ready_reason') or 'no site has an expected ready time'}"
+
+
 def gate_summary(gate: dict[str, Any]) -> str:
     return f"{gate.get('state')}: {gate.get('ready')}/{gate.get('total')} sites ready, {gate.get('required')} required"
 
@@ -314,8 +323,8 @@ def last_state_lines(result: WaitResult, reference: Reference) -> list[str]:
     else:
         lines = [
             f"last known state of release {result.release_id}: {gate_summary(result.gate)}",
-            f"pending: {describe_sites(result.gate.get('pending') or [])}",
             f"blocked: {describe_sites(result.gate.get('blocked') or [])}",
+            f"pending: {describe_sites(result.gate.get('pending') or [])}",
         ]
     if result.problem:
         lines.append(f"last problem: {result.problem}")
@@ -352,8 +361,9 @@ class PlainReporter:
         else:
             gate = state.gate
             line = (
-                f"{prefix}: {gate_summary(gate)}; pending: {describe_sites(gate.get('pending') or [])}; "
-                f"blocked: {describe_sites(gate.get('blocked') or [])}"
+                f"{prefix}: {gate_summary(gate)}; {estimate(gate)}; "
+                f"blocked: {describe_sites(gate.get('blocked') or [])}; "
+                f"pending: {describe_sites(gate.get('pending') or [])}"
             )
         if state.problem:
             line += f"; {state.problem}"
@@ -401,13 +411,16 @@ class LiveReporter:
         if state.gate is None:
             return Group(Text(f"Waiting for release {state.release_id}: not found yet", style="bold"), Text(clock_line))
         gate = state.gate
-        head = Text(f"Waiting for {self.reference} (release {state.release_id}) · {gate_summary(gate)}", style="bold")
+        head = Text(
+            f"Waiting for {self.reference} (release {state.release_id}) · {gate_summary(gate)} · {estimate(gate)}",
+            style="bold",
+        )
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption="* critical", caption_justify="left")
         table.add_column("Site", no_wrap=True)
         table.add_column("State", no_wrap=True)
         table.add_column("Reason", overflow="ellipsis", no_wrap=True)
         table.add_column("Expected ready", no_wrap=True)
-        rows = [("pending", e) for e in gate.get("pending") or []] + [("blocked", e) for e in gate.get("blocked") or []]
+        rows = [("blocked", e) for e in gate.get("blocked") or []] + [("pending", e) for e in gate.get("pending") or []]
         for kind, entry in rows[:MAX_TABLE_ROWS]:
             table.add_row(
                 plain(str(entry.get("site")) + (" *" if entry.get("critical") else "")),
@@ -468,6 +481,14 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
         bool,
         typer.Option("--require-running", help="Wait until the sites run the digest, not only hold it."),
     ] = False,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="failed (default): only FAILED and WITHDRAWN sites end the wait early; stale: STALE sites do too "
+            "(otherwise a stale site is waited for until --timeout: it is still checked and may arrive).",
+        ),
+    ] = "failed",
     timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long (exit code 2).")] = DEFAULT_TIMEOUT,
     interval: Annotated[str, typer.Option("--interval", help="The shortest pause between polls.")] = DEFAULT_INTERVAL,
     max_interval: Annotated[
@@ -481,7 +502,9 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
 ) -> None:
     out = Output.from_options(output, query, only_show_errors)
     spec = _spec(reference, ring, sites, min_ready, require_all_critical, timeout, interval, max_interval)
-    spec = replace(spec, require_running=require_running)
+    if fail_on not in {"failed", "stale"}:
+        raise typer.BadParameter("use failed or stale", param_hint="'--fail-on'")
+    spec = replace(spec, require_running=require_running, fail_on_stale=fail_on == "stale")
     reporter = make_reporter(spec.reference, only_show_errors=only_show_errors)
     with api_errors(), open_client(api_url, api_key) as client:
         try:

@@ -94,6 +94,9 @@ class GatePolicy:
     require_all_critical: bool = True
     require_rollback: bool = False  # every selected in-scope site must be able to roll back to N-1
     require_running: bool = False  # a site is ready once it runs the digest, not when it holds it
+    # STALE sites block (the gate can fail on them); False: they count as pending, since a stale row
+    # keeps being checked and may still arrive (what `acrsync wait` asks for unless --fail-on stale).
+    stale_blocks: bool = True
 
     def __post_init__(self) -> None:
         valid = isinstance(self.min_ready, int | float) and not isinstance(self.min_ready, bool)
@@ -129,13 +132,21 @@ class GateSite:
         return self.state is None or self.state in BLOCKED_STATES or self.reason == SITE_OUT_OF_SCOPE
 
     def predicted_at(self, now: datetime) -> datetime | None:
-        """When this pending site may change: its expected ready time, or its next check when sooner
-        and still ahead."""
+        """When this pending site may change: its expected ready time (overdue: look again soon), or its
+        next check when sooner and still ahead."""
         predicted = self.expected_ready_at
         upcoming = self.next_check_at if self.next_check_at is not None and self.next_check_at > now else None
         if upcoming is not None and (predicted is None or upcoming < predicted):
             predicted = upcoming
         return predicted
+
+    def expected_at(self, now: datetime) -> datetime | None:
+        """When this pending site is expected ready (not a next check: that is only a look); ``None``
+        when nothing ahead says so, and for a STALE site, which has already missed what was expected."""
+        if self.state is SyncState.STALE:
+            return None
+        expected = self.expected_ready_at
+        return expected if expected is not None and expected > now else None
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,10 @@ class GateVerdict:
     rollback_ready: bool | None = None  # None when no rollback checks were given
     rollback: tuple[RollbackCheck, ...] = ()  # per selected in-scope site, in selection order
     running: int = 0  # selected sites seen running the digest
+    # When the policy should be met, from the pending sites' expected ready times; None with the reason
+    # when it cannot be told (a site offline or stale with no prediction), or when not pending.
+    expected_ready_at: datetime | None = None
+    expected_ready_reason: str | None = None
 
 
 def parse_site_list(text: str) -> tuple[str, ...]:
@@ -218,8 +233,12 @@ def evaluate(
         ]
     total = len(selected)
     ready = sum(1 for entry in selected if entry.ready)
-    blocked = tuple(entry for entry in selected if entry.blocked)
-    pending = tuple(entry for entry in selected if not entry.ready and not entry.blocked)
+
+    def blocks(entry: GateSite) -> bool:
+        return entry.blocked and (policy.stale_blocks or entry.state is not SyncState.STALE)
+
+    blocked = tuple(entry for entry in selected if blocks(entry))
+    pending = tuple(entry for entry in selected if not entry.ready and not blocks(entry))
     required = policy.required(total)
 
     reasons: list[GateFailure] = []
@@ -252,6 +271,9 @@ def evaluate(
     else:
         state = GateState.PENDING
     retry_after, next_change_at = _retry_after(pending, now) if state is GateState.PENDING else (None, None)
+    expected_at, expected_reason = (
+        _estimate(pending, required - ready, policy, now) if state is GateState.PENDING else (None, None)
+    )
     return GateVerdict(
         state=state,
         release_id=release.release_id,
@@ -268,7 +290,28 @@ def evaluate(
         rollback_ready=(bool(checks) and not unable) if rollback is not None or policy.require_rollback else None,
         rollback=checks,
         running=sum(1 for entry in selected if entry.running),
+        expected_ready_at=expected_at,
+        expected_ready_reason=expected_reason,
     )
+
+
+def _estimate(
+    pending: Sequence[GateSite], needed: int, policy: GatePolicy, now: datetime
+) -> tuple[datetime | None, str | None]:
+    """When ``needed`` more sites (and every pending critical one, when required) are expected ready."""
+    critical = [entry for entry in pending if entry.critical] if policy.require_all_critical else []
+    unknown = [entry for entry in critical if entry.expected_at(now) is None]
+    expected = sorted(t for t in (entry.expected_at(now) for entry in pending) if t is not None)
+    if unknown or len(expected) < needed:
+        blind = unknown or [entry for entry in pending if entry.expected_at(now) is None]
+        shown = ", ".join(
+            f"{e.site} ({e.state.value if e.state else 'no row'} {e.reason or ''})".replace(" )", ")")
+            for e in blind[:5]
+        )
+        more = f" and {len(blind) - 5} more" if len(blind) > 5 else ""
+        return None, f"no expected ready time for {shown}{more}"
+    moments = ([expected[needed - 1]] if needed > 0 else []) + [t for e in critical if (t := e.expected_at(now))]
+    return (max(moments), None) if moments else (None, None)
 
 
 def retry_after_seconds(predicted: datetime | None, now: datetime) -> int:

@@ -338,6 +338,9 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
         "reasons": [{"code": failure.code.value, "sites": list(failure.sites)} for failure in verdict.reasons],
         "require_running": verdict.policy.require_running,
         "running": verdict.running,
+        "stale": "blocked" if verdict.policy.stale_blocks else "pending",
+        "expected_ready_at": _iso(verdict.expected_ready_at),
+        "expected_ready_reason": verdict.expected_ready_reason,
         "require_rollback": verdict.policy.require_rollback,
         "rollback_ready": bool(verdict.rollback_ready),
         "rollback": [

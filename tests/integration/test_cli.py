@@ -698,7 +698,8 @@ def test_wait_rides_out_5xx_and_dropped_connections_after_the_first_answer() -> 
     assert result.outcome is wait_module.Outcome.READY
     assert clock.sleeps == [30, 45, 10]  # Retry-After of the 202 and of the 503; the interval after a drop
     assert all(
-        re.search(rf"/api/releases/{release}/readiness\?min_ready=1&require_all_critical=true$", u) for u in seen
+        re.search(rf"/api/releases/{release}/readiness\?min_ready=1&require_all_critical=true&stale=pending$", u)
+        for u in seen
     )
 
 
@@ -723,3 +724,19 @@ def test_wait_never_reached_exits_4_at_once() -> None:
     with pytest.raises(ApiUnreachable):
         wait_module.run_wait(client, spec, clock=clock, reporter=wait_module.QuietReporter())
     assert clock.sleeps == [] and len(seen) == 1
+
+
+def test_wait_waits_out_a_stale_site_until_its_timeout_unless_told_to_fail_on_stale(
+    acrsync: Callable[..., Run], services: Services, release_id: str, fake_clock: WaitClock
+) -> None:
+    move(services, release_id, "plant-01", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    move(services, release_id, "plant-02", SyncState.STALE, SyncReason.SITE_OFFLINE)
+    run = acrsync("wait", release_id, "--ring", "canary", "--timeout", "2m")
+    assert run.code == 2, run.err  # a stale site is still checked and may arrive: wait for it
+    gate = run.json()
+    assert gate["state"] == "pending" and gate["stale"] == "pending"
+    assert gate["expected_ready_at"] is None and "plant-02 (STALE SITE_OFFLINE)" in gate["expected_ready_reason"]
+    assert "ETA unknown: no expected ready time for plant-02 (STALE SITE_OFFLINE)" in run.err
+    failing = acrsync("wait", release_id, "--ring", "canary", "--fail-on", "stale")
+    assert failing.code == 1 and failing.json()["reasons"][0]["code"] == "TOO_MANY_BLOCKED"
+    assert acrsync("wait", release_id, "--fail-on", "sometimes").code == 3

@@ -318,3 +318,49 @@ def test_with_require_running_a_site_is_ready_once_it_runs_the_digest_not_when_i
     rows[1] = replace(rows[1], running_pods=1)
     now_running = evaluate(RELEASE, rows, sites, selection=GateSelection(), policy=policy, now=NOW)
     assert (now_running.state, now_running.ready) == (GateState.READY, 2)
+
+
+# -- the overall estimate and stale sites -------------------------------------------------------------
+
+
+def test_the_estimate_is_when_enough_pending_sites_are_expected_ready() -> None:
+    rows = [
+        row("a", V),
+        row("b", P, expected=30 * MIN),
+        row("c", W, expected=10 * MIN),
+        row("d", P, expected=20 * MIN),
+    ]
+    verdict = gate(rows, min_ready=0.75)  # 3 of 4: a is ready, two more needed
+    assert verdict.state is GateState.PENDING
+    assert verdict.expected_ready_at == NOW + 20 * MIN and verdict.expected_ready_reason is None
+
+
+def test_a_critical_site_sets_the_estimate_when_it_comes_last() -> None:
+    rows = [row("a", P, expected=10 * MIN), row("b", P, expected=90 * MIN)]
+    verdict = gate(rows, sites=sites_for(rows, critical=("b",)), min_ready=0.5)
+    assert verdict.expected_ready_at == NOW + 90 * MIN
+
+
+@pytest.mark.parametrize(
+    ("rows", "reason"),
+    [
+        ([row("a", P)], "no expected ready time for a (PENDING AWAITING_FIRST_CHECK)"),
+        ([row("a", W, expected=-5 * MIN)], "no expected ready time for a (WAITING_FOR_WINDOW AWAITING_FIRST_CHECK)"),
+    ],
+)
+def test_no_estimate_rather_than_a_past_or_made_up_one(rows: list[SiteSync], reason: str) -> None:
+    verdict = gate(rows)
+    assert verdict.expected_ready_at is None and verdict.expected_ready_reason == reason
+
+
+def test_stale_sites_can_count_as_pending_and_then_give_no_estimate() -> None:
+    rows = [row("a", V), replace(row("b", ST, expected=10 * MIN), reason=SyncReason.SITE_OFFLINE)]
+    assert gate(rows).state is GateState.FAILED  # stale blocks by default
+    verdict = evaluate(
+        RELEASE, rows, sites_for(rows), selection=GateSelection(), policy=GatePolicy(stale_blocks=False), now=NOW
+    )
+    assert verdict.state is GateState.PENDING and [e.site for e in verdict.pending] == ["b"]
+    assert (
+        verdict.expected_ready_at is None
+        and verdict.expected_ready_reason == "no expected ready time for b (STALE SITE_OFFLINE)"
+    )
