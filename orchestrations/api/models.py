@@ -364,13 +364,14 @@ class SigningKeyModel(Model):
 class SkippedSiteModel(Model):
     site: str
     state: str | None = Field(description="The row's state; null when the site has no row in this release.")
+    reason: str | None = Field(description="SITE_OFFLINE: not retried, the site is offline (force=true retries it).")
 
 
 class RetryModel(Model):
     release_id: str
     requested: list[str] = Field(description="The sites the request named or selected.")
     enqueued: list[str] = Field(description="Sites a check was enqueued for.")
-    skipped: list[SkippedSiteModel] = Field(description="Sites left alone (ready, withdrawn, out of scope).")
+    skipped: list[SkippedSiteModel] = Field(description="Sites left alone (ready, withdrawn, out of scope, offline).")
 
 
 class EventModel(Model):

@@ -108,6 +108,9 @@ def retry(
             description="Optional client request id; a repeated retry is harmless either way.",
         ),
     ] = None,
+    force: Annotated[
+        bool, Query(description="Retry offline sites too (they are skipped with reason SITE_OFFLINE otherwise).")
+    ] = False,
 ) -> Response:
     """Re-enqueue checks: FAILED and STALE rows move to PENDING (reason OPERATOR_RETRY, operator
     evidence); PENDING and WAITING_FOR_WINDOW rows get a fresh check; other rows are skipped."""
@@ -118,12 +121,15 @@ def retry(
         request_spec,
         actor=principal.name if principal is not None else None,
         request_id=repeatability_request_id,
+        force=force,
     )
     body = {
         "release_id": result.release_id,
         "requested": result.requested,
         "enqueued": result.enqueued,
-        "skipped": [{"site": s.site, "state": s.state.value if s.state else None} for s in result.skipped],
+        "skipped": [
+            {"site": s.site, "state": s.state.value if s.state else None, "reason": s.reason} for s in result.skipped
+        ],
     }
     headers = {"Location": absolute(request, f"/api/releases/{release_id}"), "Cache-Control": "no-store"}
     if repeatability_request_id is not None:

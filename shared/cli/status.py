@@ -453,18 +453,26 @@ def retry(  # noqa: PLR0917 - typer maps each option to a parameter
         str,
         typer.Option("--sites", help="failed (every FAILED site), stale (every STALE site) or site names: a,b."),
     ],
+    force: Annotated[bool, typer.Option("--force", help="Retry offline sites too.")] = False,
     api_url: ApiUrlOption = None,
     api_key: ApiKeyOption = None,
     output: OutputOption = "json",
     query: QueryOption = None,
     only_show_errors: OnlyShowErrorsOption = False,
 ) -> None:
-    """Check sites of a release again: FAILED and STALE sites go back to PENDING; prints what was enqueued."""
+    """Check sites of a release again: FAILED and STALE sites go back to PENDING; prints what was enqueued.
+    An offline site is skipped (its check would only find it offline again) unless --force."""
     out = Output.from_options(output, query, only_show_errors)
     ref = parse_reference(reference)
+    params = {"sites": sites, **({"force": "true"} if force else {})}
     with api_errors(), open_client(api_url, api_key) as client:
         release_id = resolve(client, ref)
-        answer = client.post_json(release_path(release_id, "/retry"), params={"sites": sites})
+        answer = client.post_json(release_path(release_id, "/retry"), params=params)
+    offline = [entry["site"] for entry in answer.get("skipped", []) if entry.get("reason") == "SITE_OFFLINE"]
+    if offline:
+        out.note(
+            f"warning: not retried, offline: {', '.join(offline)} (a check would find them offline again; --force)"
+        )
     out.emit(answer)
 
 

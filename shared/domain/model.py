@@ -261,7 +261,9 @@ class SiteSync:
             stamps["synced_at"] = self.synced_at or at
         elif target is SyncState.STALE:
             stamps["stale_at"] = at
-            stamps["stale_incidents"] = self.stale_incidents + 1
+            # A retried stale row that goes straight back to stale is the same incident, not a new one.
+            retried_stale = self.reason is SyncReason.OPERATOR_RETRY and self.stale_at is not None
+            stamps["stale_incidents"] = self.stale_incidents + (0 if retried_stale else 1)
             stamps["window_missed"] = self.window_missed or reason is SyncReason.WINDOW_MISSED
         return replace(self, state=target, reason=reason, updated_at=at, **{**stamps, **changes})  # type: ignore[arg-type]
 

@@ -15,11 +15,12 @@ from datetime import datetime
 
 from shared.domain.changes import RowChange, transition
 from shared.domain.messages import JobKind, SiteSyncJob
-from shared.domain.model import SiteSync
+from shared.domain.model import Site, SiteSync
 from shared.domain.names import validate_site_name
+from shared.domain.observations import ConnectionState
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
 from shared.domain.windows import predicted_ready_at
-from shared.errors import InvalidInput
+from shared.errors import AcrSyncError, InvalidInput
 from shared.services.dependencies import Dependencies
 from shared.services.fanout import PlannedJob, send_jobs
 from shared.services.lookup import require_release
@@ -67,6 +68,7 @@ class RetryRequest:
 class SkippedSite:
     site: str
     state: SyncState | None  # None: the site has no row in this release
+    reason: str | None = None  # SITE_OFFLINE: not retried, since nothing can reach it (force retries anyway)
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,11 @@ def retry_sites(
     *,
     actor: str | None = None,
     request_id: str | None = None,
+    force: bool = False,
 ) -> RetryResult:
-    """Re-enqueue checks of a release at the requested sites.
+    """Re-enqueue checks of a release at the requested sites. A stale or failed site that is offline
+    (its connected registry says so, or its row's reason does) is skipped with ``SITE_OFFLINE`` unless
+    ``force``: its check would only find it offline again.
 
     ``actor`` (who asked) and ``request_id`` (the client's Repeatability-Request-ID) go into the
     evidence of every row moved back to PENDING.
@@ -124,6 +129,13 @@ def retry_sites(
             skipped.append(SkippedSite(name, None))
             continue
         site = catalog.get(name)
+        if (
+            not force
+            and rows[name].value.state in _KEYWORD_STATES.values()
+            and _offline(services, site, rows[name].value)
+        ):
+            skipped.append(SkippedSite(name, rows[name].value.state, SyncReason.SITE_OFFLINE.value))
+            continue
         expected = predicted_ready_at(site.schedule, site.sync_window, now, now) if site is not None else None
         outcome = update_row(store, release_id, name, _reopen(now, expected, details), current=rows[name])
         row = outcome.after
@@ -137,6 +149,18 @@ def retry_sites(
         schedule_summary(services.queue, services.clock, release_id)
         logger.info("operator retry of release %s: %d checks enqueued", release_id, len(jobs))
     return RetryResult(release_id, requested, enqueued, skipped)
+
+
+def _offline(services: Dependencies, site: Site | None, row: SiteSync) -> bool:
+    """Whether the site is offline: its connected registry's state (the cached ARM read), else the row's reason."""
+    if site is not None and site.connected_registry:
+        try:
+            return (
+                services.arm.get_connected_registry(site.connected_registry).connection_state is ConnectionState.OFFLINE
+            )
+        except AcrSyncError:
+            pass
+    return row.reason is SyncReason.SITE_OFFLINE
 
 
 def _reopen(now: datetime, expected: datetime | None, details: dict[str, str]) -> Decision:

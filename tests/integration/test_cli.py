@@ -740,3 +740,23 @@ def test_wait_waits_out_a_stale_site_until_its_timeout_unless_told_to_fail_on_st
     failing = acrsync("wait", release_id, "--ring", "canary", "--fail-on", "stale")
     assert failing.code == 1 and failing.json()["reasons"][0]["code"] == "TOO_MANY_BLOCKED"
     assert acrsync("wait", release_id, "--fail-on", "sometimes").code == 3
+
+
+def test_retry_skips_an_offline_site_unless_forced_and_its_return_to_stale_is_no_new_incident(
+    acrsync: Callable[..., Run], services: Services, release_id: str
+) -> None:
+    move(services, release_id, "plant-02", SyncState.STALE, SyncReason.SITE_OFFLINE)
+    run = acrsync("retry", release_id, "--sites", "stale")
+    assert run.code == 0, run.err
+    assert run.json()["enqueued"] == [] and run.json()["skipped"] == [
+        {"site": "plant-02", "state": "STALE", "reason": "SITE_OFFLINE"}
+    ]
+    assert "not retried, offline: plant-02" in run.err
+    assert services.store.get_site_sync(release_id, "plant-02").value.state is SyncState.STALE  # unchanged
+
+    forced = acrsync("retry", release_id, "--sites", "stale", "--force")
+    assert forced.json()["enqueued"] == ["plant-02"]
+    before = services.store.get_site_sync(release_id, "plant-02").value
+    assert before.state is SyncState.PENDING and before.stale_incidents == 1
+    move(services, release_id, "plant-02", SyncState.STALE, SyncReason.SITE_OFFLINE)  # straight back: still offline
+    assert services.store.get_site_sync(release_id, "plant-02").value.stale_incidents == 1

@@ -591,7 +591,10 @@ def test_retry_stale_and_named_sites(client: TestClient, services: Services, rel
         "release_id": release_id,
         "requested": ["plant-02", "plant-03", "plant-01", "store-01"],
         "enqueued": ["plant-02", "plant-03"],  # a stale row reopened, a waiting row checked now
-        "skipped": [{"site": "plant-01", "state": "VERIFIED"}, {"site": "store-01", "state": "SKIPPED"}],
+        "skipped": [
+            {"site": "plant-01", "state": "VERIFIED", "reason": None},
+            {"site": "store-01", "state": "SKIPPED", "reason": None},
+        ],
     }
     assert row_state(services, release_id, "plant-02") is SyncState.PENDING
     assert row_state(services, release_id, "plant-03") is SyncState.WAITING_FOR_WINDOW  # only a new job
@@ -609,7 +612,7 @@ def test_retrying_twice_sends_one_job(client: TestClient, services: Services, re
 
 
 def test_retry_of_a_failed_gate_reopens_it(client: TestClient, services: Services, release_id: str) -> None:
-    move(services, release_id, "plant-01", SyncState.FAILED, SyncReason.SITE_OFFLINE)
+    move(services, release_id, "plant-01", SyncState.FAILED, SyncReason.TRANSFER_FAILED)
     url = f"/api/releases/{release_id}/readiness"
     assert client.get(url).json()["state"] == "failed"
     client.post(f"/api/releases/{release_id}/retry?sites=failed")
@@ -623,7 +626,7 @@ def test_retry_of_a_failed_gate_reopens_it(client: TestClient, services: Service
         ("sites=", 400, "INVALID_SITE_LIST"),
         ("sites=Bad_Name", 400, "INVALID_SITE_NAME"),
         ("", 400, "INVALID_SITE_LIST"),
-        ("sites=failed&force=true", 400, "UNKNOWN_QUERY_PARAMETER"),
+        ("sites=failed&dry_run=true", 400, "UNKNOWN_QUERY_PARAMETER"),
     ],
 )
 def test_retry_problems(client: TestClient, release_id: str, query: str, status: int, code: str) -> None:
