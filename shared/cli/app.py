@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -40,8 +40,24 @@ app.add_typer(sites_app, name="sites")
 given_services: ContextVar[Services | None] = ContextVar("acrsync_cli_services", default=None)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"acrsync {version('acrsync')}")
+        except PackageNotFoundError:
+            typer.echo("acrsync (not installed as a package)")
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
-def root() -> None:
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Provable container releases to edge sites (ACR connected registries).
 
     Exit codes: 0 success, 1 failed, 2 timed out, 3 usage or configuration error,

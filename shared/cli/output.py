@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, TextIO
@@ -305,6 +305,14 @@ class Output:
     def emit(self, data: Any) -> None:
         """Apply the query, then write the result to stdout in the chosen format."""
         render(apply_query(self.query, data), self.format)
+
+    def emit_view(self, data: Any, view: Callable[[Any], Any]) -> None:
+        """``table`` and ``tsv`` show the command's own columns (``view`` of the data); every other
+        format, and any ``--query``, works on the data itself."""
+        if self.query is None and self.format in {OutputFormat.TABLE.value, OutputFormat.TSV.value}:
+            render(view(data), self.format)
+        else:
+            self.emit(data)
 
     def note(self, message: str) -> None:
         """A note for a person on stderr (progress, hints), unless only errors are wanted."""

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from shared.cli import views
 from shared.cli.app import ExitCode, app, sites_app
 from shared.cli.client import API_URL_ENV, DEFAULT_API_URL, ApiClient, ApiError
 from shared.cli.output import OnlyShowErrorsOption, Output, OutputOption, QueryOption, error
@@ -257,7 +258,7 @@ def releases(  # noqa: PLR0917 - typer maps each option to a parameter
             next_link = body.get("nextLink")
     if next_link:
         out.note("note: more releases match; add --all to list every one (or a larger --top)")
-    out.emit(items)
+    out.emit_view(items, views.releases_rows)
 
 
 @app.command("release")
@@ -283,7 +284,7 @@ def release(  # noqa: PLR0917 - typer maps each option to a parameter
             if exc.status == 404:
                 raise ReleaseNotFound(ref) from exc
             raise
-    out.emit(detail)
+    out.emit_view(detail, views.release_rows)
 
 
 @sites_app.callback(invoke_without_command=True)
@@ -301,7 +302,7 @@ def sites(  # noqa: PLR0917 - typer maps each option to a parameter
     out = Output.from_options(output, query, only_show_errors)
     with api_errors(), open_client(api_url, api_key) as client:
         body = client.get_json("/api/sites")
-    out.emit(list(body.get("value", [])))
+    out.emit_view(list(body.get("value", [])), views.sites_rows)
 
 
 @app.command("site")
@@ -322,44 +323,19 @@ def site(  # noqa: PLR0917 - typer maps each option to a parameter
     validate_site_name(name)
     with api_errors(), open_client(api_url, api_key) as client:
         detail = client.get_json(f"/api/sites/{quote(name, safe='')}")
-    if out.format in {"table", "tsv"} and out.query is None:
-        out.emit(site_rows(detail))
-        if detail.get("pull_errors"):
-            out.emit(
-                [{k: e.get(k) for k in ("image", "reason", "count", "last_seen_at")} for e in detail["pull_errors"]]
-            )
-        return
-    out.emit(detail)
-
-
-def site_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per repository: the newest release checked there (held) beside the digests running there."""
-    held = {entry["repository"]: entry for entry in detail.get("repositories_state") or []}
-    running: dict[str, list[dict[str, Any]]] = {}
-    for image in detail.get("running") or []:
-        running.setdefault(image["repository"], []).append(image)
-    rows = []
-    for repository in sorted(set(held) | set(running)):
-        entry = held.get(repository) or {}
-        images = running.get(repository) or [{}]
-        for image in images:
-            rows.append(
+    out.emit_view(detail, views.site_rows)
+    if out.format in {"table", "tsv"} and out.query is None and detail.get("pull_errors"):
+        out.emit(
+            [
                 {
-                    "repository": repository,
-                    "held": _short(entry.get("digest")),
-                    "state": entry.get("state"),
-                    "tags": ",".join(entry.get("tags") or []),
-                    "running": _short(image.get("digest")),
-                    "pods": image.get("pods"),
-                    "release": (image.get("release_id") or "drift")[:12] if image else None,
-                    "since": image.get("first_seen_at"),
+                    "image": e["image"],
+                    "reason": e["reason"],
+                    "count": e["count"],
+                    "last seen": views.compact_time(e["last_seen_at"]),
                 }
-            )
-    return rows
-
-
-def _short(digest: str | None) -> str | None:
-    return digest.removeprefix("sha256:")[:12] if digest else None
+                for e in detail["pull_errors"]
+            ]
+        )
 
 
 @sites_app.command("running")
@@ -377,22 +353,7 @@ def sites_running(  # noqa: PLR0917 - typer maps each option to a parameter
         validate_repository(repository)
     with api_errors(), open_client(api_url, api_key) as client:
         body = client.get_json("/api/running", params={"repository": repository})
-    rows = list(body.get("value", []))
-    if out.format in {"table", "tsv"} and out.query is None:
-        rows = [
-            {
-                "site": row["site"],
-                "repository": row["repository"],
-                "digest": _short(row["digest"]),
-                "release": (row.get("release_id") or "drift")[:12],
-                "tags": ",".join(row.get("tags") or []),
-                "pods": row["pods"],
-                "since": row["first_seen_at"],
-                "source": row["source"],
-            }
-            for row in rows
-        ]
-    out.emit(rows)
+    out.emit_view(list(body.get("value", [])), views.running_rows)
 
 
 @sites_app.command("report-token")

@@ -23,7 +23,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
@@ -44,6 +44,7 @@ from shared.cli.status import (
     parse_reference,
     release_path,
 )
+from shared.cli.views import compact_time
 from shared.domain.gate import parse_site_list
 
 DEFAULT_TIMEOUT = "1h"
@@ -333,13 +334,7 @@ def last_state_lines(result: WaitResult, reference: Reference) -> list[str]:
 
 def short_time(value: Any) -> str:
     """``2026-11-24T22:00:00+00:00`` → ``11-24 22:00Z`` (UTC), for the live table."""
-    if not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(str(value)).astimezone(UTC)
-    except ValueError:
-        return str(value)
-    return moment.strftime("%m-%d %H:%MZ")
+    return compact_time(value)
 
 
 def _elapsed(seconds: float) -> str:

@@ -400,19 +400,41 @@ def test_every_output_format(acrsync: Callable[..., Run], services: Services, re
 
     tsv = acrsync("sites", "-o", "tsv").out.splitlines()
     assert len(tsv) == 4
-    first = tsv[0].split("\t")
-    assert first[:4] == ["plant-01", "canary", "true", "ops@contoso.example"]
-    assert first[4] == "inspection/*"  # a list of scalars: comma-joined
+    first = tsv[0].split("\t")  # the command's own columns: name, ring, critical, connection, schedule, window, next
+    assert first[:5] == ["plant-01", "canary", "true", "", "continuous"]
+    assert len({len(line.split("\t")) for line in tsv}) == 1  # the same columns on every line
 
     table = acrsync("sites", "-o", "table").out
     lines = table.splitlines()
-    assert "Name" in lines[0] and "Ring" in lines[0] and "Critical" in lines[0]
-    assert "NextWindow" not in lines[0]  # nested objects are left out
+    assert lines[0].split() == ["Name", "Ring", "Critical", "Connection", "Schedule", "Window", "Next", "window"]
     assert any(line.lstrip().startswith("plant-03") for line in lines)
     assert "\x1b[" not in table
 
     none = acrsync("sites", "-o", "none")
     assert none.code == 0 and none.out == ""
+
+
+def test_each_command_has_its_own_table_that_fits_120_columns(
+    acrsync: Callable[..., Run], services: Services, release_id: str
+) -> None:
+    move(services, release_id, "plant-01", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    releases = acrsync("releases", "-o", "table").out.splitlines()
+    assert releases[0].split() == ["Repository", "Tags", "Digest", "Pushed", "Ready", "Pending", "Blocked"]
+    assert releases[2].split()[:2] == ["inspection/camera", "1.4.2"] and "/3" in releases[2]  # as of its summary
+    release = acrsync("release", release_id, "-o", "table").out.splitlines()
+    assert release[0].split() == ["Site", "Ring", "State", "Reason", "Eta", "Synced", "Verified", "Running"]
+    assert [line.split()[0] for line in release[2:]] == ["plant-01", "plant-02", "plant-03", "store-01"]
+    for command in (["releases"], ["release", release_id], ["sites"]):
+        table = acrsync(*command, "-o", "table").out
+        assert max(len(line) for line in table.splitlines()) <= 120, table
+    tsv = acrsync("release", release_id, "-o", "tsv").out.splitlines()
+    assert {len(line.split("\t")) for line in tsv} == {8}
+    assert acrsync("release", release_id, "--query", "sites[0].site", "-o", "tsv").out == "plant-01\n"  # all data
+
+
+def test_version(acrsync: Callable[..., Run]) -> None:
+    run = acrsync("--version")
+    assert run.code == 0 and run.out.startswith("acrsync ")
 
 
 def test_query_is_applied_before_formatting(acrsync: Callable[..., Run], services: Services, release_id: str) -> None:
