@@ -19,6 +19,7 @@ import typer
 
 from shared.cli.app import ExitCode, app, command_services, sites_app
 from shared.cli.client import ApiClient
+from shared.cli.output import Output, OutputOption, QueryOption
 
 if TYPE_CHECKING:
     from shared.domain.model import Site
@@ -172,16 +173,19 @@ def _served_registry_and_approval(client: ApiClient, repository: str) -> tuple[s
 
 
 @app.command()
-def push(
+def push(  # noqa: PLR0917 - typer maps each option to a parameter
     image: Annotated[str, typer.Argument(help="repository:tag, e.g. inspection/camera:1.5.0")],
     registry: Annotated[str, typer.Option(help="The parent registry's login server.")] = "",
     digest: Annotated[str | None, typer.Option(help="The manifest digest (default: a new random one).")] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
+    output: OutputOption = "json",
+    query: QueryOption = None,
 ) -> None:
     """Post a realistic ImagePushed event (Event Grid schema) to the ingress, for the registry the
     instance serves (its /api/healthz) unless --registry names another; warns when no site approves
     the repository (the push then reaches no site)."""
+    out = Output.from_options(output, query, False)
     repository, _, tag = image.rpartition(":")
     if not repository or not tag or "/" in tag:
         raise typer.BadParameter("use repository:tag", param_hint="IMAGE")
@@ -217,17 +221,14 @@ def push(
         typer.echo(f"error: {response.json().get('detail', response.text)}", err=True)
         raise typer.Exit(ExitCode.FAILED)
     [result] = response.json()["results"]
-    typer.echo(
-        json.dumps(
-            {
-                "release_id": result["release_id"],
-                "image": f"{login_server}/{repository}:{tag}",
-                "digest": digest,
-                "outcome": result["outcome"],
-                "jobs_sent": result["jobs_sent"],
-            },
-            indent=2,
-        )
+    out.emit(
+        {
+            "release_id": result["release_id"],
+            "image": f"{login_server}/{repository}:{tag}",
+            "digest": digest,
+            "outcome": result["outcome"],
+            "jobs_sent": result["jobs_sent"],
+        }
     )
 
 

@@ -2,7 +2,8 @@
 
 Calls ``GET /api/report?since=`` (``--api-url``/``ACRSYNC_API_URL``, key in ``--api-key``/
 ``ACRSYNC_API_KEY``) and prints one line per site: ``table`` (default, for people), ``csv`` (a header
-row, then one row per site; lags in seconds, empty when unknown) or ``json`` (the API's answer).
+row, then one row per site; lags in seconds, empty when unknown), ``tsv`` (the csv columns, no header),
+or ``json``/``yaml`` (the API's answer); ``--query`` (JMESPath) applies to the API's answer.
 
 Exit codes: 0 success, 1 the API failed, 3 bad arguments (also a 400 from the API), 4 API
 unreachable or unauthorized.
@@ -11,7 +12,6 @@ unreachable or unauthorized.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from typing import Annotated, Any, TextIO
 
@@ -19,9 +19,9 @@ import typer
 
 from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiError
-from shared.cli.output import plain
+from shared.cli.output import Output, QueryOption, plain
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "jsonc", "yaml", "tsv", "none")
 EXPOSURE_COLUMNS = ("repositories_approved", "drift", "over_exposed", "missing")
 CSV_COLUMNS = (
     "site",
@@ -43,7 +43,10 @@ CSV_COLUMNS = (
 @app.command("report")
 def report(
     since: Annotated[str, typer.Option("--since", help="The period: days or hours back, e.g. 30d or 12h.")] = "30d",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (default), csv or json.")] = "table",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="table (default), csv, json, jsonc, yaml, tsv or none.")
+    ] = "table",
+    query: QueryOption = None,
     api_url: Annotated[str | None, typer.Option("--api-url", help="The acrsync API (env ACRSYNC_API_URL).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="The API key (env ACRSYNC_API_KEY).")] = None,
 ) -> None:
@@ -52,18 +55,21 @@ def report(
     fmt = output.strip().lower()
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{output!r} is not one of {', '.join(FORMATS)}", param_hint="'-o' / '--output'")
+    out = Output.from_options("json" if fmt == "csv" else fmt, query, False)
     with ApiClient(api_url, api_key) as client:
         try:
             body = client.get_json("/api/report", params={"since": since})
         except ApiError as exc:
             typer.echo(f"error: {exc.detail} ({exc.code})", err=True)
             raise typer.Exit(ExitCode.USAGE if exc.status == 400 else ExitCode.FAILED) from exc
-    if fmt == "json":
-        sys.stdout.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
-    elif fmt == "csv":
+    if fmt == "csv":
         write_csv(body.get("value", []), sys.stdout)
-    else:
+    elif fmt == "table" and query is None:
         print_table(body)
+    elif query is None and fmt in {"tsv"}:
+        out.emit([csv_row(entry) for entry in body.get("value", [])])  # the csv columns, without the header
+    else:
+        out.emit(body)
 
 
 def csv_row(entry: dict[str, Any]) -> list[str]:

@@ -11,8 +11,8 @@ Per site, over the releases pushed in the period:
   exact lag). ``null`` when no row got there;
 * ``windows_missed``: rows that went ``STALE`` with reason ``WINDOW_MISSED`` (counted once per row,
   from the evidence, so a row that caught up later still counts);
-* ``stale_incidents``: evidence records moving a row to ``STALE`` (a row retried and stale again
-  counts twice);
+* ``stale_incidents``: times a row went ``STALE``; a row an operator retried that goes straight back to
+  ``STALE`` is the same incident (it was never anything but stale in between);
 * ``exposure``: ``repositories_approved`` (the site's approved repository patterns) and, for a site
   with a connected registry, its scope drift now (:func:`shared.services.governance.site_drift`):
   ``drift`` (true/false), ``over_exposed`` and ``missing`` (counts of scope-map patterns no approval
@@ -120,11 +120,19 @@ def _count(store: StateStore, release: Release, tallies: dict[str, LedgerFigures
     if any(row.stale_at is not None for row in rows if row.site in entries):
         incidents: Counter[str] = Counter()
         missed: set[str] = set()
-        for record in store.list_evidence(release.release_id):
-            if record.state_to is SyncState.STALE and record.site in entries:
-                incidents[record.site] += 1
+        retried_stale: set[str] = set()  # sites whose last move was a retry out of STALE
+        for record in store.list_evidence(release.release_id):  # oldest first
+            if record.site not in entries or record.state_to is None:
+                continue
+            if record.state_to is SyncState.STALE:
+                if record.site not in retried_stale:
+                    incidents[record.site] += 1
                 if record.reason is SyncReason.WINDOW_MISSED:
                     missed.add(record.site)
+            if record.state_from is SyncState.STALE and record.reason is SyncReason.OPERATOR_RETRY:
+                retried_stale.add(record.site)
+            elif record.state_from is not None and record.state_from is not record.state_to:
+                retried_stale.discard(record.site)
         entries = {
             site: replace(entry, stale_incidents=incidents[site], window_missed=site in missed)
             for site, entry in entries.items()

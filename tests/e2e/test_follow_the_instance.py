@@ -75,6 +75,9 @@ def test_the_banner_push_and_ingress_follow_the_served_registry(
             assert answer["image"] == "myacr.azurecr.io/vision/detector:2.3.0" and answer["jobs_sent"] == 1
             assert "warning" not in pushed.err
 
+            assert main(["push", "vision/detector:2.3.9", "--api-url", base, "--query", "image", "-o", "tsv"]) == 0
+            assert capsys.readouterr().out == "myacr.azurecr.io/vision/detector:2.3.9\n"
+
             assert main(["push", "retail/till:1.0.0", "--api-url", base]) == 0
             assert "no site approves retail/till" in capsys.readouterr().err
 
