@@ -140,17 +140,8 @@ class LocalSiteAgents:
         self._server.server_close()
 
 
-class _KubeHandler(BaseHTTPRequestHandler):
-    agents: LocalSiteAgents
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path).path.strip("/").split("/")
-        if len(parts) == 5 and parts[0] == "sites" and parts[2:] == ["api", "v1", "pods"]:
-            self._send(200, self.agents.pods(parts[1]))
-        else:
-            self._send(
-                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
-            )
+class JsonHandler(BaseHTTPRequestHandler):
+    """A loopback handler that answers JSON (the local Kubernetes API, and the tests' stand-ins)."""
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -161,4 +152,17 @@ class _KubeHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("local kube api: %s", format % args)
+        logger.debug("%s: %s", type(self).__name__, format % args)
+
+
+class _KubeHandler(JsonHandler):
+    agents: LocalSiteAgents
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path).path.strip("/").split("/")
+        if len(parts) == 5 and parts[0] == "sites" and parts[2:] == ["api", "v1", "pods"]:
+            self._send(200, self.agents.pods(parts[1]))
+        else:
+            self._send(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )

@@ -4,12 +4,10 @@ documented shape. Tests set the pods (:meth:`KubeServer.set_pods`) and read the 
 
 from __future__ import annotations
 
-import json
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.local.site_agents import pod_json
+from shared.local.site_agents import JsonHandler, pod_json
 from tests.support.registry import LoopbackServer
 
 
@@ -50,7 +48,7 @@ class KubeServer(LoopbackServer):
         self._pods = list(pods)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     @property
     def kube(self) -> KubeServer:
         owner: KubeServer = self.server.owner  # type: ignore[attr-defined]
@@ -66,14 +64,3 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": self.kube._pods}
         )
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
