@@ -107,7 +107,7 @@ class Services:
         self._workload_observer = _Lazy(
             lambda: workload_observer if workload_observer is not None else _build_observer(self._credential)
         )
-        self._cluster_health_given = cluster_health is not None
+        self._given_cluster_health = cluster_health
         self._cluster_health = _Lazy(
             lambda: cluster_health if cluster_health is not None else _build_cluster_health(settings, self._credential)
         )
@@ -195,11 +195,7 @@ class Services:
         """
         from shared.adapters.arm import ArmConnectedRegistryReader
 
-        base_url = arm_endpoint_url(endpoint) if endpoint else self.settings.arm_endpoint
-        enforce_https = base_url is None or urlsplit(base_url).scheme == "https"
-        reader = ArmConnectedRegistryReader(
-            self._credential.get(), base_url=base_url, enforce_https=enforce_https, retry_total=1
-        )
+        reader = ArmConnectedRegistryReader(self._credential.get(), retry_total=1, **self._command_arm(endpoint))
         try:
             yield reader
         finally:
@@ -209,19 +205,21 @@ class Services:
     def open_cluster_health(self, endpoint: str | None = None) -> Iterator[ClusterHealthReader]:
         """The Arc health reader for preflight, on ``endpoint`` (as :meth:`open_arm_inventory`), closed
         afterwards; the reader given to :func:`bootstrap` when there is one."""
-        given = self._cluster_health.get() if self._cluster_health_given else None
-        if given is not None:
-            yield given
+        if self._given_cluster_health is not None:
+            yield self._given_cluster_health
             return
         from shared.adapters.arc import ArcHealthReader
 
-        base_url = arm_endpoint_url(endpoint) if endpoint else self.settings.arm_endpoint
-        enforce_https = base_url is None or urlsplit(base_url).scheme == "https"
-        reader = ArcHealthReader(self._credential.get(), base_url=base_url, enforce_https=enforce_https, retry_total=1)
+        reader = ArcHealthReader(self._credential.get(), retry_total=1, **self._command_arm(endpoint))
         try:
             yield reader
         finally:
             reader.close()
+
+    def _command_arm(self, endpoint: str | None) -> dict[str, Any]:
+        """ARM for a command: ``endpoint`` (``https://``; ``http://`` only on loopback) or the settings'."""
+        base_url = arm_endpoint_url(endpoint) if endpoint else self.settings.arm_endpoint
+        return {"base_url": base_url, "enforce_https": base_url is None or urlsplit(base_url).scheme == "https"}
 
     def close(self) -> None:
         """Close what was built (adapters that were never used are not built just to be closed)."""

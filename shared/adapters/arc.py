@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from datetime import datetime
 from typing import Any
 
 from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
 from azure.mgmt.kubernetesconfiguration.extensions import KubernetesConfigurationExtensionsMgmtClient
 
-from shared.adapters.arm import DEFAULT_RETRY_TOTAL, azure_errors, management_client_options
+from shared.adapters.arm import DEFAULT_RETRY_TOTAL, ManagementClients, azure_errors, management_client_options
 from shared.domain.model import Site
 from shared.domain.workloads import (
     ClusterConnectivity,
@@ -64,8 +63,12 @@ class ArcHealthReader:
         self._base_url = base_url
         self._enforce_https = enforce_https
         self._retry_total = DEFAULT_RETRY_TOTAL if retry_total is None else retry_total
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._clusters = ManagementClients(
+            lambda sub: ConnectedKubernetesClient(self._credential, sub, **self._options())
+        )
+        self._extensions = ManagementClients(
+            lambda sub: KubernetesConfigurationExtensionsMgmtClient(self._credential, sub, **self._options())
+        )
 
     def read_health(self, site: Site, *, now: datetime) -> SiteObservation:
         """The cluster's connectivity and the connected registry extension's state.
@@ -82,12 +85,12 @@ class ArcHealthReader:
         subscription, group, name = match["subscription"], match["group"], match["name"]
         options = {} if self._enforce_https else {"enforce_https": False}
         with azure_errors("ARM", "get connected cluster", site.cluster_id):
-            cluster = self._client("clusters", subscription).connected_cluster.get(group, name, **options)
+            cluster = self._clusters.get(subscription).connected_cluster.get(group, name, **options)
         connectivity = ClusterConnectivity.parse(_text(_properties(cluster, "connectivity_status")))
         try:
             with azure_errors("ARM", "list cluster extensions", site.cluster_id):
                 extensions = list(
-                    self._client("extensions", subscription).extensions.list(
+                    self._extensions.get(subscription).extensions.list(
                         group, "Microsoft.Kubernetes", "connectedClusters", name, **options
                     )
                 )
@@ -108,15 +111,13 @@ class ArcHealthReader:
         subscription, group = match["subscription"], match["group"]
         options = {} if self._enforce_https else {"enforce_https": False}
         with azure_errors("ARM", "list connected clusters", resource_group_id):
-            clusters = list(
-                self._client("clusters", subscription).connected_cluster.list_by_resource_group(group, **options)
-            )
+            clusters = list(self._clusters.get(subscription).connected_cluster.list_by_resource_group(group, **options))
         found = []
         for cluster in clusters:
             name = str(getattr(cluster, "name", "") or "")
             cluster_id = str(getattr(cluster, "id", "") or "")
             with azure_errors("ARM", "list cluster extensions", cluster_id):
-                extensions = self._client("extensions", subscription).extensions.list(
+                extensions = self._extensions.get(subscription).extensions.list(
                     group, "Microsoft.Kubernetes", "connectedClusters", name, **options
                 )
                 registry = _registry_extension(extensions)
@@ -125,26 +126,11 @@ class ArcHealthReader:
         return found
 
     def close(self) -> None:
-        with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
+        self._clusters.close()
+        self._extensions.close()
 
-    def _client(self, kind: str, subscription: str) -> Any:
-        key = (kind, subscription.lower())
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._new_client(kind, subscription)
-                self._clients[key] = client
-            return client
-
-    def _new_client(self, kind: str, subscription: str) -> Any:
-        options = management_client_options(self._base_url, self._retry_total)
-        if kind == "clusters":
-            return ConnectedKubernetesClient(self._credential, subscription, **options)
-        return KubernetesConfigurationExtensionsMgmtClient(self._credential, subscription, **options)
+    def _options(self) -> dict[str, Any]:
+        return management_client_options(self._base_url, self._retry_total)
 
 
 def _registry_extension(extensions: Any) -> Any:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import isodate
@@ -193,8 +193,7 @@ class ArmConnectedRegistryReader:
         self._enforce_https = enforce_https
         self._clock = clock or _utc_now
         self._retry_total = DEFAULT_RETRY_TOTAL if retry_total is None else retry_total
-        self._clients: dict[str, ContainerRegistryManagementClient] = {}
-        self._lock = threading.Lock()
+        self._clients = ManagementClients(self._new_client)
 
     # -- port ----------------------------------------------------------------------------------
     def get_connected_registry(self, resource_id: str) -> ConnectedRegistryState:
@@ -289,22 +288,11 @@ class ArmConnectedRegistryReader:
 
     def close(self) -> None:
         """Close every client. Idempotent; a later call builds fresh clients."""
-        with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _client(self, subscription_id: str) -> ContainerRegistryManagementClient:
-        key = subscription_id.lower()
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._new_client(subscription_id)
-                self._clients[key] = client
-                logger.debug("ARM client created for subscription %s", subscription_id)
-            return client
+        return self._clients.get(subscription_id)
 
     def _new_client(self, subscription_id: str) -> ContainerRegistryManagementClient:
         options = management_client_options(self._base_url, self._retry_total)
@@ -319,6 +307,36 @@ class ArmConnectedRegistryReader:
     def _errors(self, operation: str, resource_id: str) -> Iterator[None]:
         with azure_errors("ARM", operation, resource_id):
             yield
+
+
+C = TypeVar("C")
+
+
+class ManagementClients(Generic[C]):
+    """Management clients built on first use, once per subscription (ids compare case-blind), and
+    kept until :meth:`close` (safe across threads)."""
+
+    def __init__(self, build: Callable[[str], C]) -> None:
+        self._build = build
+        self._clients: dict[str, C] = {}
+        self._lock = threading.Lock()
+
+    def get(self, subscription_id: str) -> C:
+        key = subscription_id.lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._build(subscription_id)
+                logger.debug("ARM client created for subscription %s", subscription_id)
+            return client
+
+    def close(self) -> None:
+        """Close every client. Idempotent; a later call builds fresh ones."""
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()  # type: ignore[attr-defined]  # every management client has close()
 
 
 def management_client_options(base_url: str | None, retry_total: int) -> dict[str, Any]:

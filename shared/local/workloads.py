@@ -122,7 +122,6 @@ class SimulatedWorkloads:
     def observe(self, site: Site, *, now: datetime) -> SiteObservation:
         if not self._is_online(site.name):
             # Offline: nothing reaches the cloud. What it ran stays recorded as last seen.
-            self.containers(site.name, now=now)
             return SiteObservation(site=site.name, source=ObservationSource.SIMULATED, observed_at=now)
         return SiteObservation(
             site=site.name,

@@ -45,7 +45,7 @@ from shared.domain.states import READY_STATES, EvidenceSource, SyncState
 from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import StateStore
 from shared.services.dependencies import Dependencies
-from shared.services.lookup import require_site
+from shared.services.lookup import recent_site_rows, require_site
 
 MAX_OLDER_RELEASES = 100
 RELEASES_PAGE_SIZE = 50
@@ -234,15 +234,8 @@ def _repository_rollback(services: Dependencies, site: Site, repository: str, *,
 
 def _site_repositories(store: StateStore, site: Site) -> list[str]:
     """Repositories the site approves that have a checked row there (its newest rows)."""
-    seen: set[str] = set()
-    continuation: str | None = None
-    for _ in range(SITE_HISTORY_PAGES):
-        page = store.list_site_syncs_for_site(site.name, page_size=SITE_HISTORY_PAGE_SIZE, continuation=continuation)
-        seen.update(row.repository for row in page.items if site.approves_repository(row.repository))
-        continuation = page.continuation
-        if continuation is None:
-            break
-    return sorted(seen)
+    rows = recent_site_rows(store, site.name, pages=SITE_HISTORY_PAGES, page_size=SITE_HISTORY_PAGE_SIZE)
+    return sorted({row.repository for row in rows if site.approves_repository(row.repository)})
 
 
 def _releases(store: StateStore, repository: str) -> Iterator[Release]:

@@ -27,7 +27,7 @@ from shared.domain.windows import format_duration, window_at_or_after
 from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, SiteNotFound
 from shared.services import governance, rollback, workloads
 from shared.services.dependencies import Dependencies
-from shared.services.lookup import require_release, require_site
+from shared.services.lookup import recent_site_rows, require_release, require_site
 from shared.services.rows import tally
 
 logger = logging.getLogger(__name__)
@@ -140,14 +140,8 @@ def _connection_state(services: Dependencies, site: Site) -> str | None:
 def _repositories_state(services: Dependencies, site: str) -> list[dict[str, Any]]:
     store = services.store
     latest: dict[str, SiteSync] = {}
-    continuation: str | None = None
-    for _ in range(SITE_HISTORY_PAGES):
-        page = store.list_site_syncs_for_site(site, page_size=SITE_HISTORY_PAGE_SIZE, continuation=continuation)
-        for row in page.items:  # newest release first: the first row of a repository is its latest
-            latest.setdefault(row.repository, row)
-        continuation = page.continuation
-        if continuation is None:
-            break
+    for row in recent_site_rows(store, site, pages=SITE_HISTORY_PAGES, page_size=SITE_HISTORY_PAGE_SIZE):
+        latest.setdefault(row.repository, row)  # newest release first: the first row of a repository is its latest
     states = []
     for repository in sorted(latest):
         row = latest[repository]

@@ -51,7 +51,7 @@ from shared.errors import (
 )
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
-from shared.services.lookup import require_site
+from shared.services.lookup import recent_site_rows, require_site
 from shared.services.receipts import CHAIN_DETAIL, RECEIPT_DETAIL, SEQUENCE_DETAIL, SITE_CHAIN
 from shared.services.rows import Decision, release_loader, update_row
 
@@ -133,17 +133,20 @@ def accept_report(services: Dependencies, site: str, document: object) -> Observ
     if not known.reporter:
         raise Forbidden(f"site {site} takes no reports: set reporter: true for it in the sites file")
     observation = parse_site_report(site, document, now=services.clock.now())
-    return record_observation(services, observation)
+    return record_observation(services, observation, site=known)
 
 
-def record_observation(services: Dependencies, observation: SiteObservation) -> ObservationOutcome:
+def record_observation(
+    services: Dependencies, observation: SiteObservation, *, site: Site | None = None
+) -> ObservationOutcome:
     """Merge one observation into the site's runtime, its rows and its announcements.
 
     Raises:
         SiteNotFound: no such site.
         ConcurrencyConflict: the runtime kept changing (transient: the source sends again).
     """
-    site = require_site(services.store, observation.site)
+    if site is None or site.name != observation.site:  # the caller's read saves one when it has it
+        site = require_site(services.store, observation.site)
     now = services.clock.now()
     rows = _site_rows(services, site.name)
     images = None
@@ -173,15 +176,7 @@ def expected_at_site(rows: Sequence[SiteSync]) -> tuple[tuple[str, str, str], ..
 
 
 def _site_rows(services: Dependencies, site: str) -> list[SiteSync]:
-    rows: list[SiteSync] = []
-    continuation = None
-    for _ in range(SITE_ROW_PAGES):
-        page = services.store.list_site_syncs_for_site(site, page_size=SITE_ROW_PAGE_SIZE, continuation=continuation)
-        rows.extend(page.items)
-        continuation = page.continuation
-        if continuation is None:
-            break
-    return rows
+    return list(recent_site_rows(services.store, site, pages=SITE_ROW_PAGES, page_size=SITE_ROW_PAGE_SIZE))
 
 
 def _release_of(services: Dependencies, rows: Sequence[SiteSync], image: RunningImage) -> str | None:
@@ -339,7 +334,7 @@ def observe_sites(services: Dependencies) -> ObservationSweep:
             else:
                 queries += 1
             try:
-                record_observation(services, read(site, now=now))
+                record_observation(services, read(site, now=now), site=site)
                 observed += 1
             except AcrSyncError as exc:
                 failed += 1

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.azurite import free_port
+from tests.support.process import acrsync_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = """\
@@ -69,21 +69,7 @@ def test_sigterm_stops_every_registry_process_as_ctrl_c_does(tmp_path: Path) -> 
     sites = tmp_path / "sites.yaml"
     sites.write_text(SITES)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACRSYNC_")}
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from shared.cli import main; sys.exit(main())",
-        "dev",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--sites",
-        str(sites),
-        "--registries",
-        "real",
-    ]
+    command, env = acrsync_dev(port, tmp_path / "data", sites, "--registries", "real")
     log = (tmp_path / "dev.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     registries: set[int] = set()

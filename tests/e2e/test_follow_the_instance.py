@@ -6,10 +6,8 @@ no site approves the repository, and the ingress refuses an event for another re
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from shared.cli import main
 from tests.support.azurite import free_port
+from tests.support.process import acrsync_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = """\
@@ -34,19 +33,7 @@ def test_the_banner_push_and_ingress_follow_the_served_registry(
     sites = tmp_path / "sites.yaml"
     sites.write_text(SITES)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACRSYNC_")}
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from shared.cli import main; sys.exit(main())",
-        "dev",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--sites",
-        str(sites),
-    ]
+    command, env = acrsync_dev(port, tmp_path / "data", sites)
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -42,3 +42,25 @@ class ServerProcess:
         for handle in self._logs:
             handle.close()
         self._logs.clear()
+
+
+def acrsync_dev(port: int, data_dir: Path, sites: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `acrsync dev` run as its own process (no ACRSYNC_* settings
+    of the test run leak into it)."""
+    import os
+    import sys
+
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from shared.cli import main; sys.exit(main())",
+        "dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--sites",
+        str(sites),
+        *extra,
+    ]
+    return command, {k: v for k, v in os.environ.items() if not k.startswith("ACRSYNC_")}
