@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -64,18 +63,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import uvicorn
 from azure.data.tables import TableServiceClient
-from fastapi.responses import JSONResponse
 
 from bench._common import NOW, REGISTRY, Counting, FixedClock, HttpCounter, bench_settings, sites
 from orchestrations.api import create_app
 from orchestrations.api import releases as routes
+from orchestrations.api.conditional import json_bytes
 from shared.adapters.azure_tables import AzureTableStore
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import Services, bootstrap, use_services
 from shared.domain.gate import GatePolicy, GateSelection
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
-from shared.services import rollback, status
+from shared.services import status
 from tests.support.azurite import free_port, start_azurite
 
 asgi_app = create_app()
@@ -631,18 +630,12 @@ def breakdown(backend: str, services: Services, setup: Setup, queries: dict[str,
         made = ", ".join(f"{name} {n}" for name, n in sorted(counting.calls.items()))
         return made + (f"; {HTTP.total - http} HTTP requests" if backend == "azurite" else "")
 
-    def gate(services: Services, rid: str) -> Any:
-        return status.readiness(services, rid, GateSelection(), GatePolicy())
-
-    def no_rollback(call: Callable[[], Any]) -> Any:
-        """The gate as it was before rollback readiness: no rollback checks handed to evaluate()."""
-        with mock.patch.object(rollback, "gate_checks", return_value=None):
-            return call()
+    def gate(services: Services, rid: str, *, with_rollback: bool = False) -> Any:
+        return status.readiness(services, rid, GateSelection(), GatePolicy(), include_rollback=with_rollback)
 
     body = status.release_detail(services, release_id)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    etag = '"' + hashlib.sha256(canonical.encode()).hexdigest()[:40] + '"'
-    _, gate_body = gate(services, release_id)
+    etag = f'"{status.release_detail_tag(services, release_id)}"'
+    gate_body = gate(services, release_id, with_rollback=True).view
     rollback_bytes = len(json.dumps(gate_body["rollback"]))
     result = Breakdown(backend)
     result.stages = [
@@ -656,40 +649,34 @@ def breakdown(backend: str, services: Services, setup: Setup, queries: dict[str,
             calls(lambda s: status.release_detail(s, release_id)),
         ),
         (
-            "canonical json.dumps(sort_keys) + sha256 (ETag)",
-            med(
-                lambda: hashlib.sha256(
-                    json.dumps(
-                        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                    ).encode()
-                ).hexdigest()
-            ),
-            "",
+            "status.release_detail_tag (versions + catalog)",
+            med(lambda: status.release_detail_tag(services, release_id)),
+            calls(lambda s: status.release_detail_tag(s, release_id)),
         ),
-        ("JSONResponse(body): json.dumps again", med(lambda: JSONResponse(body)), ""),
+        ("json_bytes(body): the one serialization", med(lambda: json_bytes(body)), ""),
         ("handler get_release() total (200)", med(lambda: routes.get_release(release_id, None)), ""),
         ("handler get_release() with If-None-Match (304)", med(lambda: routes.get_release(release_id, etag)), ""),
         ("ASGI in-process, threadpool inlined (200)", med(lambda: asgi_request(f"/api/releases/{release_id}")), ""),
         ("ASGI in-process healthz", med(lambda: asgi_request("/api/healthz")), ""),
         (
-            "status.readiness, camera (N-1 at every site)",
+            "status.readiness, camera (default: no rollback section)",
             med(lambda: gate(services, release_id)),
             calls(lambda s: gate(s, release_id)),
         ),
         (
-            "status.readiness, camera, rollback check stubbed out",
-            med(lambda: no_rollback(lambda: gate(services, release_id))),
-            calls(lambda s: no_rollback(lambda: gate(s, release_id))),
+            "status.readiness, camera, rollback=true (N-1 at every site)",
+            med(lambda: gate(services, release_id, with_rollback=True)),
+            calls(lambda s: gate(s, release_id, with_rollback=True)),
         ),
         (
             "ASGI in-process readiness, camera (202)",
             med(lambda: asgi_request(f"/api/releases/{release_id}/readiness")),
-            f"'rollback' is {rollback_bytes} of the body's {len(json.dumps(gate_body))} bytes",
+            f"with rollback=true, 'rollback' is {rollback_bytes} of the body's {len(json.dumps(gate_body))} bytes",
         ),
         (
             f"status.readiness, lidar (1 site without N-1, {setup.history} older)",
-            med(lambda: gate(services, lidar), 5),
-            calls(lambda s: gate(s, lidar)),
+            med(lambda: gate(services, lidar, with_rollback=True), 5),
+            calls(lambda s: gate(s, lidar, with_rollback=True)),
         ),
     ]
     code, _ = asgi_request(f"/api/releases/{release_id}")
@@ -886,6 +873,24 @@ def report(runs: list[BackendRun], args: argparse.Namespace, began: float) -> No
                 f"{full.serial_p50 * ms:.2f} ms ({cond.serial_p50 / full.serial_p50:.2f}x); "
                 f"req/s {cond.rps:.1f} vs {full.rps:.1f}; server CPU {cpu_cond:.2f} vs {cpu_full:.2f} ms/req; "
                 f"{cond.size} vs {full.size} bytes"
+            )
+    print("\nTargets for a 1,000-site release (1-client p50, the cost of one read; loaded p50 in brackets):")
+    for run in runs:
+        by = {m.label: m for m in run.measured}
+        raw = by["store.list_site_syncs (M rows)"]
+        release, gate = by["GET release (M sites)"], by["GET readiness (M sites)"]
+        checks = [
+            ("release read vs raw store read", release, raw, 1.5),
+            ("gate vs raw store read", gate, raw, 1.5),
+            ("release 304 vs its full answer", by["GET release (M sites) If-None-Match"], release, 0.1),
+            ("gate 304 vs its full answer", by["GET readiness (M sites) If-None-Match"], gate, 0.1),
+        ]
+        for name, this, against, target in checks:
+            ratio = this.serial_p50 / against.serial_p50
+            verdict = "met" if ratio <= target else "MISSED"
+            print(
+                f"  {run.backend:8} {name:32} {ratio:5.2f}x  [{this.p50 / against.p50:5.2f}x]  "
+                f"target <= {target}x: {verdict}"
             )
     for run in runs:
         found = run.breakdown

@@ -105,6 +105,13 @@ class StateStore(Protocol):
     def list_site_syncs(self, release_id: str) -> list[Versioned[SiteSync]]:
         """Every row of one release, ordered by site name."""
 
+    def release_version(self, release_id: str) -> str:
+        """An opaque token that changes whenever the release header or any of its rows changes.
+
+        Reads versions only, never documents: what a conditional read compares before it builds an
+        answer. Raises: NotFound.
+        """
+
     def save_site_sync(
         self,
         row: SiteSync,

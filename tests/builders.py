@@ -120,12 +120,14 @@ def move_row(
     at: datetime,
     source: EvidenceSource = EvidenceSource.SCHEDULE,
     summary: str | None = None,
+    **changes: object,
 ) -> None:
-    """Move one row (with its evidence and the release counters) as a check would."""
+    """Move one row (with its evidence and the release counters) as a check would; ``changes`` set
+    other fields of the row (``expected_ready_at=...``)."""
     from shared.domain.changes import transition
     from shared.services.rows import update_row
 
     def decide(row: SiteSync) -> Any:
-        return transition(row, state, reason, source=source, summary=summary or f"test: {state}", at=at)
+        return transition(row, state, reason, source=source, summary=summary or f"test: {state}", at=at, **changes)
 
     update_row(services.store, release_id, site, decide)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from orchestrations.api.conditional import conditional_json
+from orchestrations.api.conditional import conditional_json, etag_matches, tagged_json
 from orchestrations.api.models import ReadinessModel
 from orchestrations.api.params import CONDITIONAL, ITEM_ERRORS, MAX_LIST_PARAMETER, IfNoneMatch, ReleaseId, link
 from shared.bootstrap import get_services
@@ -68,6 +68,14 @@ def get_readiness(
         Literal["blocked", "pending"],
         Query(description="STALE sites block (default), or count as pending: they are still checked and may arrive."),
     ] = "blocked",
+    include_rollback: Annotated[
+        bool,
+        Query(
+            alias="rollback",
+            description="Include each selected site's rollback check (built on request: it reads older releases; "
+            "implied by require_rollback). Without it `rollback` and `rollback_ready` are null.",
+        ),
+    ] = False,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The readiness gate: 200 `ready`, 202 `pending` (Retry-After, Location) or 200 `failed`.
@@ -84,8 +92,22 @@ def get_readiness(
         require_running=require_running,
         stale_blocks=stale == "blocked",
     )
-    verdict, body = status.readiness(get_services(), release_id, selection, policy)
-    if verdict.state is GateState.PENDING:
-        headers = {"Retry-After": str(verdict.retry_after), "Location": link(request)}
-        return conditional_json(body, if_none_match, status_code=202, headers=headers)
-    return conditional_json(body, if_none_match)
+    services = get_services()
+    if if_none_match and not include_rollback:
+        known = status.readiness_revalidation(services, release_id, selection, policy)
+        if known is not None and etag_matches(if_none_match, f'"{known[0]}"'):
+            return tagged_json(known[0], dict, if_none_match, headers=_poll_headers(known[1], request))
+    answer = status.readiness(services, release_id, selection, policy, include_rollback=include_rollback)
+    verdict = answer.verdict
+    pending = verdict.state is GateState.PENDING
+    headers = _poll_headers(verdict.retry_after, request) if pending else None
+    status_code = 202 if pending else 200
+    if answer.tag is None:
+        return conditional_json(answer.view, if_none_match, status_code=status_code, headers=headers)
+    return tagged_json(answer.tag, lambda: answer.view, if_none_match, status_code=status_code, headers=headers)
+
+
+def _poll_headers(retry_after: int | None, request: Request) -> dict[str, str] | None:
+    if retry_after is None:
+        return None  # a final answer: nothing to poll
+    return {"Retry-After": str(retry_after), "Location": link(request)}

@@ -217,6 +217,10 @@ class ReleaseSiteModel(Model):
     next_check_at: datetime | None
     running_pods: int = Field(description="Pods running this digest at the site at the last observation.")
     running_since: datetime | None = Field(description="When it was first seen running there (a RUNNING receipt).")
+    offline_since: datetime | None = Field(
+        description="Set while the site's connected registry is offline (its last activity); "
+        "`expected_ready_at` is then null: nothing says when it is back."
+    )
 
 
 class AdoptionModel(Model):
@@ -243,6 +247,7 @@ class PendingSiteModel(Model):
     critical: bool
     expected_ready_at: datetime | None
     next_check_at: datetime | None
+    offline_since: datetime | None = Field(description="Set while the site is offline (then no estimate).")
 
 
 class BlockedSiteModel(Model):
@@ -289,8 +294,12 @@ class ReadinessModel(Model):
         description="Why there is no estimate while pending, e.g. an offline site."
     )
     require_rollback: bool
-    rollback_ready: bool = Field(description="Every selected in-scope site could roll back to N-1 (by evidence).")
-    rollback: list[RollbackCheckModel] = Field(description="Per selected in-scope site.")
+    rollback_ready: bool | None = Field(
+        description="Every selected in-scope site could roll back to N-1 (by evidence); null unless asked for."
+    )
+    rollback: list[RollbackCheckModel] | None = Field(
+        description="Per selected in-scope site; null unless `rollback=true` or `require_rollback=true`."
+    )
 
 
 class EvidenceModel(Model):

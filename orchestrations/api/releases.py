@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from orchestrations.api.conditional import conditional_json
+from orchestrations.api.conditional import conditional_json, tagged_json
 from orchestrations.api.models import ReleaseDetailModel, ReleasePageModel, RetryModel
 from orchestrations.api.params import (
     CONDITIONAL,
@@ -69,7 +69,9 @@ def list_releases(
 )
 def get_release(release_id: ReleaseId, if_none_match: IfNoneMatch = None) -> Response:
     """The release with one entry per site (ring and critical from the site catalog)."""
-    return conditional_json(status.release_detail(get_services(), release_id), if_none_match)
+    services = get_services()
+    tag = status.release_detail_tag(services, release_id)
+    return tagged_json(tag, lambda: status.release_detail(services, release_id), if_none_match)
 
 
 @router.post(

@@ -215,6 +215,7 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "in_ledger": row.in_ledger,
         "running_since": _dt(row.running_since),
         "running_pods": row.running_pods,
+        "offline_since": _dt(row.offline_since),
     }
 
 
@@ -243,6 +244,7 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         running_since=_parse_dt(doc.get("running_since")),
         running_pods=int(doc.get("running_pods", 0)),
         in_ledger=bool(doc.get("in_ledger", False)),
+        offline_since=_parse_dt(doc.get("offline_since")),
     )
 
 

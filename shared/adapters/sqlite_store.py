@@ -428,6 +428,18 @@ class SqliteStateStore:
             ).fetchall()
         return [Versioned(codec.site_sync_from_doc(codec.load_document(doc)), _etag(v)) for doc, v in rows]
 
+    def release_version(self, release_id: str) -> str:
+        # A row's version only grows, so (rows, sum of row versions) changes with every row write.
+        with self._db.read("release version") as conn:
+            found = conn.execute(
+                "SELECT version, (SELECT count(*) || '.' || coalesce(sum(version), 0) FROM site_syncs"
+                " WHERE release_id = ?) FROM releases WHERE release_id = ?",
+                (release_id, release_id),
+            ).fetchone()
+        if found is None:
+            raise NotFound(f"release {release_id} does not exist")
+        return f"{found[0]}.{found[1]}"
+
     def save_site_sync(
         self,
         row: SiteSync,

@@ -144,7 +144,7 @@ class Story:
                 say(f"  {row.site:<11} {row.state.value.lower().replace('_', ' ')} ({now[1] or '-'}){when}")
 
     def gate(self, release_id: str) -> GateState:
-        verdict, _ = readiness(self.env.services, release_id, GateSelection(), GatePolicy())
+        verdict = readiness(self.env.services, release_id, GateSelection(), GatePolicy()).verdict
         return verdict.state
 
     def state(self, release_id: str, site: str) -> SyncState:

@@ -58,13 +58,21 @@ def release_rows(release: dict[str, Any]) -> list[dict[str, Any]]:
             "ring": row.get("ring"),
             "state": row.get("state"),
             "reason": row.get("reason"),
-            "eta": compact_time(row.get("expected_ready_at")) if row.get("state") in PENDING else "",
+            "eta": row_eta(row),
             "synced": compact_time(row.get("synced_at")),
             "verified": compact_time(row.get("verified_at")),
             "running": row.get("running_pods") or 0,
         }
         for row in release.get("sites") or []
     ]
+
+
+def row_eta(row: dict[str, Any]) -> str:
+    """A site's expected ready time while it is on its way; ``offline since 11-24 17:05Z`` (no estimate)
+    while its connected registry is offline."""
+    if row.get("offline_since") and row.get("state") in (*PENDING, "STALE"):
+        return f"offline since {compact_time(row['offline_since'])}"
+    return compact_time(row.get("expected_ready_at")) if row.get("state") in PENDING else ""
 
 
 def sites_rows(sites: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -308,7 +308,9 @@ def describe_sites(entries: list[dict[str, Any]], *, limit: int = MAX_LISTED_SIT
             facts.append(str(entry["reason"]))
         if entry.get("critical"):
             facts.append("critical")
-        if entry.get("expected_ready_at"):
+        if entry.get("offline_since"):
+            facts.append(f"offline since {entry['offline_since']}, ETA unknown")
+        elif entry.get("expected_ready_at"):
             facts.append(f"expected ready {entry['expected_ready_at']}")
         shown.append(f"{entry.get('site')} ({', '.join(facts)})")
     more = len(entries) - limit
@@ -421,7 +423,9 @@ class LiveReporter:
                 plain(str(entry.get("site")) + (" *" if entry.get("critical") else "")),
                 Text(scalar_text(entry.get("state") or "-"), style="red" if kind == "blocked" else "yellow"),
                 plain(entry.get("reason") or ""),
-                short_time(entry.get("expected_ready_at")),
+                f"offline since {short_time(entry['offline_since'])}"
+                if entry.get("offline_since")
+                else short_time(entry.get("expected_ready_at")),
             )
         parts: list[Any] = [head, table]
         if len(rows) > MAX_TABLE_ROWS:

@@ -58,6 +58,7 @@ class CheckDecision:
     observed_digest: str | None = None
     details: dict[str, str] = field(default_factory=dict)
     arrived_at: datetime | None = None  # when the digest reached the site, when an observation says so
+    offline_since: datetime | None = None  # set while ARM says the site is offline (no estimate then)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,22 @@ class _Check:
         arrived: datetime | None = None,
     ) -> CheckDecision:
         return CheckDecision(state, reason, source, summary, expected, next_check, digest, self.details, arrived)
+
+    def offline_since(self) -> datetime | None:
+        """While ARM says the site is offline inside its sync window (outside one, a scheduled connected
+        registry is offline by design): since when (its last activity, else when this row first saw it
+        offline, else now); ``None`` when it is not."""
+        arm = self.seen.arm
+        if arm is None or arm.connection_state is not ConnectionState.OFFLINE or not self.window.contains(self.now):
+            return None
+        return arm.last_activity_time or self.row.offline_since or self.now
+
+    def while_offline(self, decision: CheckDecision) -> CheckDecision:
+        """An offline site has no expected ready time: nothing says when it comes back."""
+        since = self.offline_since()
+        if since is None:
+            return decision
+        return replace(decision, expected_ready_at=None, offline_since=since)
 
     def next_look(self) -> datetime:
         """Soon while the window is open; otherwise a little after the next one opens."""
@@ -163,6 +180,7 @@ def apply_decision(row: SiteSync, decision: CheckDecision, now: datetime) -> Row
         "expected_ready_at": decision.expected_ready_at,
         "next_check_at": decision.next_check_at,
         "checks": row.checks + 1,
+        "offline_since": decision.offline_since,
     }
     if decision.arrived_at is not None and decision.state is SyncState.SYNCED:
         changes["synced_at"] = decision.arrived_at
@@ -274,23 +292,33 @@ def _stale(check: _Check) -> CheckDecision | None:
     if found is None:
         return None
     # Once stale, a row stays stale until the digest arrives: no flapping back to waiting.
-    return check.decision(
-        SyncState.STALE,
-        found[0],
-        EvidenceSource.SCHEDULE,
-        found[1],
-        expected=check.window.closes_at,
-        next_check=check.next_look(),
+    return check.while_offline(
+        check.decision(
+            SyncState.STALE,
+            found[0],
+            EvidenceSource.SCHEDULE,
+            found[1],
+            expected=check.window.closes_at,
+            next_check=check.next_look(),
+        )
     )
 
 
 def _waiting(check: _Check) -> CheckDecision:
     row, arm = check.row, check.seen.arm
+    if check.offline_since() is not None:
+        return check.while_offline(
+            check.decision(
+                row.state,
+                SyncReason.SITE_OFFLINE,
+                EvidenceSource.SCHEDULE,
+                "the sync window is open but the connected registry is offline: no expected ready time",
+                next_check=check.next_look(),
+            )
+        )
     if check.window.contains(check.now):
         reason = SyncReason.SYNC_IN_PROGRESS
-        if arm is not None and arm.connection_state is ConnectionState.OFFLINE:
-            reason = SyncReason.SITE_OFFLINE
-        elif arm is not None and arm.connection_state is ConnectionState.UNHEALTHY:
+        if arm is not None and arm.connection_state is ConnectionState.UNHEALTHY:
             reason = SyncReason.SITE_UNHEALTHY
         return check.decision(
             row.state,

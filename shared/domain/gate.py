@@ -122,6 +122,7 @@ class GateSite:
     expected_ready_at: datetime | None = None
     next_check_at: datetime | None = None
     running: bool = False  # pods at the site run this digest (the last observation)
+    offline_since: datetime | None = None
 
     @property
     def ready(self) -> bool:
@@ -304,14 +305,17 @@ def _estimate(
     expected = sorted(t for t in (entry.expected_at(now) for entry in pending) if t is not None)
     if unknown or len(expected) < needed:
         blind = unknown or [entry for entry in pending if entry.expected_at(now) is None]
-        shown = ", ".join(
-            f"{e.site} ({e.state.value if e.state else 'no row'} {e.reason or ''})".replace(" )", ")")
-            for e in blind[:5]
-        )
+        shown = ", ".join(_why_blind(e) for e in blind[:5])
         more = f" and {len(blind) - 5} more" if len(blind) > 5 else ""
         return None, f"no expected ready time for {shown}{more}"
     moments = ([expected[needed - 1]] if needed > 0 else []) + [t for e in critical if (t := e.expected_at(now))]
     return (max(moments), None) if moments else (None, None)
+
+
+def _why_blind(entry: GateSite) -> str:
+    if entry.offline_since is not None:
+        return f"{entry.site} (offline since {entry.offline_since.isoformat()})"
+    return f"{entry.site} ({entry.state.value if entry.state else 'no row'} {entry.reason or ''})".replace(" )", ")")
 
 
 def retry_after_seconds(predicted: datetime | None, now: datetime) -> int:
@@ -320,6 +324,18 @@ def retry_after_seconds(predicted: datetime | None, now: datetime) -> int:
         return UNPREDICTED_RETRY_AFTER
     seconds = math.ceil((predicted - now).total_seconds())
     return min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, seconds))
+
+
+def retry_after(pending: Sequence[GateSite], now: datetime) -> int:
+    """Seconds a poller should wait before asking again, for a pending answer with these sites."""
+    return _retry_after(pending, now)[0]
+
+
+def passed_moments(pending: Sequence[GateSite], now: datetime) -> int:
+    """How many of the pending sites' expected ready times are at or before ``now``: the only way the
+    passing of time changes a verdict (a past estimate is dropped), so a view cached with the count
+    it was built at stays right until the count moves."""
+    return sum(1 for entry in pending if entry.expected_ready_at is not None and entry.expected_ready_at <= now)
 
 
 def _retry_after(pending: Sequence[GateSite], now: datetime) -> tuple[int, datetime | None]:
@@ -362,4 +378,5 @@ def _entry(row: SiteSync, catalog: Mapping[str, Site]) -> GateSite:
         expected_ready_at=row.expected_ready_at,
         next_check_at=row.next_check_at,
         running=row.running_pods > 0,
+        offline_since=row.offline_since,
     )

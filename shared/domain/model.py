@@ -226,6 +226,9 @@ class SiteSync:
     # there (the signed RUNNING receipt's time), and how many pods ran it at the last observation.
     running_since: datetime | None = None
     running_pods: int = 0
+    # Since when the site's connected registry has been offline, while its last check found it so (its
+    # last activity as ARM reports it): an offline site has no expected ready time, only this.
+    offline_since: datetime | None = None
 
     @property
     def due_at(self) -> datetime | None:

@@ -8,6 +8,7 @@ what it missed.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import datetime, timedelta
 
@@ -22,16 +23,26 @@ class SiteCatalog:
         self._store, self._clock, self._ttl = store, clock, ttl
         self._lock = threading.Lock()
         self._sites: list[Site] | None = None
+        self._fingerprint = ""
         self._read_at: datetime | None = None
 
     def sites(self) -> list[Site]:
+        return list(self._current()[0])
+
+    def fingerprint(self) -> str:
+        """Changes whenever the sites read change: part of the ETag of any view that shows them."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[list[Site], str]:
         now = self._clock.now()
         with self._lock:
             fresh = self._read_at is not None and self._read_at <= now < self._read_at + self._ttl
             if self._sites is None or not fresh:
                 self._sites = self._store.list_sites()
+                # Sites are frozen dataclasses of plain values: their repr is a faithful, stable digest input.
+                self._fingerprint = hashlib.sha256(repr(self._sites).encode()).hexdigest()[:24]
                 self._read_at = now
-            return list(self._sites)
+            return self._sites, self._fingerprint
 
     def invalidate(self) -> None:
         with self._lock:

@@ -9,22 +9,33 @@ answers with an unchanged ETag (a site's ``next_window`` does move with time).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.domain.gate import GatePolicy, GateSelection, GateSite, GateVerdict, evaluate
+from shared.domain.gate import (
+    GatePolicy,
+    GateSelection,
+    GateSite,
+    GateVerdict,
+    evaluate,
+    passed_moments,
+    retry_after,
+)
 from shared.domain.model import Evidence, Release, Site, SiteSync
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.states import READY_STATES
 from shared.domain.windows import format_duration, window_at_or_after
-from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, SiteNotFound
+from shared.errors import AcrSyncError, InvalidInput, NotFound, OutboxNotAvailable, ReleaseNotFound, SiteNotFound
 from shared.services import governance, rollback, workloads
 from shared.services.dependencies import Dependencies
 from shared.services.lookup import recent_site_rows, require_release, require_site
@@ -238,8 +249,28 @@ def get_release(services: Dependencies, release_id: str) -> Release:
     return require_release(services.store, release_id)
 
 
+def release_version(services: Dependencies, release_id: str) -> str:
+    """The stored versions of the release and its rows. Raises: ReleaseNotFound."""
+    try:
+        return services.store.release_version(release_id)
+    except NotFound as exc:
+        raise ReleaseNotFound(release_id) from exc
+
+
+def release_detail_tag(services: Dependencies, release_id: str) -> str:
+    """A tag that changes whenever :func:`release_detail` would: from stored versions and the site
+    catalog, so a client's revalidation costs one version read and no rows.
+
+    Raises:
+        ReleaseNotFound: no such release.
+    """
+    return _tag("release", release_version(services, release_id), services.catalog.fingerprint())
+
+
 def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
     """The release with one entry per site row (ring and critical from the site catalog).
+
+    Depends only on what is stored (never on the time of the request), so :func:`release_detail_tag` tags it.
 
     Raises:
         ReleaseNotFound: no such release.
@@ -247,8 +278,10 @@ def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
     release = get_release(services, release_id)
     rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
     catalog = {site.name: site for site in services.catalog.sites()}
-    # Counted from the rows shown, so the counts and the list always agree within one answer.
-    view = release_view(release, counts=count_rows(rows), counts_as_of=services.clock.now())
+    # Counted from the rows shown, so the counts and the list always agree within one answer: exact as
+    # of the newest change among them.
+    changed = max((row.updated_at for row in rows if row.updated_at is not None), default=release.pushed_at)
+    view = release_view(release, counts=count_rows(rows), counts_as_of=max(changed, release.pushed_at))
     view["sites"] = [_row_view(row, catalog.get(row.site)) for row in sorted(rows, key=lambda r: r.site)]
     view["adoption"] = adoption(rows)
     return view
@@ -279,34 +312,118 @@ def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
         "next_check_at": _iso(row.next_check_at),
         "running_pods": row.running_pods,
         "running_since": _iso(row.running_since),
+        "offline_since": _iso(row.offline_since),
     }
 
 
 # -- readiness ---------------------------------------------------------------------------------
 
 
-def readiness(
+@dataclass(frozen=True)
+class Readiness:
+    """A gate answer: the verdict, its view and ``tag``, the view's tag from stored versions (``None``
+    when the answer depends on more than this release's rows: rollback checks read other releases)."""
+
+    verdict: GateVerdict
+    view: dict[str, Any]
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class _GateMemo:
+    pending: tuple[GateSite, ...]
+    tag_base: str
+
+
+class _GateMemos:
+    """What a gate answer needs to be revalidated without its rows, per stored version: the pending
+    sites (for Retry-After and for which estimates have passed). Bounded; per process."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], _GateMemo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> _GateMemo | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], memo: _GateMemo) -> None:
+        with self._lock:
+            self._entries[key] = memo
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.SIZE:
+                self._entries.popitem(last=False)
+
+
+_GATE_MEMOS = _GateMemos()
+
+
+def _gate_key(
     services: Dependencies, release_id: str, selection: GateSelection, policy: GatePolicy
-) -> tuple[GateVerdict, dict[str, Any]]:
-    """Evaluate the readiness gate of a release; the verdict (for Retry-After) and its view.
+) -> tuple[tuple[Any, ...], str]:
+    base = _tag("gate", release_version(services, release_id), services.catalog.fingerprint(), selection, policy)
+    return (release_id, base), base
+
+
+def readiness_revalidation(
+    services: Dependencies, release_id: str, selection: GateSelection, policy: GatePolicy
+) -> tuple[str, int] | None:
+    """The current tag of a gate answer and its Retry-After, from stored versions alone, when this
+    process has built the answer for these versions before; ``None`` otherwise (build it).
+
+    Raises:
+        ReleaseNotFound: no such release.
+    """
+    if policy.require_rollback:
+        return None
+    key, _ = _gate_key(services, release_id, selection, policy)
+    memo = _GATE_MEMOS.get(key)
+    if memo is None:
+        return None
+    now = services.clock.now()
+    return _tag(memo.tag_base, passed_moments(memo.pending, now)), retry_after(memo.pending, now)
+
+
+def readiness(
+    services: Dependencies,
+    release_id: str,
+    selection: GateSelection,
+    policy: GatePolicy,
+    *,
+    include_rollback: bool = False,
+) -> Readiness:
+    """Evaluate the readiness gate of a release.
+
+    The rollback section (other releases' rows and evidence) is built only when the policy requires
+    it or ``include_rollback`` asks for it; otherwise it is ``null``.
 
     Raises:
         ReleaseNotFound: no such release.
         InvalidInput: ``UNKNOWN_SITE``, ``UNKNOWN_RING``.
     """
+    with_rollback = include_rollback or policy.require_rollback
+    # Versions before rows: the tag never claims more than the rows read afterwards show.
+    key, tag_base = _gate_key(services, release_id, selection, policy)
     release = get_release(services, release_id)
     rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
-    checks = rollback.gate_checks(services, release, rows)  # by evidence; see shared.services.rollback
+    checks = rollback.gate_checks(services, release, rows) if with_rollback else None
+    now = services.clock.now()
     verdict = evaluate(
-        release,
-        rows,
-        services.catalog.sites(),
-        selection=selection,
-        policy=policy,
-        now=services.clock.now(),
-        rollback=checks,
+        release, rows, services.catalog.sites(), selection=selection, policy=policy, now=now, rollback=checks
     )
-    return verdict, gate_view(verdict)
+    if with_rollback:
+        return Readiness(verdict, gate_view(verdict), None)
+    _GATE_MEMOS.put(key, _GateMemo(verdict.pending, tag_base))
+    return Readiness(verdict, gate_view(verdict), _tag(tag_base, passed_moments(verdict.pending, now)))
+
+
+def _tag(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(map(repr, parts)).encode()).hexdigest()[:40]
 
 
 def gate_view(verdict: GateVerdict) -> dict[str, Any]:
@@ -336,8 +453,10 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
         "expected_ready_at": _iso(verdict.expected_ready_at),
         "expected_ready_reason": verdict.expected_ready_reason,
         "require_rollback": verdict.policy.require_rollback,
-        "rollback_ready": bool(verdict.rollback_ready),
-        "rollback": [
+        "rollback_ready": verdict.rollback_ready,
+        "rollback": None
+        if verdict.rollback_ready is None
+        else [
             {
                 "site": check.site,
                 "rollback_ready": check.ready,
@@ -357,6 +476,7 @@ def _pending_view(entry: GateSite) -> dict[str, Any]:
         "critical": entry.critical,
         "expected_ready_at": _iso(entry.expected_ready_at),
         "next_check_at": _iso(entry.next_check_at),
+        "offline_since": _iso(entry.offline_since),
     }
 
 

@@ -254,6 +254,30 @@ def test_rows_of_several_releases_stay_apart(store: StateStore) -> None:
         store.get_site_sync(one.release_id, "store-0001")
 
 
+def test_release_version_moves_with_every_write_of_the_release_and_only_then(store: StateStore) -> None:
+    release, other = make_release(), make_release("retail/pos-api")
+    for each in (release, other):
+        store.create_release(each)
+    with pytest.raises(NotFound):
+        store.release_version("0" * 64)
+    seen = [store.release_version(release.release_id)]
+
+    store.add_site_syncs([make_row(release, "plant-01"), make_row(release, "plant-02")])
+    seen.append(store.release_version(release.release_id))
+    row = store.get_site_sync(release.release_id, "plant-02")
+    store.save_site_sync(row.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0), etag=row.etag)
+    seen.append(store.release_version(release.release_id))
+    header = store.get_release(release.release_id)
+    store.replace_release(header.value.with_event("late-tag", frozenset({"2.0"})), etag=header.etag)
+    seen.append(store.release_version(release.release_id))
+    assert len(set(seen)) == len(seen)
+
+    # Another release's rows, evidence and reads leave it alone.
+    store.add_site_syncs([make_row(other, "plant-01")])
+    store.list_site_syncs(release.release_id)
+    assert store.release_version(release.release_id) == seen[-1]
+
+
 def test_save_site_sync_commits_row_counters_and_evidence_together(store: StateStore) -> None:
     release = make_release()
     store.create_release(release)

@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
@@ -125,3 +126,64 @@ def test_site_history_evidence_and_retry(client: TestClient, services: Services)
     assert retried.status_code == 202 and sorted(retried.json()["enqueued"]) == sorted([site, other])
     states = {s["site"]: (s["state"], s["reason"]) for s in client.get(f"/api/releases/{newer}").json()["sites"]}
     assert states[site] == states[other] == ("PENDING", "OPERATOR_RETRY")
+
+
+def test_revalidating_a_release_reads_versions_not_rows(client: TestClient, services: Services) -> None:
+    names = add_sites(services, 30)
+    release_id = push(services)
+    url = f"/api/releases/{release_id}"
+    etag = client.get(url).headers["etag"]
+    with mock.patch.object(services.store, "list_site_syncs", side_effect=AssertionError("rows read")):
+        again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["etag"] == etag
+
+    move(services, release_id, names[3], SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    moved = client.get(url, headers={"If-None-Match": etag})
+    assert moved.status_code == 200 and moved.json()["counts"]["VERIFIED"] == 1
+    etag = moved.headers["etag"]
+    assert client.get(url).headers["etag"] == etag  # the same answer, the same tag: it does not follow the clock
+
+    services.store.upsert_sites([Site(name=names[3], ring="broad", repositories=("inspection/*",))])
+    services.catalog.invalidate()
+    regrouped = client.get(url, headers={"If-None-Match": etag})
+    assert regrouped.status_code == 200 and regrouped.headers["etag"] != etag  # ring shown per row
+
+
+def test_revalidating_a_pending_gate_reads_versions_and_follows_the_clock(
+    client: TestClient, services: Services
+) -> None:
+    services.store.upsert_sites(
+        [
+            Site(name="camp-01", repositories=("inspection/*",), schedule="0 22 * * *", sync_window=timedelta(hours=2)),
+            Site(name="camp-02", repositories=("inspection/*",)),
+        ]
+    )
+    services.catalog.invalidate()
+    release_id = push(services)
+    expected = services.store.get_site_sync(release_id, "camp-01").value.expected_ready_at
+    assert expected is not None and expected > NOW  # waiting for tonight's window
+    url = f"/api/releases/{release_id}/readiness"
+    first = client.get(url)
+    assert first.status_code == 202 and first.json()["expected_ready_at"] == expected.isoformat()
+    etag = first.headers["etag"]
+    with mock.patch.object(services.store, "list_site_syncs", side_effect=AssertionError("rows read")):
+        again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and int(again.headers["retry-after"]) >= 10 and again.headers["location"]
+
+    services.clock.current = expected + timedelta(
+        minutes=1
+    )  # the estimate is past: the answer changes, so must the tag
+    later = client.get(url, headers={"If-None-Match": etag})
+    assert later.status_code == 202 and later.headers["etag"] != etag
+    assert later.json()["expected_ready_at"] != expected.isoformat()  # never a time in the past
+
+
+def test_the_gate_builds_the_rollback_section_only_when_asked(client: TestClient, services: Services) -> None:
+    add_sites(services, 3)
+    release_id = push(services)
+    url = f"/api/releases/{release_id}/readiness"
+    with mock.patch("shared.services.rollback.gate_checks", side_effect=AssertionError("rollback built")):
+        plain = client.get(url).json()
+    assert (plain["rollback"], plain["rollback_ready"]) == (None, None)
+    asked = client.get(url + "?rollback=true").json()
+    assert asked["rollback_ready"] is False and len(asked["rollback"]) == 3

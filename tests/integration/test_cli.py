@@ -432,6 +432,27 @@ def test_each_command_has_its_own_table_that_fits_120_columns(
     assert acrsync("release", release_id, "--query", "sites[0].site", "-o", "tsv").out == "plant-01\n"  # all data
 
 
+def test_an_offline_site_reads_offline_since_never_a_past_estimate(
+    acrsync: Callable[..., Run], services: Services, release_id: str
+) -> None:
+    since = NOW - timedelta(hours=2)
+    move_row(
+        services,
+        release_id,
+        "plant-02",
+        SyncState.STALE,
+        SyncReason.SITE_SILENT,
+        at=NOW,
+        expected_ready_at=None,
+        offline_since=since,
+    )
+    release = acrsync("release", release_id, "-o", "table").out.splitlines()
+    [plant02] = [line for line in release if line.startswith("plant-02")]
+    assert "offline since 11-24 07:42Z" in plant02
+    waited = acrsync("wait", release_id, "--timeout", "1")
+    assert "offline since" in waited.out + waited.err and "ETA unknown" in waited.out + waited.err
+
+
 def test_version(acrsync: Callable[..., Run]) -> None:
     run = acrsync("--version")
     assert run.code == 0 and run.out.startswith("acrsync ")

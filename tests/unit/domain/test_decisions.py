@@ -19,6 +19,7 @@ from shared.domain.decisions import (
     VERIFY_CYCLES,
     CheckDecision,
     Observations,
+    apply_decision,
     decide_check,
 )
 from shared.domain.model import Site, SiteSync
@@ -509,7 +510,7 @@ def test_a_token_expiring_after_the_site_synced_does_not_undo_the_sync() -> None
             {"connection": OFFLINE, "last_activity": at(24, 4, 59)},
             WAITING,
             SyncReason.SITE_OFFLINE,
-            at(25, 5),
+            None,  # offline in its window: nothing says when it is back, so no estimate (never the close)
             at(25, 2, 55),
             id="window-open-but-site-offline",
         ),
@@ -541,7 +542,7 @@ def test_window_arithmetic(
     arm_overrides: dict[str, Any],
     expected_state: SyncState,
     expected_reason: SyncReason,
-    ready_at: datetime,
+    ready_at: datetime | None,
     next_check: datetime,
 ) -> None:
     site, row = plant(), release_row(row_state)
@@ -678,7 +679,7 @@ def test_arm_message_ttl_takes_precedence_over_the_configured_one() -> None:
             at(26, 3),
             {"connection": OFFLINE, "last_activity": at(24, 2, 30)},
             SyncReason.SITE_SILENT,
-            at(26, 5),
+            None,  # offline inside its window: no estimate
             at(26, 3, 15),
             id="silent-for-two-cycles",
         ),
@@ -696,7 +697,7 @@ def test_arm_message_ttl_takes_precedence_over_the_configured_one() -> None:
             at(27, 3),
             {"connection": OFFLINE, "last_activity": at(24, 2, 30)},
             SyncReason.SITE_SILENT,
-            at(27, 5),
+            None,
             at(27, 3, 15),
             id="silent-for-three-cycles-when-the-policy-says-three",
         ),
@@ -725,7 +726,7 @@ def test_stale_is_late_silent_or_expired(
     now: datetime,
     arm_overrides: dict[str, Any],
     expected_reason: SyncReason,
-    ready_at: datetime,
+    ready_at: datetime | None,
     next_check: datetime,
 ) -> None:
     site, row = plant(**site_settings), release_row(WAITING)
@@ -848,6 +849,33 @@ def test_continuous_site_silent_for_two_cycles(quiet_for: timedelta, expected_st
 
     assert decision.state is expected_state
     assert decision.reason is (SyncReason.SITE_SILENT if expected_state is STALE else SyncReason.SITE_OFFLINE)
+
+
+@pytest.mark.parametrize(
+    ("site_settings", "minutes", "expected_state"),
+    [
+        pytest.param({"schedule": None, "sync_window": None}, 20, PENDING, id="continuous-offline-pending"),
+        pytest.param({"schedule": None, "sync_window": None, "stale_after_windows": 1}, 40, STALE, id="offline-stale"),
+    ],
+)
+def test_an_offline_site_has_no_estimate_only_since_when(
+    site_settings: dict[str, Any], minutes: int, expected_state: SyncState
+) -> None:
+    site = plant(**site_settings)
+    row, now = release_row(pushed_at=T0), T0 + timedelta(minutes=minutes)
+    last_heard = T0 - timedelta(minutes=5)
+    offline = arm_state(site, now, connection=OFFLINE, last_sync=T0 - timedelta(hours=1), last_activity=last_heard)
+
+    decision = check(row, site, now, arm=offline, scope=sync_scope())
+
+    assert decision.state is expected_state
+    assert (decision.expected_ready_at, decision.offline_since) == (None, last_heard)
+    moved = apply_decision(row, decision, now).row
+    assert (moved.expected_ready_at, moved.offline_since) == (None, last_heard)
+
+    back = arm_state(site, now, last_sync=T0 - timedelta(hours=1), last_activity=now)
+    again = apply_decision(moved, check(moved, site, now, arm=back, scope=sync_scope()), now).row
+    assert again.offline_since is None  # online again: the estimate comes back with it
 
 
 # -- no flapping: stale stays stale until the digest arrives --------------------------------------------

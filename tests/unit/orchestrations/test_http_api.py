@@ -231,7 +231,7 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "actor": None,
         "withdrawn_at": None,
         "counts": {"PENDING": 1, "SKIPPED": 1, "VERIFIED": 1, "WAITING_FOR_WINDOW": 1},
-        "counts_as_of": NOW.isoformat(),  # counted from the rows shown, when they were read
+        "counts_as_of": NOW.isoformat(),  # counted from the rows shown: as of the newest change among them
         "adoption": {"holding": 1, "running": 0, "ran": 0},  # nothing was seen running anywhere yet
     }
     sites = {s["site"]: s for s in release["sites"]}
@@ -251,6 +251,7 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "next_check_at": NOW.isoformat(),
         "running_pods": 0,
         "running_since": None,
+        "offline_since": None,
     }
     assert sites["plant-03"]["state"] == "WAITING_FOR_WINDOW" and sites["plant-03"]["reason"] == "WINDOW_CLOSED"
     assert sites["store-01"]["state"] == "SKIPPED" and sites["store-01"]["reason"] == "REPO_NOT_IN_SCOPE"
@@ -375,6 +376,7 @@ def test_a_pending_gate_answers_202_with_a_computed_retry_after(client: TestClie
         "critical": False,
         "expected_ready_at": "2026-11-25T01:00:00+00:00",
         "next_check_at": "2026-11-24T22:05:00+00:00",
+        "offline_since": None,
     }
 
 
