@@ -33,6 +33,7 @@ from orchestrations.api import (
     releases,
     report,
     sites,
+    views,
 )
 from orchestrations.api.auth import authorize
 from orchestrations.api.openapi import openapi_document
@@ -65,6 +66,7 @@ def create_app(*, dev_tools: dev.DevTools | None = None) -> FastAPI:
     app.include_router(evidence.router, dependencies=checked)
     app.include_router(events.router, dependencies=checked)
     app.include_router(report.router, dependencies=checked)
+    app.include_router(views.router, dependencies=checked)
     app.include_router(health.router)
     app.include_router(dashboard.router)
     if dev_tools is not None:

@@ -488,3 +488,82 @@ class ReportModel(Model):
     since: datetime
     until: datetime
     value: list[SiteReportModel]
+
+
+# -- dashboard view models ---------------------------------------------------------------------
+
+
+class MatrixSiteModel(Model):
+    name: str
+    critical: bool
+    offline_since: datetime | None = Field(description="Offline since, by the rows shown; null when not.")
+    last_delivery_at: datetime | None = Field(description="The newest arrival (synced or verified) among them.")
+    stale: int = Field(description="Releases shown that are STALE at the site.")
+    failed: int = Field(description="Releases shown that FAILED at the site.")
+
+
+class MatrixRingModel(Model):
+    name: str
+    sites: list[MatrixSiteModel] = Field(description="In sites-file order.")
+
+
+class RingRollUpModel(Model):
+    ring: str
+    total: int = Field(description="In-scope sites of the ring (SKIPPED ones left out).")
+    ready: int
+    pending: int
+    stale: int
+    failed: int
+    withdrawn: int
+    running: int
+
+
+class MatrixCellModel(Model):
+    state: str
+    reason: str | None = None
+    expected_ready_at: datetime | None = None
+    offline_since: datetime | None = None
+    running_pods: int | None = None
+    running_since: datetime | None = None
+
+
+class MatrixReleaseModel(Model):
+    id: str
+    repository: str
+    tags: list[str]
+    digest: str
+    pushed_at: datetime
+    withdrawn_at: datetime | None
+    rings: list[RingRollUpModel] = Field(description="One roll-up per ring, in the order of `rings`.")
+    cells: list[MatrixCellModel | None] = Field(
+        description="One per site, in the order of `rings[].sites` (null: the release has no row there)."
+    )
+
+
+class MatrixAlertModel(Model):
+    site: str
+    critical: bool
+    offline_since: datetime | None
+    stale: int
+    failed: int
+    reasons: list[str]
+
+
+class MatrixPageModel(Model):
+    shown: int
+    top: int
+    continuation: str | None = Field(description="Pass as `continuation` for older releases; null on the last page.")
+
+
+class MatrixModel(Model):
+    rings: list[MatrixRingModel] = Field(description="In the order the sites file gives.")
+    releases: list[MatrixReleaseModel] = Field(description="Newest push first.")
+    alerts: list[MatrixAlertModel] = Field(description="Sites with stale or failed releases shown, critical first.")
+    page: MatrixPageModel
+
+
+class ReleasePageViewModel(Model):
+    release: ReleaseDetailModel
+    gate: ReadinessModel = Field(description="The default gate: every in-scope site, critical sites required.")
+    evidence: list[EvidenceModel] = Field(description="Newest first, at most 100.")
+    evidence_total: int

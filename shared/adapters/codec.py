@@ -114,6 +114,7 @@ def site_to_doc(site: Site) -> dict[str, Any]:
         "cluster_id": site.cluster_id,
         "log_analytics_workspace_id": site.log_analytics_workspace_id,
         "reporter": site.reporter,
+        "position": site.position,
     }
 
 
@@ -139,6 +140,7 @@ def site_from_doc(doc: dict[str, Any]) -> Site:
         cluster_id=doc.get("cluster_id"),
         log_analytics_workspace_id=doc.get("log_analytics_workspace_id"),
         reporter=bool(doc.get("reporter", False)),
+        position=int(doc["position"]) if doc.get("position") is not None else None,
     )
 
 

@@ -99,6 +99,8 @@ class Site:
     cluster_id: str | None = None
     log_analytics_workspace_id: str | None = None
     reporter: bool = False
+    # Where the site stands in its sites file: dashboards show rings and sites in that order.
+    position: int | None = None
 
     def __post_init__(self) -> None:
         validate_site_name(self.name)

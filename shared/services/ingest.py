@@ -367,11 +367,17 @@ def _record_edge_event(services: Dependencies, event: RegistryEvent) -> IngestRe
 
 def _record_edge_deletion(services: Dependencies, event: RegistryEvent, site: Site) -> IngestResult:
     release_id = event.release_id
+    now = services.clock.now()
+
+    def record(row: SiteSync) -> RowChange:
+        # Written with the row (which stays as it is): the row's version moves with its evidence, so
+        # views tagged by stored versions show the deletion.
+        return RowChange(replace(row, updated_at=now), (_evidence(row, event, now, "deleted at the site", row.state),))
+
     try:
-        row = services.store.get_site_sync(release_id, site.name).value
+        update_row(services.store, release_id, site.name, record)
     except NotFound:
         return IngestResult(event.event_id, IngestOutcome.DUPLICATE, release_id)
-    services.store.append_evidence([_evidence(row, event, services.clock.now(), "deleted at the site", row.state)])
     return IngestResult(event.event_id, IngestOutcome.EDGE_RECORDED, release_id)
 
 

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -204,7 +204,7 @@ def load_sites_file(text: str, *, allow_short_windows: bool = False) -> SitesFil
             problems.append(f"line {_line(node)}: duplicate site name {site.name!r} (first on line {seen[site.name]})")
             continue
         seen[site.name] = _line(node)
-        sites.append(site)
+        sites.append(replace(site, position=len(sites)))
     if problems:
         raise SitesFileError(problems)
     return SitesFile(registry=registry, sites=sites, allow_short_windows=short and allow_short_windows)

@@ -695,6 +695,8 @@ PROTECTED = [
     ("GET", "/api/signing-key"),
     ("POST", "/api/sites/plant-01/report-token"),
     ("GET", "/api/running"),
+    ("GET", "/api/views/matrix"),
+    ("GET", "/api/views/releases/{id}"),
 ]
 OPEN_PATHS = {"/api/healthz", "/api/openapi.json", "/api/docs"}
 # A site's reporter presents its site's report token, checked by the route (tests/integration/test_site_reports_api.py).
