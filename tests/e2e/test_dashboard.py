@@ -57,8 +57,9 @@ def test_the_matrix_shows_each_sites_state_and_the_alerts(
     }
     assert cells["plant-01"] == "VERIFIED" and cells["plant-02"] == "STALE" and cells["mine-07"] == "FAILED"
     assert cells["store-0001"] == "SKIPPED"
-    alerts = browser.find_element("id", "alerts").text
-    assert "Stale: plant-02" in alerts and "Failed: mine-07" in alerts
+    alerts = {el.get_attribute("data-site"): el.text for el in browser.find_elements("css selector", "#alerts li")}
+    assert list(alerts) == ["mine-07", "plant-02"]  # grouped per site, critical first
+    assert "1 failed" in alerts["mine-07"] and "1 release stale" in alerts["plant-02"]
     tip = browser.find_element("css selector", "#matrix td.cell[data-site='plant-02']").get_attribute("title")
     assert "WINDOW_MISSED" in tip
     critical = [el.text for el in browser.find_elements("css selector", "th.site.critical")]
