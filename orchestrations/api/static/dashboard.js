@@ -88,9 +88,11 @@ function legend() {
     Object.entries(STATES).map(([state]) => h("li", {}, stateBadge(state))),
     h("li", {}, h("span", { class: "badge running" }, h("span", { "aria-hidden": "true" }, "▶"), " running")));
 }
+const ON_ITS_WAY = ["PENDING", "WAITING_FOR_WINDOW", "STALE"];
 function eta(row) {
+  if (!ON_ITS_WAY.includes(row.state)) return "—";
   if (row.offline_since) return `offline since ${whenText(row.offline_since)}, ETA unknown`;
-  if (row.expected_ready_at && (row.state === "PENDING" || row.state === "WAITING_FOR_WINDOW")) return whenText(row.expected_ready_at);
+  if (row.expected_ready_at && row.state !== "STALE") return whenText(row.expected_ready_at);
   return row.state === "STALE" ? "ETA unknown (stale)" : "—";
 }
 
@@ -356,10 +358,12 @@ function banner(error) {
   const box = document.getElementById("connection");
   if (!error) { box.hidden = true; box.textContent = ""; return; }
   box.hidden = false;
-  box.textContent = error.status === 0
-    ? `Connection lost at ${new Date().toLocaleTimeString()}: showing the data of ${last.at ? last.at.toLocaleTimeString() : "—"}; retrying every ${REFRESH_MS / 1000} s.`
-    : `The API answered: ${error.message}.`;
+  const cause = error.status === 0 ? "Connection lost" : `The API is failing (HTTP ${error.status})`;
+  box.textContent = `${cause} at ${new Date().toLocaleTimeString()}: showing the data of ` +
+    `${last.at ? last.at.toLocaleTimeString() : "—"}; retrying every ${REFRESH_MS / 1000} s.`;
 }
+// The API is unreachable or failing (not: it refused the request): the last answer stays on screen.
+function outage(error) { return error.status === 0 || error.status >= 500; }
 
 let drawn = null; // the page (and its argument) on screen: focus and scroll are kept while it stays
 async function render({ force = false } = {}) {
@@ -381,8 +385,9 @@ async function render({ force = false } = {}) {
     document.body.dataset.ready = "true";
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
-    banner(error);
-    if (last.key !== path || error.status !== 0) {
+    const keep = outage(error) && last.key === path;
+    banner(outage(error) ? error : null);
+    if (!keep) {
       view.replaceChildren(h("p", { class: "error" }, error.status === 404 ? "Not found." : error.message));
       drawn = null;
     }
