@@ -235,7 +235,7 @@ def build_table(data: Any) -> Any:
     if data is None:
         return None
     rows = data if isinstance(data, list) else [data]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     if rows and all(isinstance(row, dict) for row in rows):
         columns = table_columns(rows)
         for column in columns:

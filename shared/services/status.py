@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from shared.domain.gate import (
     passed_moments,
     retry_after,
 )
-from shared.domain.model import Evidence, Release, Site, SiteSync
+from shared.domain.model import Evidence, Release, Site, SiteSync, Versioned
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
 from shared.domain.states import READY_STATES
@@ -276,13 +277,17 @@ def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
         ReleaseNotFound: no such release.
     """
     release = get_release(services, release_id)
-    rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
+    stored = services.store.list_site_syncs(release_id)
+    rows = [versioned.value for versioned in stored]
     catalog = {site.name: site for site in services.catalog.sites()}
+    fingerprint = services.catalog.fingerprint()
     # Counted from the rows shown, so the counts and the list always agree within one answer: exact as
     # of the newest change among them.
     changed = max((row.updated_at for row in rows if row.updated_at is not None), default=release.pushed_at)
     view = release_view(release, counts=count_rows(rows), counts_as_of=max(changed, release.pushed_at))
-    view["sites"] = [_row_view(row, catalog.get(row.site)) for row in sorted(rows, key=lambda r: r.site)]
+    ordered = sorted(stored, key=lambda versioned: versioned.value.site)
+    row_views = _row_views(services.store)
+    view["sites"] = [row_views.view(v, catalog.get(v.value.site), fingerprint) for v in ordered]
     view["adoption"] = adoption(rows)
     return view
 
@@ -294,6 +299,40 @@ def adoption(rows: Sequence[SiteSync]) -> dict[str, int]:
         "running": sum(1 for row in rows if row.running_pods > 0),
         "ran": sum(1 for row in rows if row.running_since is not None),
     }
+
+
+class _RowViews:
+    """Row views kept per (release, site) while the row's ETag and the site catalog stay the same: a poll
+    of a 1,000-site release rebuilds only the rows that changed. Per process, bounded; the views are
+    shared, so nothing may change them."""
+
+    LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+
+    def view(self, versioned: Versioned[SiteSync], site: Site | None, catalog: str) -> dict[str, Any]:
+        row = versioned.value
+        key = (row.release_id, row.site)
+        found = self._entries.get(key)
+        if found is not None and found[0] == versioned.etag and found[1] == catalog:
+            return found[2]
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()  # simpler than an LRU, and a poll refills what it reads
+        built = _row_view(row, site)
+        self._entries[key] = (versioned.etag, catalog, built)
+        return built
+
+
+# One set per store: release ids are deterministic, so two stores in one process hold rows of the same key.
+_ROW_VIEWS: weakref.WeakKeyDictionary[Any, _RowViews] = weakref.WeakKeyDictionary()
+
+
+def _row_views(store: Any) -> _RowViews:
+    found = _ROW_VIEWS.get(store)
+    if found is None:
+        found = _ROW_VIEWS.setdefault(store, _RowViews())
+    return found
 
 
 def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:

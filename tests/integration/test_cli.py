@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -451,6 +452,51 @@ def test_an_offline_site_reads_offline_since_never_a_past_estimate(
     assert "offline since 11-24 07:42Z" in plant02
     waited = acrsync("wait", release_id, "--timeout", "1")
     assert "offline since" in waited.out + waited.err and "ETA unknown" in waited.out + waited.err
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "cli"
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("releases.table", ["releases", "-o", "table"]),
+        ("release.table", ["release", "{release}", "-o", "table"]),
+        ("sites.table", ["sites", "-o", "table"]),
+        ("releases.tsv", ["releases", "-o", "tsv"]),
+        ("release.tsv", ["release", "{release}", "-o", "tsv"]),
+        ("sites.tsv", ["sites", "-o", "tsv"]),
+    ],
+)
+def test_tables_and_tsv_match_their_golden_output(
+    acrsync: Callable[..., Run],
+    services: Services,
+    release_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    command: list[str],
+) -> None:
+    """Each command's own columns, byte for byte (ACRSYNC_UPDATE_GOLDEN=1 rewrites tests/fixtures/cli)."""
+    monkeypatch.setenv("COLUMNS", "120")
+    move(services, release_id, "plant-01", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
+    move_row(
+        services,
+        release_id,
+        "plant-02",
+        SyncState.STALE,
+        SyncReason.SITE_SILENT,
+        at=NOW,
+        offline_since=NOW - timedelta(hours=2),
+    )
+    out = acrsync(*[part.format(release=release_id) for part in command]).out.replace(release_id, "<release>")
+    golden = GOLDEN / name
+    if os.environ.get("ACRSYNC_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(out)
+    assert out == golden.read_text()
+    assert max(len(line) for line in out.splitlines()) <= 120
+    if name.endswith(".tsv"):
+        assert len({line.count("\t") for line in out.splitlines()}) == 1  # the same columns on every line
 
 
 def test_version(acrsync: Callable[..., Run]) -> None:
