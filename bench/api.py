@@ -874,7 +874,10 @@ def report(runs: list[BackendRun], args: argparse.Namespace, began: float) -> No
                 f"req/s {cond.rps:.1f} vs {full.rps:.1f}; server CPU {cpu_cond:.2f} vs {cpu_full:.2f} ms/req; "
                 f"{cond.size} vs {full.size} bytes"
             )
-    print("\nTargets for a 1,000-site release (1-client p50, the cost of one read; loaded p50 in brackets):")
+    print(
+        "\nTargets for a 1,000-site release: server CPU per request (the work done), then in brackets the"
+        " 1-client and the loaded p50 (which add the transfer of the body and queueing on this machine's cores):"
+    )
     for run in runs:
         by = {m.label: m for m in run.measured}
         raw = by["store.list_site_syncs (M rows)"]
@@ -886,11 +889,11 @@ def report(runs: list[BackendRun], args: argparse.Namespace, began: float) -> No
             ("gate 304 vs its full answer", by["GET readiness (M sites) If-None-Match"], gate, 0.1),
         ]
         for name, this, against, target in checks:
-            ratio = this.serial_p50 / against.serial_p50
+            ratio = this.server_cpu_per_req / against.server_cpu_per_req
             verdict = "met" if ratio <= target else "MISSED"
             print(
-                f"  {run.backend:8} {name:32} {ratio:5.2f}x  [{this.p50 / against.p50:5.2f}x]  "
-                f"target <= {target}x: {verdict}"
+                f"  {run.backend:8} {name:32} {ratio:5.2f}x  [{this.serial_p50 / against.serial_p50:5.2f}x "
+                f"{this.p50 / against.p50:5.2f}x]  target <= {target}x: {verdict}"
             )
     for run in runs:
         found = run.breakdown

@@ -145,6 +145,11 @@ def screen(browser: Any) -> Iterator[Any]:
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def _open(browser: Any, url: str) -> None:
+    browser.get(url)
+    wait_ready(browser)
+
+
 def _shot(browser: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
@@ -172,8 +177,7 @@ def test_the_first_screen_shows_the_matrix_with_rings_in_file_order(
     fleet: tuple[str, CountingApp, Services, list[str]], screen: Any
 ) -> None:
     base, _, _, _ = fleet
-    screen.get(base + "/")
-    wait_ready(screen)
+    _open(screen, base + "/")
     rings = [
         el.get_attribute("data-ring")
         for el in screen.find_elements("css selector", "#matrix tbody tr:first-child td.rollup")
@@ -206,8 +210,7 @@ def test_a_ring_expands_to_its_sites_with_sticky_headers_and_the_state_in_the_ur
     fleet: tuple[str, CountingApp, Services, list[str]], screen: Any
 ) -> None:
     base, _, _, _ = fleet
-    screen.get(base + "/")
-    wait_ready(screen)
+    _open(screen, base + "/")
     screen.find_element("css selector", "button.ring-toggle[data-key='ring-late']").click()
     wait_ready(screen)
     assert "expand=late" in screen.current_url
@@ -237,8 +240,7 @@ def test_a_ring_expands_to_its_sites_with_sticky_headers_and_the_state_in_the_ur
     _refresh(screen, force=True)
     assert screen.execute_script("return document.getElementById('matrix-scroll').scrollLeft") == 900
 
-    screen.get(base + "/#/?ring=early")
-    wait_ready(screen)
+    _open(screen, base + "/#/?ring=early")
     assert screen.find_element("id", "ring-filter").get_attribute("value") == "early"
     names = {c.get_attribute("data-site") for c in screen.find_elements("css selector", "#matrix td.cell")}
     assert len(names) == 40 and all(name.startswith("early-") for name in names)
@@ -249,15 +251,13 @@ def test_a_refresh_is_one_request_and_keeps_focus(
 ) -> None:
     base, app, _, ids = fleet
     for url in (base + "/", f"{base}/#/release/{ids[-1]}", f"{base}/#/site/late-001", base + "/#/summary"):
-        screen.get(url)
-        wait_ready(screen)
+        _open(screen, url)
         app.reset()
         _refresh(screen)
         assert sum(app.answers.values()) <= 2, app.answers
         assert set(status for _, status in app.answers) == {304} or url.endswith("summary"), app.answers
 
-    screen.get(base + "/")
-    wait_ready(screen)
+    _open(screen, base + "/")
     link = screen.find_element("css selector", f"a[data-key='release-{ids[-2]}']")
     screen.execute_script("arguments[0].focus()", link)
     _refresh(screen, force=True)  # a re-render, as when data changed
@@ -272,8 +272,7 @@ def test_a_refresh_is_one_request_and_keeps_focus(
 
 def test_the_release_page_leads_with_the_gate(fleet: tuple[str, CountingApp, Services, list[str]], screen: Any) -> None:
     base, _, _, ids = fleet
-    screen.get(f"{base}/#/release/{ids[-1]}")
-    wait_ready(screen)
+    _open(screen, f"{base}/#/release/{ids[-1]}")
     assert screen.find_element("id", "gate").text == "failed"  # broad-000 is critical and failed
     assert "broad-000" in screen.find_element("id", "gate-blocked").text
     gate_y = screen.find_element("id", "gate").rect["y"]
@@ -293,8 +292,7 @@ def test_axe_finds_no_serious_or_critical_violation(
     fleet: tuple[str, CountingApp, Services, list[str]], screen: Any, page: str
 ) -> None:
     base, _, _, ids = fleet
-    screen.get(f"{base}/{page.format(newest=ids[-1])}")
-    wait_ready(screen)
+    _open(screen, f"{base}/{page.format(newest=ids[-1])}")
     assert _axe(screen) == []
     if page == "":  # axe does look: a planted unlabelled control is a critical violation
         screen.execute_script("document.getElementById('view').append(document.createElement('select'))")
@@ -309,8 +307,7 @@ def test_when_the_api_fails_the_last_data_stays_under_a_banner(
     fleet: tuple[str, CountingApp, Services, list[str]], screen: Any
 ) -> None:
     base, app, _, _ = fleet
-    screen.get(base + "/")
-    wait_ready(screen)
+    _open(screen, base + "/")
     rows = len(screen.find_elements("css selector", "#matrix tbody tr"))
     original = app.app
 

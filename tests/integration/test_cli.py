@@ -174,6 +174,20 @@ def move(services: Services, release_id: str, site: str, state: SyncState, reaso
     move_row(services, release_id, site, state, reason, at=NOW)
 
 
+def go_offline(services: Services, release_id: str, site: str, *, since: datetime) -> None:
+    """The site's row as a check leaves it when its connected registry went offline at ``since``: stale, no estimate."""
+    move_row(
+        services,
+        release_id,
+        site,
+        SyncState.STALE,
+        SyncReason.SITE_SILENT,
+        at=NOW,
+        expected_ready_at=None,
+        offline_since=since,
+    )
+
+
 def make_ready(services: Services, release_id: str, sites: tuple[str, ...] = IN_SCOPE) -> None:
     for site in sites:
         move(services, release_id, site, SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
@@ -436,17 +450,7 @@ def test_each_command_has_its_own_table_that_fits_120_columns(
 def test_an_offline_site_reads_offline_since_never_a_past_estimate(
     acrsync: Callable[..., Run], services: Services, release_id: str
 ) -> None:
-    since = NOW - timedelta(hours=2)
-    move_row(
-        services,
-        release_id,
-        "plant-02",
-        SyncState.STALE,
-        SyncReason.SITE_SILENT,
-        at=NOW,
-        expected_ready_at=None,
-        offline_since=since,
-    )
+    go_offline(services, release_id, "plant-02", since=NOW - timedelta(hours=2))
     release = acrsync("release", release_id, "-o", "table").out.splitlines()
     [plant02] = [line for line in release if line.startswith("plant-02")]
     assert "offline since 11-24 07:42Z" in plant02
@@ -479,15 +483,7 @@ def test_tables_and_tsv_match_their_golden_output(
     """Each command's own columns, byte for byte (ACRSYNC_UPDATE_GOLDEN=1 rewrites tests/fixtures/cli)."""
     monkeypatch.setenv("COLUMNS", "120")
     move(services, release_id, "plant-01", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
-    move_row(
-        services,
-        release_id,
-        "plant-02",
-        SyncState.STALE,
-        SyncReason.SITE_SILENT,
-        at=NOW,
-        offline_since=NOW - timedelta(hours=2),
-    )
+    go_offline(services, release_id, "plant-02", since=NOW - timedelta(hours=2))
     out = acrsync(*[part.format(release=release_id) for part in command]).out.replace(release_id, "<release>")
     golden = GOLDEN / name
     if os.environ.get("ACRSYNC_UPDATE_GOLDEN"):
