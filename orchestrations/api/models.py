@@ -42,6 +42,10 @@ class TokenModel(Model):
     checked_at: datetime | None = Field(default=None, description="When the sweeper checked it (lists only).")
 
 
+class LinkModel(Model):
+    bandwidth_bps: float = Field(description="Declared bandwidth in bits per second (`link.bandwidth: 2Mbit/s`).")
+
+
 class SiteModel(Model):
     name: str
     ring: str
@@ -68,6 +72,7 @@ class SiteModel(Model):
     )
     log_analytics_workspace_id: str | None = Field(description="Log Analytics workspace of its Container Insights.")
     reporter: bool = Field(description="Whether an acrsync agent at the site sends reports.")
+    link: LinkModel | None = Field(description="The site's link as its sites file declares it; null when it does not.")
 
 
 class RepositoryStateModel(Model):

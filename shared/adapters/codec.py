@@ -115,6 +115,7 @@ def site_to_doc(site: Site) -> dict[str, Any]:
         "log_analytics_workspace_id": site.log_analytics_workspace_id,
         "reporter": site.reporter,
         "position": site.position,
+        "bandwidth_bps": site.bandwidth_bps,
     }
 
 
@@ -141,6 +142,7 @@ def site_from_doc(doc: dict[str, Any]) -> Site:
         log_analytics_workspace_id=doc.get("log_analytics_workspace_id"),
         reporter=bool(doc.get("reporter", False)),
         position=int(doc["position"]) if doc.get("position") is not None else None,
+        bandwidth_bps=float(doc["bandwidth_bps"]) if doc.get("bandwidth_bps") is not None else None,
     )
 
 

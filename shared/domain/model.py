@@ -101,6 +101,8 @@ class Site:
     reporter: bool = False
     # Where the site stands in its sites file: dashboards show rings and sites in that order.
     position: int | None = None
+    # The site's link as its sites file declares it (bits per second): what moving a release costs there.
+    bandwidth_bps: float | None = None
 
     def __post_init__(self) -> None:
         validate_site_name(self.name)

@@ -28,6 +28,7 @@ import yaml
 
 from shared.domain.model import DEFAULT_MESSAGE_TTL, DEFAULT_STALE_AFTER_WINDOWS, Site, TagPolicy
 from shared.domain.names import validate_login_server, validate_site_name
+from shared.domain.transfers import parse_bandwidth
 from shared.domain.windows import check_limits, parse_duration, validate_schedule
 from shared.errors import InvalidInput
 from shared.services.dependencies import Dependencies
@@ -52,7 +53,9 @@ _SITE_KEYS = {
     "cluster_id",
     "log_analytics_workspace_id",
     "reporter",
+    "link",
 }
+_LINK_KEYS = {"bandwidth"}
 _TAG_KEYS = {"include", "exclude", "semver_only"}
 _SIMULATION_KEYS = {"allow_short_windows"}
 _PATTERN = re.compile(r"[a-z0-9._/*?\[\]-]+")
@@ -276,6 +279,7 @@ def _site(node: yaml.Node, problems: list[str], *, allow_short: bool) -> Site | 
             "workspace's id (a GUID, from its Properties blade), not its ARM id"
         )
     reporter = _scalar(fields.get("reporter"), bool, problems, default=False)
+    bandwidth = _bandwidth(fields.get("link"), problems)
     if len(problems) > before or name is None:
         return None
     return Site(
@@ -294,7 +298,23 @@ def _site(node: yaml.Node, problems: list[str], *, allow_short: bool) -> Site | 
         cluster_id=cluster or None,
         log_analytics_workspace_id=workspace.lower() if workspace else None,
         reporter=bool(reporter),
+        bandwidth_bps=bandwidth,
     )
+
+
+def _bandwidth(node: yaml.Node | None, problems: list[str]) -> float | None:
+    """``link: {bandwidth: "2Mbit/s"}``: the site's declared link rate in bits per second."""
+    if node is None:
+        return None
+    link = _mapping(node, _LINK_KEYS, "link", problems)
+    text = _text(link.get("bandwidth"), "link.bandwidth", problems)
+    if text is None:
+        return None
+    try:
+        return parse_bandwidth(text)
+    except InvalidInput as exc:
+        problems.append(f"line {_line(link['bandwidth'])}: link.bandwidth: {exc.detail}")
+        return None
 
 
 def _endpoint_problem(endpoint: str) -> str | None:  # noqa: PLR0911 - one answer per rule, in order

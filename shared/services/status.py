@@ -122,6 +122,7 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "cluster_id": site.cluster_id,
         "log_analytics_workspace_id": site.log_analytics_workspace_id,
         "reporter": site.reporter,
+        "link": {"bandwidth_bps": site.bandwidth_bps} if site.bandwidth_bps is not None else None,
     }
 
 

@@ -63,6 +63,8 @@ def test_sites_round_trip_with_every_field(store: StateStore) -> None:
         cluster_id="/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/plant-01",
         log_analytics_workspace_id="6f1c2d3e-0000-4000-8000-00000000abcd",
         reporter=True,
+        position=7,
+        bandwidth_bps=2_000_000,
     )
     store.upsert_sites([site, make_site("mine-07")])
     assert store.get_site("plant-01") == site

@@ -26,6 +26,7 @@ sites:
     connected_registry: CR_ID
     endpoint: https://plant01.contoso.example/
     stale_after_windows: 3
+    link: {bandwidth: 2Mbit/s}
   - name: store-0001
     repositories: ["retail/*"]
 """.replace("CR_ID", CR_ID)
@@ -44,6 +45,8 @@ def test_a_full_site_is_read_with_every_key() -> None:
         timedelta(days=2),
     )
     assert plant.endpoint == "https://plant01.contoso.example" and plant.stale_after_windows == 3
+    assert (plant.bandwidth_bps, store.bandwidth_bps) == (2_000_000, None)
+    assert (plant.position, store.position) == (0, 1)  # the order of the file, for the dashboard
     assert (store.ring, store.critical, store.schedule, store.message_ttl) == (
         "default",
         False,
@@ -61,12 +64,18 @@ def test_a_full_site_is_read_with_every_key() -> None:
         (("    sync_window: PT3H", "    sync_window: P8D"), 10, "PT1H to P7D"),
         (("    message_ttl: P2D", "    message_ttl: P91D"), 11, "P1D to P90D"),
         (("    message_ttl: P2D", "    message_ttl: P1M"), 11, "months"),
-        (("  - name: store-0001", "  - name: plant-01"), 15, "duplicate site name 'plant-01'"),
+        (("  - name: store-0001", "  - name: plant-01"), 16, "duplicate site name 'plant-01'"),
         (("    critical: true", "    critical: yes please"), 5, "true or false"),
         (("  - name: plant-01", "  - name: Plant 01"), 3, "not a site name"),
         (("    endpoint: https://plant01.contoso.example/", "    endpoint: ftp://x"), 13, "http(s) URL"),
         (("    stale_after_windows: 3", "    stale_after_windows: 0"), 14, "at least 1"),
-        (('    repositories: ["retail/*"]', "    repositories: []"), 15, "at least one approved repository"),
+        (('    repositories: ["retail/*"]', "    repositories: []"), 16, "at least one approved repository"),
+        (
+            ("    link: {bandwidth: 2Mbit/s}", "    link: {bandwidth: fast}"),
+            15,
+            "link.bandwidth: 'fast' is not a bandwidth",
+        ),
+        (("    link: {bandwidth: 2Mbit/s}", "    link: {bandwith: 2Mbit/s}"), 15, "unknown key 'bandwith'"),
         (("registry: ContosoACR.azurecr.io", "registry: https://x"), 1, "login server"),
     ],
 )
@@ -206,8 +215,8 @@ def test_an_endpoint_must_be_a_registry_address(endpoint: str) -> None:
             6,
             "duplicate key 'ring' in a site (first on line 4)",
         ),
-        (GOOD.replace("  - name: store-0001\n", "  - name: store-0001\n    name: store-0002\n"), 16, "'name'"),
-        (GOOD + "sites: []\n", 17, "duplicate key 'sites' in the file (first on line 2)"),
+        (GOOD.replace("  - name: store-0001\n", "  - name: store-0001\n    name: store-0002\n"), 17, "'name'"),
+        (GOOD + "sites: []\n", 18, "duplicate key 'sites' in the file (first on line 2)"),
         (GOOD.replace('include: ["1.*"]', 'include: ["1.*"], include: ["2.*"]'), 8, "duplicate key 'include' in tags"),
         ("simulation: {allow_short_windows: false, allow_short_windows: true}\n" + GOOD, 1, "'allow_short_windows'"),
     ],

@@ -171,6 +171,7 @@ def test_sites_are_listed_by_name_with_their_next_window(client: TestClient) -> 
         "cluster_id": None,
         "log_analytics_workspace_id": None,
         "reporter": False,
+        "link": None,
     }
     assert all(s["connection_state"] is None for s in sites)  # the list never asks ARM
 
