@@ -27,6 +27,7 @@ from shared.ports import (
     JobQueue,
     ManifestProbe,
     Outbox,
+    ReleaseContentReader,
     SiteCredentials,
     StateStore,
     WorkloadObserver,
@@ -88,6 +89,7 @@ class Services:
         signer: ReceiptSigner | None = None,
         workload_observer: WorkloadObserver | None = None,
         cluster_health: ClusterHealthReader | None = None,
+        content_reader: ReleaseContentReader | None = None,
         credential: Any = None,
     ) -> None:
         self.settings = settings
@@ -110,6 +112,9 @@ class Services:
         self._given_cluster_health = cluster_health
         self._cluster_health = _Lazy(
             lambda: cluster_health if cluster_health is not None else _build_cluster_health(settings, self._credential)
+        )
+        self._content_reader = _Lazy(
+            lambda: content_reader if content_reader is not None else _build_content_reader(settings, self._credential)
         )
         self.token_findings = TokenFindings()
 
@@ -137,6 +142,11 @@ class Services:
     @property
     def probe(self) -> ManifestProbe:
         value: ManifestProbe = self._probe.get()
+        return value
+
+    @property
+    def content_reader(self) -> ReleaseContentReader | None:
+        value: ReleaseContentReader | None = self._content_reader.get()
         return value
 
     @property
@@ -345,6 +355,16 @@ def _build_cluster_health(settings: Settings, credential: _Lazy) -> ClusterHealt
     from shared.adapters.arc import ArcHealthReader
 
     return ArcHealthReader(credential.get(), base_url=settings.arm_endpoint)
+
+
+def _build_content_reader(settings: Settings, credential: _Lazy) -> ReleaseContentReader | None:
+    """The parent registry's data plane with the app's identity, where the registry served is named and
+    is an Azure one; elsewhere (local runs pass their own) nothing reads release sizes."""
+    if not settings.registry or not settings.registry.endswith(".azurecr.io"):
+        return None
+    from shared.adapters.parent_registry import ParentRegistryContentReader
+
+    return ParentRegistryContentReader(f"https://{settings.registry}", credential.get())
 
 
 def _build_probe() -> ManifestProbe:

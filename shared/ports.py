@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from shared.domain.content import ReleaseContent
 from shared.domain.inventory import RegistryState, TokenState
 from shared.domain.ledger import LedgerDay
 from shared.domain.model import Evidence, Page, Release, Site, SiteSync, Versioned
@@ -317,6 +318,18 @@ class ManifestProbe(Protocol):
 
         Raises: UpstreamUnavailable (unreachable, 5xx, 429, timeouts), UpstreamRejected
         (credentials refused, or an answer that is not a registry's).
+        """
+
+
+class ReleaseContentReader(Protocol):
+    """Reads what a release weighs from the parent registry: its manifest (an index through to its
+    platform manifests) and the blobs they reference."""
+
+    def read_content(self, repository: str, digest: str) -> ReleaseContent:
+        """The release's distinct blobs.
+
+        Raises: UpstreamUnavailable (retry later), UpstreamRejected (refused, or not there),
+        InvalidInput (``NOT_AN_IMAGE``, ``TOO_LARGE``).
         """
 
 

@@ -1,9 +1,9 @@
-// Deployed into the registry's resource group (and subscription) by rbac.bicep: Reader on the registry for
-// the app identity. The role GUID comes from rbac.bicep's `roles` table, the only place role GUIDs are written.
+// Deployed into the registry's resource group (and subscription) by rbac.bicep, once per role the app
+// identity needs on the registry (Reader for ARM, AcrPull for manifests). The role GUID comes from rbac.bicep's `roles` table, the only place role GUIDs are written.
 param registryName string
 param principalId string
 
-@description('Role definition GUID (roles.reader in rbac.bicep); resolved in the registry subscription.')
+@description('Role definition GUID (from the roles table of rbac.bicep); resolved in the registry subscription.')
 param roleId string
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {

@@ -46,6 +46,7 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
   reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader
+  acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d' // AcrPull
 }
 
 var withDeveloper = !empty(developerPrincipalId)
@@ -170,6 +171,18 @@ module registryReader 'rbac-registry.bicep' = {
     registryName: registryName
     principalId: appPrincipalId
     roleId: roles.reader
+  }
+}
+
+// What a release weighs (shared/adapters/parent_registry.py): its manifests through the registry's data
+// plane. AcrPull is the least built-in role that reads manifests; it also reads blobs, which acrsync never does.
+module registryPuller 'rbac-registry.bicep' = {
+  name: 'rbac-registry-pull-${uniqueString(appPrincipalId)}'
+  scope: resourceGroup(registrySubscriptionId, registryResourceGroupName)
+  params: {
+    registryName: registryName
+    principalId: appPrincipalId
+    roleId: roles.acrPull
   }
 }
 

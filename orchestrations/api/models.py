@@ -200,6 +200,15 @@ class ReleaseModel(Model):
         description="When the counts were taken. A listing shows the release's summary, which lags the "
         "rows by up to one summary interval (15 s plus queue latency); a single release counts its rows."
     )
+    size_bytes: int | None = Field(
+        description="Compressed bytes of every distinct blob (config and layers of every platform), read once from "
+        "the parent registry after fan-out; null until then, or with `size_unknown_reason`."
+    )
+    layers: int | None = Field(description="Distinct layer blobs; null while the size is unknown.")
+    platforms: list[str] | None = Field(description="Platforms of an image index (os/architecture[/variant]).")
+    size_unknown_reason: str | None = Field(
+        description="MANIFEST_UNREADABLE (read again at the next summary), NOT_AN_IMAGE, TOO_LARGE or NOT_READ."
+    )
 
 
 class ReleasePageModel(Model):

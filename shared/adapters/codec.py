@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.domain.content import Blob, ReleaseContent
 from shared.domain.model import (
     DEFAULT_STALE_AFTER_WINDOWS,
     ArtifactKind,
@@ -167,7 +168,26 @@ def release_to_doc(release: Release) -> dict[str, Any]:
         "checkpoint": release.checkpoint,
         "indexed": release.indexed,
         "ledger_seeded": release.ledger_seeded,
+        "content": _content_to_doc(release.content),
+        "content_unknown": release.content_unknown,
     }
+
+
+def _content_to_doc(content: ReleaseContent | None) -> dict[str, Any] | None:
+    if content is None:
+        return None
+    return {
+        "blobs": [[blob.digest, blob.size] for blob in content.blobs],
+        "platforms": list(content.platforms),
+        "layers": content.layers,
+    }
+
+
+def _content_from_doc(doc: dict[str, Any] | None) -> ReleaseContent | None:
+    if not doc:
+        return None
+    blobs = tuple(Blob(str(digest), int(size)) for digest, size in doc.get("blobs", ()))
+    return ReleaseContent(blobs, tuple(doc.get("platforms", ())), int(doc.get("layers", 0)))
 
 
 def release_from_doc(doc: dict[str, Any]) -> Release:
@@ -191,6 +211,8 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         checkpoint=doc.get("checkpoint"),
         indexed=bool(doc.get("indexed", False)),
         ledger_seeded=bool(doc.get("ledger_seeded", False)),
+        content=_content_from_doc(doc.get("content")),
+        content_unknown=doc.get("content_unknown"),
     )
 
 

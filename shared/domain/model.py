@@ -16,6 +16,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from shared.domain.content import ReleaseContent
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
 from shared.domain.states import EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import InvalidInput
@@ -160,6 +161,10 @@ class Release:
     # Whether the site ledger holds an entry for every row of the release: the first release summary
     # records the rows fan-out created (fan-out itself writes only the rows).
     ledger_seeded: bool = False
+    # What the release weighs (shared.domain.content), read once from the parent registry off the
+    # fan-out path; while unknown, ``content_unknown`` says why (shared.domain.content.ContentUnknown).
+    content: ReleaseContent | None = None
+    content_unknown: str | None = None
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)

@@ -31,6 +31,7 @@ from shared.config import DATA_DIR, REGISTRY, Settings
 from shared.domain.model import Site
 from shared.errors import ConfigurationError
 from shared.local.bridge import notification_url
+from shared.local.content import SyntheticContentReader, UnreadContentReader
 from shared.local.names import local_resource_id
 from shared.local.registries import LocalConnectedRegistries, LocalRegistries
 from shared.local.registry_server import NotificationTarget
@@ -92,7 +93,9 @@ class DevEnvironment:
         if options.registries is RegistryMode.SIMULATED:
             self.simulation = SimulatedConnectedRegistries(lambda: self.services.store.list_sites(), clock.now)  # noqa: PLW0108
             adapters["arm"] = self.simulation
+            adapters["content_reader"] = SyntheticContentReader()
         else:
+            adapters["content_reader"] = UnreadContentReader()
             api_key = self.settings.api_key
             # The sites' registries serve TLS, as connected registries do; what acrsync runs here trusts it.
             self.tls = local_certificate(options.data_dir / "registries" / "tls")

@@ -59,6 +59,10 @@ class Dependencies(Protocol):
     def probe(self) -> ports.ManifestProbe: ...
 
     @property
+    def content_reader(self) -> ports.ReleaseContentReader | None:
+        """Reads what a release weighs from the parent registry; ``None`` where nothing can."""
+
+    @property
     def credentials(self) -> ports.SiteCredentials: ...
 
     @property

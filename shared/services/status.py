@@ -243,6 +243,10 @@ def release_view(
         "withdrawn_at": _iso(release.withdrawn_at),
         "counts": dict(sorted(counts.items())),
         "counts_as_of": _iso(counts_as_of),
+        "size_bytes": release.content.size_bytes if release.content is not None else None,
+        "layers": release.content.layers if release.content is not None else None,
+        "platforms": list(release.content.platforms) if release.content is not None else None,
+        "size_unknown_reason": release.content_unknown if release.content is None else None,
     }
 
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.announcements import events_for_release
+from shared.domain.content import ContentUnknown, ReleaseContent
 from shared.domain.messages import ReleaseSummaryJob
+from shared.domain.model import Release
 from shared.domain.receipts import canonical_json
 from shared.domain.states import SyncState
-from shared.errors import ConcurrencyConflict, NotFound
+from shared.errors import ConcurrencyConflict, InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.ports import Clock, JobQueue, OutgoingMessage
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
@@ -34,6 +36,10 @@ from shared.services.receipts import sign_checkpoint
 from shared.services.rows import MAX_ATTEMPTS, counted
 
 logger = logging.getLogger(__name__)
+# Reading again cannot change these: the manifest is what it is, and a run without a reader stays so.
+_FINAL_UNKNOWNS = frozenset(
+    {ContentUnknown.NOT_AN_IMAGE.value, ContentUnknown.TOO_LARGE.value, ContentUnknown.NOT_READ.value}
+)
 
 SUMMARY_INTERVAL = timedelta(seconds=15)
 CLOCK_MARGIN = timedelta(seconds=2)
@@ -80,6 +86,26 @@ def schedule_summary(queue: JobQueue, clock: Clock, release_id: str) -> None:
     queue.send_messages([summary_message(clock, release_id)])
 
 
+def needs_weighing(release: Release) -> bool:
+    """Not weighed yet, and not for a reason that reading again cannot change."""
+    return release.content is None and release.content_unknown not in _FINAL_UNKNOWNS
+
+
+def weigh(services: Dependencies, release: Release) -> tuple[ReleaseContent | None, str | None]:
+    """What the release weighs, read from the parent registry, or why not: never raises, so a registry
+    that cannot answer never holds a summary (or fan-out) up; the next summary reads again."""
+    reader = services.content_reader
+    if reader is None:
+        return None, ContentUnknown.NOT_READ.value
+    try:
+        return reader.read_content(release.repository, release.digest), None
+    except InvalidInput as exc:
+        return None, exc.code
+    except (UpstreamUnavailable, UpstreamRejected) as exc:
+        logger.info("release %s not weighed: %s", release.release_id, exc)
+        return None, ContentUnknown.MANIFEST_UNREADABLE.value
+
+
 def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
     """Recount the release from its rows, announce what changed and sign a checkpoint.
 
@@ -91,6 +117,7 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
     """
     store = services.store
     seeded = False
+    weighed: tuple[ReleaseContent | None, str | None] | None = None
     for _ in range(MAX_ATTEMPTS):
         now = services.clock.now()
         try:
@@ -111,6 +138,9 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
             issued = sign_checkpoint(services.signer, release, rows)
             checkpoint, signed = canonical_json(issued["envelope"]).decode(), len(rows)
         updated = replace(updated, checkpoint=checkpoint, ledger_seeded=release.ledger_seeded or release.indexed)
+        if needs_weighing(release):
+            weighed = weighed or weigh(services, release)  # once per job, whatever the header races
+            updated = replace(updated, content=weighed[0], content_unknown=weighed[1])
         try:
             store.replace_release(updated, etag=header.etag)
         except ConcurrencyConflict:

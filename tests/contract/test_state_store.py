@@ -603,6 +603,7 @@ class _Services:
     signer: ReceiptSigner
     clock: FakeClock
     events: _Sink = field(default_factory=_Sink)
+    content_reader: None = None  # nothing weighs releases here
 
 
 def test_many_sites_of_one_release_move_at_once_with_checkpoints_and_summaries_racing(store: StateStore) -> None:

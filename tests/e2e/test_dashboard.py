@@ -3,6 +3,7 @@ chromedriver, loads the page from a running server and shows a scripted scenario
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from shared.domain.workloads import ObservationSource, PullError, RunningContain
 from shared.local.environment import DevEnvironment
 from shared.services.ingest import ingest_delivery
 from shared.services.rows import update_row
+from shared.services.summaries import summarize_release
 from shared.services.workloads import record_observation
 from tests.e2e.conftest import needs_browser, wait_ready
 from tests.fakes import delivery, load_event
@@ -67,9 +69,11 @@ def test_the_matrix_shows_each_sites_state_and_the_alerts(
     browser.save_screenshot(str(tmp_path / "matrix.png"))
     assert (tmp_path / "matrix.png").stat().st_size > 10_000
 
+    summarize_release(environment.services, release_id)  # weighs it: simulated releases have stand-in layers
     browser.get(f"{base}/#/release/{release_id}")
     wait_ready(browser)
     assert browser.find_element("id", "gate").text == "failed"  # mine-07 is critical and failed
+    assert re.fullmatch(r"weighs [0-9.]+ MB in 5 layers", browser.find_element("id", "release-size").text)
     assert "plant-01" in browser.find_element("id", "release-sites").text
     assert "scripted" in browser.find_element("id", "evidence").text
     browser.save_screenshot(str(tmp_path / "release.png"))

@@ -274,6 +274,7 @@ def test_the_release_page_leads_with_the_gate(fleet: tuple[str, CountingApp, Ser
     base, _, _, ids = fleet
     _open(screen, f"{base}/#/release/{ids[-1]}")
     assert screen.find_element("id", "gate").text == "failed"  # broad-000 is critical and failed
+    assert screen.find_element("id", "release-size").text == "size unknown (not read yet)"
     assert "broad-000" in screen.find_element("id", "gate-blocked").text
     gate_y = screen.find_element("id", "gate").rect["y"]
     assert gate_y < screen.find_element("id", "release-sites").rect["y"]

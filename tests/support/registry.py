@@ -308,6 +308,44 @@ def push_image(
         return _put_manifest(client, base_url, repository, tag, manifest)
 
 
+def push_layers(
+    base_url: str,
+    repository: str,
+    tag: str,
+    layers: Sequence[bytes],
+    *,
+    architecture: str = "amd64",
+    verify: bool | ssl.SSLContext = True,
+) -> PushedManifest:
+    """Push an OCI image made of exactly ``layers`` (a registry stores a blob pushed twice once)."""
+    config = json.dumps(
+        {
+            "architecture": architecture,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256_digest(x) for x in layers]},
+        }
+    ).encode()
+    with httpx.Client(timeout=10.0, verify=verify) as client:
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": _upload_blob(client, base_url, repository, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": OCI_LAYER,
+                    "digest": _upload_blob(client, base_url, repository, layer),
+                    "size": len(layer),
+                }
+                for layer in layers
+            ],
+        }
+        return _put_manifest(client, base_url, repository, tag, manifest)
+
+
 def push_index(
     base_url: str,
     repository: str,
@@ -316,6 +354,8 @@ def push_index(
     *,
     media_type: str = OCI_INDEX,
     headers: Mapping[str, str] | None = None,
+    platforms: Sequence[str] | None = None,
+    verify: bool | ssl.SSLContext = True,
 ) -> PushedManifest:
     """Push an image index (or Docker manifest list) over manifests already in ``repository``."""
     index = {
@@ -326,12 +366,12 @@ def push_index(
                 "mediaType": m.media_type,
                 "digest": m.digest,
                 "size": m.size,
-                "platform": {"architecture": "amd64", "os": "linux"},
+                "platform": {"architecture": architecture, "os": "linux"},
             }
-            for m in manifests
+            for m, architecture in zip(manifests, platforms or ["amd64"] * len(manifests), strict=True)
         ],
     }
-    with httpx.Client(headers=dict(headers or {}), timeout=10.0) as client:
+    with httpx.Client(headers=dict(headers or {}), timeout=10.0, verify=verify) as client:
         return _put_manifest(client, base_url, repository, tag, index)
 
 

@@ -541,13 +541,14 @@ PASSED_ROLE_FILES = {
 }
 MODULE_ROLES = {
     "registryReader": "roles.reader",
+    "registryPuller": "roles.acrPull",
     "clustersReader": "roles.reader",
     "workspaceReader": "roles.logAnalyticsReader",
 }
-MODULE_OF_FILE = {
-    "app/rbac-registry.bicep": "registryReader",
-    "app/rbac-clusters.bicep": "clustersReader",
-    "app/rbac-workspace.bicep": "workspaceReader",
+MODULES_OF_FILE = {
+    "app/rbac-registry.bicep": ("registryReader", "registryPuller"),
+    "app/rbac-clusters.bicep": ("clustersReader",),
+    "app/rbac-workspace.bicep": ("workspaceReader",),
 }
 
 
@@ -569,10 +570,10 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
             continue
         assert assignment["properties"]["principalType"] == "ServicePrincipal", name
         if relative in PASSED_ROLE_FILES:
-            scope, role = PASSED_ROLE_FILES[relative], MODULE_ROLES[MODULE_OF_FILE[relative]]
+            for module in MODULES_OF_FILE[relative]:
+                granted.add((principal, MODULE_ROLES[module], PASSED_ROLE_FILES[relative]))
         else:
-            scope, role = dotted(assignment["scope"]), role_of(assignment)
-        granted.add((principal, role, scope))
+            granted.add((principal, role_of(assignment), dotted(assignment["scope"])))
     assert granted == {
         ("appPrincipalId", "roles.storageBlobDataOwner", "storage"),
         ("appPrincipalId", "roles.storageTableDataContributor", "stateStorage"),
@@ -582,6 +583,7 @@ def test_the_app_and_the_system_topic_get_exactly_the_roles_they_need() -> None:
         ("appPrincipalId", "roles.keyVaultSecretsUser", "vault"),
         ("appPrincipalId", "roles.monitoringMetricsPublisher", "applicationInsights"),
         ("principalId", "roles.reader", "registry"),  # rbac-registry.bicep, principalId = appPrincipalId
+        ("principalId", "roles.acrPull", "registry"),  # the same file again: release manifests (their sizes)
         ("principalId", "roles.reader", "clustersResourceGroup"),  # rbac-clusters.bicep: the sites' Arc clusters
         ("principalId", "roles.logAnalyticsReader", "workspace"),  # rbac-workspace.bicep: their Container Insights
         ("systemTopicPrincipalId", "roles.storageBlobDataContributor", "storage"),

@@ -79,6 +79,12 @@ function when(iso) {
 }
 function whenText(iso) { return iso ? `${relative(iso)} (${absolute(iso)})` : "—"; }
 
+function bytes(n) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = n, unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${value.toFixed(unit && value < 10 ? 1 : 0)} ${units[unit]}`;
+}
 function stateBadge(state, extra = "") {
   const known = STATES[state] || { glyph: "?", label: String(state).toLowerCase() };
   return h("span", { class: `badge state-${state}` }, h("span", { "aria-hidden": "true" }, known.glyph), ` ${known.label}${extra}`);
@@ -252,6 +258,9 @@ function releaseView(page) {
         h("a", { href: `#/site/${b.site}` }, b.site), ` (${b.state || "no row"}${b.reason ? " " + b.reason : ""})`])) : null),
     h("h2", {}, `${release.repository} `, h("code", {}, release.digest)),
     h("p", {}, `tags ${release.tags.join(", ") || "—"} · pushed `, when(release.pushed_at), " · ", h("code", {}, release.image)),
+    h("p", { id: "release-size" }, release.size_bytes !== null
+      ? `weighs ${bytes(release.size_bytes)} in ${release.layers} layers${(release.platforms || []).length > 1 ? ` (${release.platforms.join(", ")})` : ""}`
+      : `size unknown (${release.size_unknown_reason || "not read yet"})`),
     h("p", { id: "adoption" }, `held at ${release.adoption.holding} sites · running at ${release.adoption.running}` +
       ` · ever run at ${release.adoption.ran}`),
     h("table", { id: "release-sites" }, h("caption", {}, "Sites"),

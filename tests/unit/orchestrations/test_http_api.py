@@ -233,6 +233,10 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "withdrawn_at": None,
         "counts": {"PENDING": 1, "SKIPPED": 1, "VERIFIED": 1, "WAITING_FOR_WINDOW": 1},
         "counts_as_of": NOW.isoformat(),  # counted from the rows shown: as of the newest change among them
+        "size_bytes": None,  # not weighed: no summary has run yet
+        "layers": None,
+        "platforms": None,
+        "size_unknown_reason": None,
         "adoption": {"holding": 1, "running": 0, "ran": 0},  # nothing was seen running anywhere yet
     }
     sites = {s["site"]: s for s in release["sites"]}

@@ -1,0 +1,140 @@
+"""What a release weighs, read from a real registry (Debian's docker-registry over TLS) with the real
+``azure-containerregistry`` client: shared base layers count once, an index resolves to its platforms,
+and a second release needs only its new layers at a site that holds the first."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.adapters.parent_registry import ParentRegistryContentReader
+from shared.adapters.sqlite_queue import SqliteJobQueue
+from shared.adapters.sqlite_store import SqliteStateStore
+from shared.bootstrap import bootstrap
+from shared.config import Settings
+from shared.domain.content import release_content
+from shared.errors import InvalidInput, UpstreamRejected, UpstreamUnavailable
+from shared.services import status
+from shared.services.summaries import summarize_release
+from tests.builders import T0, make_site, push_release
+from tests.fakes import CountingSink
+from tests.support.azurite import free_port
+from tests.support.registry import push_index, push_layers, self_signed_certificate, start_registry
+
+# azure-containerregistry 1.2 leaves a by-digest manifest read's pooled socket for the garbage collector
+# after close(); a long-lived reader (one per process) never closes, so only these tests see it.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+BASE = [secrets.token_bytes(40_000), secrets.token_bytes(25_000)]  # the shared base image's layers
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    directory = tmp_path_factory.mktemp("parent")
+    cert, key, _ = self_signed_certificate(directory, days=30)
+    with start_registry(directory / "registry", tls=(cert, key)) as handle:
+        yield handle.url, str(cert)
+
+
+@pytest.fixture
+def reader(registry: tuple[str, str]) -> Iterator[ParentRegistryContentReader]:
+    url, cert = registry
+    made = ParentRegistryContentReader(url, None, connection_verify=cert)
+    yield made
+    made.close()
+
+
+def test_size_counts_config_and_layers_and_a_second_release_needs_only_its_own(
+    registry: tuple[str, str], reader: ParentRegistryContentReader
+) -> None:
+    url, cert = registry
+    trust = ssl.create_default_context(cafile=cert)
+    own_one, own_two = secrets.token_bytes(7_000), secrets.token_bytes(9_000)
+    first = push_layers(url, "vision/detector", "1.0", [*BASE, own_one], verify=trust)
+    second = push_layers(url, "vision/detector", "1.1", [*BASE, own_two], verify=trust)
+
+    one = reader.read_content("vision/detector", first.digest)
+    two = reader.read_content("vision/detector", second.digest)
+    config = one.blobs[0].size
+    assert one.layers == 3 and len(one.blobs) == 4
+    assert one.size_bytes == config + 40_000 + 25_000 + 7_000
+    held = [blob.digest for blob in one.blobs]
+    assert two.needed_by(held) == two.blobs[0].size + 9_000  # its config and its own layer, not the base
+
+
+def test_an_index_resolves_to_its_platforms_and_shared_blobs_count_once(
+    registry: tuple[str, str], reader: ParentRegistryContentReader
+) -> None:
+    url, cert = registry
+    trust = ssl.create_default_context(cafile=cert)
+    amd = push_layers(url, "vision/multi", "amd64", [*BASE, secrets.token_bytes(3_000)], verify=trust)
+    arm = push_layers(
+        url, "vision/multi", "arm64", [*BASE, secrets.token_bytes(5_000)], architecture="arm64", verify=trust
+    )
+    index = push_index(url, "vision/multi", "2.0", [amd, arm], platforms=["amd64", "arm64"], verify=trust)
+
+    content = reader.read_content("vision/multi", index.digest)
+    assert content.platforms == ("linux/amd64", "linux/arm64")
+    assert content.layers == 4  # two shared base layers, one own layer each
+    sizes = sorted(blob.size for blob in content.blobs)
+    assert sum(sizes) == content.size_bytes and 40_000 in sizes and sizes.count(40_000) == 1
+
+
+def test_failures_say_whether_to_retry(registry: tuple[str, str], reader: ParentRegistryContentReader) -> None:
+    _, cert = registry
+    with pytest.raises(UpstreamRejected):
+        reader.read_content("vision/detector", "sha256:" + "0" * 64)  # not there
+    gone = ParentRegistryContentReader(f"https://127.0.0.1:{free_port()}", None, connection_verify=cert)
+    with pytest.raises(UpstreamUnavailable):
+        gone.read_content("vision/detector", "sha256:" + "0" * 64)
+    gone.close()
+    with pytest.raises(InvalidInput):
+        release_content([("", {"layers": []})])  # an artifact with no config is no image to weigh
+
+
+def test_the_summary_weighs_a_release_once_and_a_registry_that_fails_blocks_nothing(
+    registry: tuple[str, str], tmp_path: Path
+) -> None:
+    url, cert = registry
+    image = push_layers(
+        url,
+        "inspection/camera",
+        "3.0",
+        [*BASE, secrets.token_bytes(11_000)],
+        verify=ssl.create_default_context(cafile=cert),
+    )
+    store = SqliteStateStore(tmp_path / "state.db")
+    store.upsert_sites([make_site("plant-01"), make_site("plant-02")])
+    reader = ParentRegistryContentReader(url, None, connection_verify=cert)
+    gone = ParentRegistryContentReader(f"https://127.0.0.1:{free_port()}", None, connection_verify=cert)
+    try:
+        for content_reader, expected in ((gone, None), (reader, image)):
+            services = bootstrap(
+                Settings(data_dir=tmp_path),
+                store=store,
+                queue=SqliteJobQueue(tmp_path / "q.db"),
+                events=CountingSink(),
+                content_reader=content_reader,
+            )
+            release_id = push_release(services, "inspection/camera", "3.0", digest=image.digest, at=T0)
+            summarize_release(services, release_id)
+            release = status.release_detail(services, release_id)
+            assert len(release["sites"]) == 2  # fan-out went ahead either way
+            if expected is None:
+                assert (release["size_bytes"], release["size_unknown_reason"]) == (None, "MANIFEST_UNREADABLE")
+            else:  # the next summary reads again, and this time the registry answers
+                assert release["size_bytes"] == sum(
+                    b.size for b in reader.read_content("inspection/camera", image.digest).blobs
+                )
+                assert (release["layers"], release["size_unknown_reason"]) == (3, None)
+                assert release["size_bytes"] > 40_000 + 25_000 + 11_000
+            services.queue.close()
+    finally:
+        reader.close()
+        gone.close()
