@@ -38,7 +38,8 @@ def _answer(content: bytes, etag: str, status_code: int, headers: dict[str, str]
     return Response(content, status_code=status_code, media_type="application/json", headers=answer_headers)
 
 
-def _not_modified(etag: str, headers: dict[str, str] | None) -> Response:
+def not_modified(etag: str, headers: dict[str, str] | None = None) -> Response:
+    """304 for ``etag`` (a quoted tag), with the headers the full answer would carry."""
     return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache", **(headers or {})})
 
 
@@ -49,7 +50,7 @@ def conditional_json(
     content = json_bytes(body)
     etag = etag_of(content)
     if etag_matches(if_none_match, etag):
-        return _not_modified(etag, headers)
+        return not_modified(etag, headers)
     return _answer(content, etag, status_code, headers)
 
 
@@ -65,5 +66,5 @@ def tagged_json(
     A match answers 304 without calling ``build``."""
     etag = f'"{tag}"'
     if etag_matches(if_none_match, etag):
-        return _not_modified(etag, headers)
+        return not_modified(etag, headers)
     return _answer(json_bytes(build()), etag, status_code, headers)

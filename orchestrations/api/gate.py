@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from orchestrations.api.conditional import conditional_json, etag_matches, tagged_json
+from orchestrations.api.conditional import conditional_json, etag_matches, not_modified, tagged_json
 from orchestrations.api.models import ReadinessModel
 from orchestrations.api.params import CONDITIONAL, ITEM_ERRORS, MAX_LIST_PARAMETER, IfNoneMatch, ReleaseId, link
 from shared.bootstrap import get_services
@@ -96,7 +96,7 @@ def get_readiness(
     if if_none_match and not include_rollback:
         known = status.readiness_revalidation(services, release_id, selection, policy)
         if known is not None and etag_matches(if_none_match, f'"{known[0]}"'):
-            return tagged_json(known[0], dict, if_none_match, headers=_poll_headers(known[1], request))
+            return not_modified(f'"{known[0]}"', _poll_headers(known[1], request))
     answer = status.readiness(services, release_id, selection, policy, include_rollback=include_rollback)
     verdict = answer.verdict
     pending = verdict.state is GateState.PENDING

@@ -117,7 +117,7 @@ def site_view(site: Site, now: datetime, *, connection_state: str | None = None)
         "connected_registry": site.connected_registry,
         "endpoint": _without_credentials(site.endpoint),
         "stale_after_windows": site.stale_after_windows,
-        "next_window": {"opens_at": _iso(window.opens_at), "closes_at": _iso(window.closes_at)},
+        "next_window": {"opens_at": iso(window.opens_at), "closes_at": iso(window.closes_at)},
         "connection_state": connection_state,
         "cluster_id": site.cluster_id,
         "log_analytics_workspace_id": site.log_analytics_workspace_id,
@@ -170,10 +170,10 @@ def _repositories_state(services: Dependencies, site: str) -> list[dict[str, Any
                 "tags": tags,
                 "state": row.state.value,
                 "reason": _value(row.reason),
-                "pushed_at": _iso(row.pushed_at),
-                "expected_ready_at": _iso(row.expected_ready_at),
-                "synced_at": _iso(row.synced_at),
-                "verified_at": _iso(row.verified_at),
+                "pushed_at": iso(row.pushed_at),
+                "expected_ready_at": iso(row.expected_ready_at),
+                "synced_at": iso(row.synced_at),
+                "verified_at": iso(row.verified_at),
             }
         )
     return states
@@ -238,11 +238,11 @@ def release_view(
         "media_type": release.media_type,
         "size": release.size,
         "kind": release.kind.value,
-        "pushed_at": _iso(release.pushed_at),
+        "pushed_at": iso(release.pushed_at),
         "actor": release.actor,
-        "withdrawn_at": _iso(release.withdrawn_at),
+        "withdrawn_at": iso(release.withdrawn_at),
         "counts": dict(sorted(counts.items())),
-        "counts_as_of": _iso(counts_as_of),
+        "counts_as_of": iso(counts_as_of),
         "size_bytes": release.content.size_bytes if release.content is not None else None,
         "layers": release.content.layers if release.content is not None else None,
         "platforms": list(release.content.platforms) if release.content is not None else None,
@@ -263,33 +263,58 @@ def release_version(services: Dependencies, release_id: str) -> str:
         raise ReleaseNotFound(release_id) from exc
 
 
-def release_detail_tag(services: Dependencies, release_id: str) -> str:
-    """A tag that changes whenever :func:`release_detail` would: from stored versions and the site
-    catalog, so a client's revalidation costs one version read and no rows.
+@dataclass(frozen=True)
+class ReleaseRead:
+    """One read of a release for the views built from it: its stored version (read first, so a tag
+    never claims more than the rows read after it show), its header and its rows."""
+
+    version: str
+    release: Release
+    stored: list[Versioned[SiteSync]]
+
+    @property
+    def rows(self) -> list[SiteSync]:
+        return [versioned.value for versioned in self.stored]
+
+
+def read_release(services: Dependencies, release_id: str) -> ReleaseRead:
+    """Raises: ReleaseNotFound."""
+    version = release_version(services, release_id)
+    return ReleaseRead(version, get_release(services, release_id), services.store.list_site_syncs(release_id))
+
+
+def release_detail_tag(services: Dependencies, release_id: str, *, version: str | None = None) -> str:
+    """A tag that changes whenever :func:`release_detail` would: from stored versions (``version``, when
+    the caller has read it) and the site catalog, so a client's revalidation costs one version read and
+    no rows.
 
     Raises:
         ReleaseNotFound: no such release.
     """
-    return _tag("release", release_version(services, release_id), services.catalog.fingerprint())
+    stored = version if version is not None else release_version(services, release_id)
+    return version_tag("release", release_id, stored, services.catalog.fingerprint())
 
 
-def release_detail(services: Dependencies, release_id: str) -> dict[str, Any]:
-    """The release with one entry per site row (ring and critical from the site catalog).
+def release_detail(services: Dependencies, release_id: str, *, read: ReleaseRead | None = None) -> dict[str, Any]:
+    """The release with one entry per site row (ring and critical from the site catalog), from ``read``
+    when the caller has read it.
 
     Depends only on what is stored (never on the time of the request), so :func:`release_detail_tag` tags it.
 
     Raises:
         ReleaseNotFound: no such release.
     """
-    release = get_release(services, release_id)
-    stored = services.store.list_site_syncs(release_id)
+    if read is not None:
+        release, stored = read.release, read.stored
+    else:
+        release, stored = get_release(services, release_id), services.store.list_site_syncs(release_id)
     rows = [versioned.value for versioned in stored]
     catalog = {site.name: site for site in services.catalog.sites()}
     fingerprint = services.catalog.fingerprint()
     # Counted from the rows shown, so the counts and the list always agree within one answer: exact as
     # of the newest change among them.
-    changed = max((row.updated_at for row in rows if row.updated_at is not None), default=release.pushed_at)
-    view = release_view(release, counts=count_rows(rows), counts_as_of=max(changed, release.pushed_at))
+    changed = max([release.pushed_at, *(row.updated_at for row in rows)])
+    view = release_view(release, counts=count_rows(rows), counts_as_of=changed)
     ordered = sorted(stored, key=lambda versioned: versioned.value.site)
     row_views = _row_views(services.store)
     view["sites"] = [row_views.view(v, catalog.get(v.value.site), fingerprint) for v in ordered]
@@ -347,16 +372,16 @@ def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
         "critical": site.critical if site is not None else None,
         "state": row.state.value,
         "reason": _value(row.reason),
-        "expected_ready_at": _iso(row.expected_ready_at),
-        "synced_at": _iso(row.synced_at),
-        "verified_at": _iso(row.verified_at),
-        "stale_at": _iso(row.stale_at),
-        "updated_at": _iso(row.updated_at),
+        "expected_ready_at": iso(row.expected_ready_at),
+        "synced_at": iso(row.synced_at),
+        "verified_at": iso(row.verified_at),
+        "stale_at": iso(row.stale_at),
+        "updated_at": iso(row.updated_at),
         "evidence_source": _value(row.evidence_source),
-        "next_check_at": _iso(row.next_check_at),
+        "next_check_at": iso(row.next_check_at),
         "running_pods": row.running_pods,
-        "running_since": _iso(row.running_since),
-        "offline_since": _iso(row.offline_since),
+        "running_since": iso(row.running_since),
+        "offline_since": iso(row.offline_since),
     }
 
 
@@ -373,32 +398,27 @@ class Readiness:
     tag: str | None
 
 
-@dataclass(frozen=True)
-class _GateMemo:
-    pending: tuple[GateSite, ...]
-    tag_base: str
-
-
 class _GateMemos:
-    """What a gate answer needs to be revalidated without its rows, per stored version: the pending
-    sites (for Retry-After and for which estimates have passed). Bounded; per process."""
+    """What a gate answer needs to be revalidated without its rows, per tag base (stored version,
+    catalog, query): its pending sites, for Retry-After and for which estimates have passed. Bounded;
+    per process."""
 
     SIZE = 256
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[Any, ...], _GateMemo] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[GateSite, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> _GateMemo | None:
+    def get(self, key: str) -> tuple[GateSite, ...] | None:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], memo: _GateMemo) -> None:
+    def put(self, key: str, pending: tuple[GateSite, ...]) -> None:
         with self._lock:
-            self._entries[key] = memo
+            self._entries[key] = pending
             self._entries.move_to_end(key)
             while len(self._entries) > self.SIZE:
                 self._entries.popitem(last=False)
@@ -407,30 +427,36 @@ class _GateMemos:
 _GATE_MEMOS = _GateMemos()
 
 
-def _gate_key(
-    services: Dependencies, release_id: str, selection: GateSelection, policy: GatePolicy
-) -> tuple[tuple[Any, ...], str]:
-    base = _tag("gate", release_version(services, release_id), services.catalog.fingerprint(), selection, policy)
-    return (release_id, base), base
+def _gate_base(
+    services: Dependencies, release_id: str, version: str, selection: GateSelection, policy: GatePolicy
+) -> str:
+    return version_tag("gate", release_id, version, services.catalog.fingerprint(), selection, policy)
 
 
 def readiness_revalidation(
-    services: Dependencies, release_id: str, selection: GateSelection, policy: GatePolicy
+    services: Dependencies,
+    release_id: str,
+    selection: GateSelection,
+    policy: GatePolicy,
+    *,
+    version: str | None = None,
 ) -> tuple[str, int] | None:
-    """The current tag of a gate answer and its Retry-After, from stored versions alone, when this
-    process has built the answer for these versions before; ``None`` otherwise (build it).
+    """The current tag of a gate answer and its Retry-After, from stored versions alone (``version``,
+    when the caller has read it), when this process has built the answer for these versions before;
+    ``None`` otherwise (build it).
 
     Raises:
         ReleaseNotFound: no such release.
     """
     if policy.require_rollback:
         return None
-    key, _ = _gate_key(services, release_id, selection, policy)
-    memo = _GATE_MEMOS.get(key)
-    if memo is None:
+    stored = version if version is not None else release_version(services, release_id)
+    base = _gate_base(services, release_id, stored, selection, policy)
+    pending = _GATE_MEMOS.get(base)
+    if pending is None:
         return None
     now = services.clock.now()
-    return _tag(memo.tag_base, passed_moments(memo.pending, now)), retry_after(memo.pending, now)
+    return version_tag(base, passed_moments(pending, now)), retry_after(pending, now)
 
 
 def readiness(
@@ -440,8 +466,9 @@ def readiness(
     policy: GatePolicy,
     *,
     include_rollback: bool = False,
+    read: ReleaseRead | None = None,
 ) -> Readiness:
-    """Evaluate the readiness gate of a release.
+    """Evaluate the readiness gate of a release (from ``read`` when the caller has read it).
 
     The rollback section (other releases' rows and evidence) is built only when the policy requires
     it or ``include_rollback`` asks for it; otherwise it is ``null``.
@@ -451,22 +478,23 @@ def readiness(
         InvalidInput: ``UNKNOWN_SITE``, ``UNKNOWN_RING``.
     """
     with_rollback = include_rollback or policy.require_rollback
-    # Versions before rows: the tag never claims more than the rows read afterwards show.
-    key, tag_base = _gate_key(services, release_id, selection, policy)
-    release = get_release(services, release_id)
-    rows = [versioned.value for versioned in services.store.list_site_syncs(release_id)]
+    if read is None:
+        read = read_release(services, release_id)
+    release, rows = read.release, read.rows
     checks = rollback.gate_checks(services, release, rows) if with_rollback else None
     now = services.clock.now()
     verdict = evaluate(
         release, rows, services.catalog.sites(), selection=selection, policy=policy, now=now, rollback=checks
     )
     if with_rollback:
-        return Readiness(verdict, gate_view(verdict), None)
-    _GATE_MEMOS.put(key, _GateMemo(verdict.pending, tag_base))
-    return Readiness(verdict, gate_view(verdict), _tag(tag_base, passed_moments(verdict.pending, now)))
+        return Readiness(verdict, gate_view(verdict), None)  # other releases' state: no tag from this one's
+    base = _gate_base(services, release_id, read.version, selection, policy)
+    _GATE_MEMOS.put(base, verdict.pending)
+    return Readiness(verdict, gate_view(verdict), version_tag(base, passed_moments(verdict.pending, now)))
 
 
-def _tag(*parts: Any) -> str:
+def version_tag(*parts: Any) -> str:
+    """A view's tag from what it depends on (stored versions, the catalog's fingerprint, its query)."""
     return hashlib.sha256("\x1f".join(map(repr, parts)).encode()).hexdigest()[:40]
 
 
@@ -494,7 +522,7 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
         "require_running": verdict.policy.require_running,
         "running": verdict.running,
         "stale": "blocked" if verdict.policy.stale_blocks else "pending",
-        "expected_ready_at": _iso(verdict.expected_ready_at),
+        "expected_ready_at": iso(verdict.expected_ready_at),
         "expected_ready_reason": verdict.expected_ready_reason,
         "require_rollback": verdict.policy.require_rollback,
         "rollback_ready": verdict.rollback_ready,
@@ -518,9 +546,9 @@ def _pending_view(entry: GateSite) -> dict[str, Any]:
         "state": _value(entry.state),
         "reason": entry.reason,
         "critical": entry.critical,
-        "expected_ready_at": _iso(entry.expected_ready_at),
-        "next_check_at": _iso(entry.next_check_at),
-        "offline_since": _iso(entry.offline_since),
+        "expected_ready_at": iso(entry.expected_ready_at),
+        "next_check_at": iso(entry.next_check_at),
+        "offline_since": iso(entry.offline_since),
     }
 
 
@@ -555,8 +583,8 @@ def evidence_view(evidence: Evidence) -> dict[str, Any]:
         "id": evidence.evidence_id,
         "release_id": evidence.release_id,
         "site": evidence.site,
-        "observed_at": _iso(evidence.observed_at),
-        "recorded_at": _iso(evidence.recorded_at),
+        "observed_at": iso(evidence.observed_at),
+        "recorded_at": iso(evidence.recorded_at),
         "source": evidence.source.value,
         "state_from": _value(evidence.state_from),
         "state_to": _value(evidence.state_to),
@@ -607,12 +635,13 @@ def event_view(event: OutboundEvent) -> dict[str, Any]:
         "type": event.type.value,
         "source": event.source,
         "subject": event.subject,
-        "time": _iso(event.time),
+        "time": iso(event.time),
         "data": dict(event.data),
     }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601, or ``None``: how every view shows a time."""
     return value.isoformat() if value is not None else None
 
 

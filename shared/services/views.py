@@ -8,10 +8,8 @@ order of the sites file. Views never depend on the time of the request (the brow
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.domain.gate import GatePolicy, GateSelection
@@ -20,6 +18,7 @@ from shared.domain.states import READY_STATES, SyncState
 from shared.errors import InvalidInput
 from shared.services import status
 from shared.services.dependencies import Dependencies
+from shared.services.rows import tally
 
 DEFAULT_MATRIX_RELEASES = 20
 MAX_MATRIX_RELEASES = 50
@@ -70,13 +69,13 @@ def matrix(
     """
     page = services.store.list_releases(repository=repository, page_size=top, continuation=continuation)
     releases = list(page.items)
-    versions = [status.release_version(services, release.release_id) for release in releases]
+    versions = [(release.release_id, status.release_version(services, release.release_id)) for release in releases]
     rings = ordered_sites(services.catalog.sites())
     if ring is not None:
         rings = [(name, sites) for name, sites in rings if name == ring]
         if not rings:
             raise InvalidInput("UNKNOWN_RING", "no site belongs to that ring")
-    tag = _tag(
+    tag = status.version_tag(
         "matrix", services.catalog.fingerprint(), repository, ring, top, continuation, page.continuation, versions
     )
     return TaggedView(tag, lambda: _matrix_view(services, releases, rings, page.continuation, top))
@@ -94,13 +93,15 @@ def _matrix_view(
         release.release_id: {v.value.site: v.value for v in services.store.list_site_syncs(release.release_id)}
         for release in releases
     }
+    # Each site's rows among the releases shown, newest release first: its header and its alert.
+    per_site = {
+        site.name: [rows[site.name] for rows in rows_by_release.values() if site.name in rows] for site in columns
+    }
+    headers = {site.name: _site_header(site, per_site[site.name]) for site in columns}
     return {
-        "rings": [
-            {"name": name, "sites": [_site_header(site, rows_by_release.values()) for site in sites]}
-            for name, sites in rings
-        ],
+        "rings": [{"name": name, "sites": [headers[site.name] for site in sites]} for name, sites in rings],
         "releases": [_matrix_release(release, rows_by_release[release.release_id], rings) for release in releases],
-        "alerts": _alerts(columns, releases, rows_by_release),
+        "alerts": _alerts(columns, headers, per_site),
         "page": {"shown": len(releases), "top": top, "continuation": continuation},
     }
 
@@ -113,8 +114,8 @@ def _matrix_release(
         "repository": release.repository,
         "tags": sorted(release.tags),
         "digest": release.digest,
-        "pushed_at": _iso(release.pushed_at),
-        "withdrawn_at": _iso(release.withdrawn_at),
+        "pushed_at": status.iso(release.pushed_at),
+        "withdrawn_at": status.iso(release.withdrawn_at),
         "rings": [_roll_up(name, [rows.get(site.name) for site in sites]) for name, sites in rings],
         "cells": [_cell(rows.get(site.name)) for _, sites in rings for site in sites],
     }
@@ -122,15 +123,17 @@ def _matrix_release(
 
 def _roll_up(ring: str, rows: Sequence[SiteSync | None]) -> dict[str, Any]:
     in_scope = [row for row in rows if row is not None and row.state is not SyncState.SKIPPED]
-    counts = {
-        "ready": sum(1 for row in in_scope if row.state in READY_STATES),
-        "pending": sum(1 for row in in_scope if row.state in _ON_ITS_WAY),
-        "stale": sum(1 for row in in_scope if row.state is SyncState.STALE),
-        "failed": sum(1 for row in in_scope if row.state is SyncState.FAILED),
-        "withdrawn": sum(1 for row in in_scope if row.state is SyncState.WITHDRAWN),
+    counts = tally(in_scope)
+    return {
+        "ring": ring,
+        "total": len(in_scope),
+        "ready": sum(counts.get(state, 0) for state in READY_STATES),
+        "pending": sum(counts.get(state, 0) for state in _ON_ITS_WAY),
+        "stale": counts.get(SyncState.STALE, 0),
+        "failed": counts.get(SyncState.FAILED, 0),
+        "withdrawn": counts.get(SyncState.WITHDRAWN, 0),
         "running": sum(1 for row in in_scope if row.running_pods > 0),
     }
-    return {"ring": ring, "total": len(in_scope), **counts}
 
 
 def _cell(row: SiteSync | None) -> dict[str, Any] | None:
@@ -140,55 +143,42 @@ def _cell(row: SiteSync | None) -> dict[str, Any] | None:
     cell: dict[str, Any] = {"state": row.state.value}
     optional = {
         "reason": row.reason.value if row.reason else None,
-        "expected_ready_at": _iso(row.expected_ready_at) if row.state in _ON_ITS_WAY else None,
-        "offline_since": _iso(row.offline_since),
+        "expected_ready_at": status.iso(row.expected_ready_at) if row.state in _ON_ITS_WAY else None,
+        "offline_since": status.iso(row.offline_since),
         "running_pods": row.running_pods or None,
-        "running_since": _iso(row.running_since),
+        "running_since": status.iso(row.running_since),
     }
     cell.update({key: value for key, value in optional.items() if value is not None})
     return cell
 
 
-def _site_header(site: Site, rows_by_release: Iterable[dict[str, SiteSync]]) -> dict[str, Any]:
-    """A site's column header: what the rows shown say of its health."""
-    rows = [rows[site.name] for rows in rows_by_release if site.name in rows]
+def _site_header(site: Site, rows: Sequence[SiteSync]) -> dict[str, Any]:
+    """A site's column header: what its rows among the releases shown say of its health."""
     offline = [row.offline_since for row in rows if row.offline_since is not None]
     delivered = [t for row in rows for t in (row.synced_at, row.verified_at) if t is not None]
     return {
         "name": site.name,
         "critical": site.critical,
-        "offline_since": _iso(min(offline)) if offline else None,
-        "last_delivery_at": _iso(max(delivered)) if delivered else None,
+        "offline_since": status.iso(min(offline)) if offline else None,
+        "last_delivery_at": status.iso(max(delivered)) if delivered else None,
         "stale": sum(1 for row in rows if row.state is SyncState.STALE),
         "failed": sum(1 for row in rows if row.state is SyncState.FAILED),
     }
 
 
 def _alerts(
-    columns: Sequence[Site], releases: Sequence[Release], rows_by_release: dict[str, dict[str, SiteSync]]
+    columns: Sequence[Site], headers: dict[str, dict[str, Any]], per_site: dict[str, list[SiteSync]]
 ) -> list[dict[str, Any]]:
-    """One alert per site with stale or failed rows among the releases shown, critical sites first, then
-    the sites with the most such rows."""
-    alerts: list[dict[str, Any]] = []
+    """One alert per site with stale or failed rows among the releases shown (its header's figures and
+    their reasons), critical sites first, then the sites with the most such rows."""
+    alerts = []
     for site in columns:
-        rows = [
-            rows_by_release[r.release_id][site.name] for r in releases if site.name in rows_by_release[r.release_id]
-        ]
-        alerting = [row for row in rows if row.state in _ALERTING]
-        if not alerting:
+        header = headers[site.name]
+        if not header["stale"] and not header["failed"]:
             continue
-        offline = [row.offline_since for row in rows if row.offline_since is not None]
-        reasons = sorted({row.reason.value for row in alerting if row.reason is not None})
-        alerts.append(
-            {
-                "site": site.name,
-                "critical": site.critical,
-                "offline_since": _iso(min(offline)) if offline else None,
-                "stale": sum(1 for row in alerting if row.state is SyncState.STALE),
-                "failed": sum(1 for row in alerting if row.state is SyncState.FAILED),
-                "reasons": reasons,
-            }
-        )
+        reasons = {row.reason.value for row in per_site[site.name] if row.state in _ALERTING and row.reason}
+        figures = {key: header[key] for key in ("critical", "offline_since", "stale", "failed")}
+        alerts.append({"site": site.name, **figures, "reasons": sorted(reasons)})
     alerts.sort(key=lambda a: (not a["critical"], -(a["stale"] + a["failed"]), a["site"]))
     return alerts
 
@@ -204,32 +194,25 @@ def release_page(services: Dependencies, release_id: str) -> TaggedView | None:
     Raises:
         ReleaseNotFound: no such release.
     """
-    known = status.readiness_revalidation(services, release_id, GateSelection(), GatePolicy())
+    version = status.release_version(services, release_id)
+    known = status.readiness_revalidation(services, release_id, GateSelection(), GatePolicy(), version=version)
     if known is None:
         return None
-    tag = _tag("release-page", status.release_detail_tag(services, release_id), known[0])
+    tag = status.version_tag("release-page", status.release_detail_tag(services, release_id, version=version), known[0])
     return TaggedView(tag, lambda: build_release_page(services, release_id)[1])
 
 
 def build_release_page(services: Dependencies, release_id: str) -> tuple[str, dict[str, Any]]:
-    """The release page and its tag. Raises: ReleaseNotFound."""
-    detail_tag = status.release_detail_tag(services, release_id)
-    gate = status.readiness(services, release_id, GateSelection(), GatePolicy())
-    detail = status.release_detail(services, release_id)
+    """The release page and its tag, from one read of the release. Raises: ReleaseNotFound."""
+    read = status.read_release(services, release_id)
+    gate = status.readiness(services, release_id, GateSelection(), GatePolicy(), read=read)
     evidence = services.store.list_evidence(release_id)
     newest = sorted(evidence, key=lambda e: (e.observed_at, e.evidence_id), reverse=True)[:MAX_RELEASE_PAGE_EVIDENCE]
     view = {
-        "release": detail,
+        "release": status.release_detail(services, release_id, read=read),
         "gate": gate.view,
         "evidence": [status.evidence_view(record) for record in newest],
         "evidence_total": len(evidence),
     }
-    return _tag("release-page", detail_tag, gate.tag), view
-
-
-def _tag(*parts: Any) -> str:
-    return hashlib.sha256("\x1f".join(map(repr, parts)).encode()).hexdigest()[:40]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    detail_tag = status.release_detail_tag(services, release_id, version=read.version)
+    return status.version_tag("release-page", detail_tag, gate.tag), view
