@@ -381,3 +381,18 @@ def test_ingest_is_traced_with_the_ids_a_trace_search_needs(services: Services) 
     event = spans["acrsync.ingest.event"]
     assert event.attributes["release_id"] == CAMERA_ID and event.attributes["digest"] == CAMERA_DIGEST
     assert event.parent is not None and event.parent.span_id == spans["acrsync.ingest.delivery"].context.span_id
+
+
+def test_a_deletion_at_the_site_is_recorded_with_its_row_so_version_tags_see_it(services: Services) -> None:
+    deliver(services, load_event("eventgrid-image-pushed"))
+    before = services.store.release_version(CAMERA_ID)
+    deleted = copy.deepcopy(load_event("eventgrid-connected-registry-image-pushed"))
+    for event in deleted if isinstance(deleted, list) else [deleted]:
+        event["id"] = "edge-deletion-1"
+        event["eventType"] = "Microsoft.ContainerRegistry.ImageDeleted"
+        event["data"]["action"] = "delete"
+    assert deliver(services, deleted) == [IngestOutcome.EDGE_RECORDED]
+    assert services.store.release_version(CAMERA_ID) != before  # the release's views change their ETag
+    assert [e.summary for e in services.store.list_evidence(CAMERA_ID) if e.site == "plant-01"][-1:] == [
+        "deleted at the site"
+    ]
