@@ -216,6 +216,13 @@ class ReleasePageModel(Model):
     nextLink: str | None = Field(default=None, description="The next page (same filters); absent on the last page.")
 
 
+class TransferRateModel(Model):
+    bits_per_second: float
+    source: Literal["declared", "observed"] = Field(
+        description="`declared`: the sites file's link.bandwidth; `observed`: the median of the site's past arrivals."
+    )
+
+
 class ReleaseSiteModel(Model):
     site: str
     ring: str | None = Field(description="null when the site was deleted after the release.")
@@ -234,6 +241,13 @@ class ReleaseSiteModel(Model):
     offline_since: datetime | None = Field(
         description="Set while the site's connected registry is offline (its last activity); "
         "`expected_ready_at` is then null: nothing says when it is back."
+    )
+    bytes_needed: int | None = Field(
+        description="Bytes of the release the site did not hold (its blobs minus those of the repository's "
+        "releases the site has received); null until the release is weighed."
+    )
+    link: TransferRateModel | None = Field(
+        description="The link rate the estimate used, and whether it was declared or learned; null when none."
     )
 
 
@@ -305,7 +319,8 @@ class ReadinessModel(Model):
         "failed, or it cannot be told (expected_ready_reason says why)."
     )
     expected_ready_reason: str | None = Field(
-        description="Why there is no estimate while pending, e.g. an offline site."
+        description="Why there is no estimate while pending (e.g. an offline site), or, with an estimate, why it "
+        "is later than the next windows (EXCEEDS_WINDOW: sites whose bytes do not fit them)."
     )
     require_rollback: bool
     rollback_ready: bool | None = Field(
@@ -495,6 +510,9 @@ class SiteReportModel(Model):
     lag_p95_seconds: float | None
     windows_missed: int = Field(description="Rows that went STALE with reason WINDOW_MISSED.")
     stale_incidents: int = Field(description="Evidence records moving a row to STALE.")
+    bytes_delivered: int = Field(
+        description="Bytes the rows that arrived needed (their bytes_needed), summed; unweighed releases count 0."
+    )
     exposure: ExposureModel
 
 

@@ -73,6 +73,7 @@ from azure.data.tables import (
 
 from shared.adapters.codec import (
     continuation_after,
+    dump_annotations,
     dump_document,
     encode_continuation,
     encode_key,
@@ -130,6 +131,7 @@ SITE_PK = "site"
 RUNTIME_PK = "runtime"
 INDEX_PK = "all"
 HEADER_RK = "release"
+ANNOTATIONS_PROPERTY = "annotations"  # the release's annotations, beside its header document
 ROW_PREFIX = "s|"
 EVIDENCE_PREFIX = "e|"
 # '}' is the character after '|', so [p + "|", p + "}") is exactly the keys starting with p + "|".
@@ -236,13 +238,24 @@ def _index_rk(pushed_at: datetime, release_id: str) -> str:
 
 
 def _header_entity(release: Release) -> dict[str, Any]:
-    return {
+    entity = {
         "PartitionKey": _pk(release.release_id),
         "RowKey": HEADER_RK,
         "doc": dump_document(release_to_doc(release), what=f"release {release.release_id}"),
         "repository": release.repository,
         "digest": release.digest,
     }
+    annotations = dump_annotations(release)
+    if annotations is not None:
+        entity[ANNOTATIONS_PROPERTY] = annotations
+    return entity
+
+
+def _release_of(entity: Mapping[str, Any]) -> Release:
+    doc = _doc(entity)
+    if entity.get(ANNOTATIONS_PROPERTY):
+        doc["annotations"] = load_document(entity[ANNOTATIONS_PROPERTY])
+    return release_from_doc(doc)
 
 
 def _row_entity(row: SiteSync) -> dict[str, Any]:
@@ -508,7 +521,7 @@ class AzureTableStore:
     def get_release(self, release_id: str) -> Versioned[Release]:
         with _translated(f"get release {release_id}"):
             entity = self._table(_RELEASES).get_entity(_pk(release_id), HEADER_RK)
-        return Versioned(release_from_doc(_doc(entity)), _etag(entity))
+        return Versioned(_release_of(entity), _etag(entity))
 
     def replace_release(self, release: Release, *, etag: str) -> Versioned[Release]:
         entity = _header_entity(release)

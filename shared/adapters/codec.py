@@ -13,7 +13,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.domain.annotations import AnnotationChange, Annotations, RunbookField
 from shared.domain.content import Blob, ReleaseContent
+from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import (
     DEFAULT_STALE_AFTER_WINDOWS,
     ArtifactKind,
@@ -180,6 +182,7 @@ def _content_to_doc(content: ReleaseContent | None) -> dict[str, Any] | None:
         "blobs": [[blob.digest, blob.size] for blob in content.blobs],
         "platforms": list(content.platforms),
         "layers": content.layers,
+        "annotations": dict(content.annotations),
     }
 
 
@@ -187,7 +190,50 @@ def _content_from_doc(doc: dict[str, Any] | None) -> ReleaseContent | None:
     if not doc:
         return None
     blobs = tuple(Blob(str(digest), int(size)) for digest, size in doc.get("blobs", ()))
-    return ReleaseContent(blobs, tuple(doc.get("platforms", ())), int(doc.get("layers", 0)))
+    annotations = {str(k): str(v) for k, v in (doc.get("annotations") or {}).items()}
+    return ReleaseContent(blobs, tuple(doc.get("platforms", ())), int(doc.get("layers", 0)), annotations)
+
+
+def annotations_to_doc(annotations: Annotations) -> dict[str, Any]:
+    return {
+        "fields": {name.value: value for name, value in sorted(annotations.fields.items())},
+        "history": [
+            {"at": _dt(change.at), "by": change.by, "changed": {k.value: v for k, v in sorted(change.changed.items())}}
+            for change in annotations.history
+        ],
+    }
+
+
+def _annotations_from_doc(doc: dict[str, Any] | None) -> Annotations | None:
+    if not doc:
+        return None
+    history = tuple(
+        AnnotationChange(
+            _parse_dt(item["at"]),  # type: ignore[arg-type]
+            str(item["by"]),
+            {RunbookField(k): v for k, v in (item.get("changed") or {}).items()},
+        )
+        for item in doc.get("history") or ()
+    )
+    return Annotations({RunbookField(k): str(v) for k, v in (doc.get("fields") or {}).items()}, history)
+
+
+def dump_annotations(release: Release) -> str | None:
+    """A release's annotations as their own document (Table Storage keeps them in a property of their
+    own, so they never crowd the header's), or ``None`` when it has none."""
+    if release.annotations is None:
+        return None
+    return dump_document(annotations_to_doc(release.annotations), what=f"annotations of release {release.release_id}")
+
+
+def dump_release(release: Release) -> str:
+    """The release with its annotations in one document (SQLite), each part held to Table Storage's limit."""
+    doc = release_to_doc(release)
+    dump_document(doc, what=f"release {release.release_id}")
+    annotations = dump_annotations(release)
+    if annotations is not None:
+        doc["annotations"] = load_document(annotations)
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def release_from_doc(doc: dict[str, Any]) -> Release:
@@ -213,6 +259,7 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         ledger_seeded=bool(doc.get("ledger_seeded", False)),
         content=_content_from_doc(doc.get("content")),
         content_unknown=doc.get("content_unknown"),
+        annotations=_annotations_from_doc(doc.get("annotations")),
     )
 
 
@@ -242,7 +289,26 @@ def site_sync_to_doc(row: SiteSync) -> dict[str, Any]:
         "running_since": _dt(row.running_since),
         "running_pods": row.running_pods,
         "offline_since": _dt(row.offline_since),
+        "transfer": _transfer_to_doc(row.transfer),
     }
+
+
+def _transfer_to_doc(transfer: Transfer | None) -> dict[str, Any] | None:
+    if transfer is None:
+        return None
+    rate = transfer.rate
+    return {
+        "blobs": list(transfer.blobs),
+        "bps": rate.bits_per_second if rate else None,
+        "rate_source": rate.source.value if rate else None,
+    }
+
+
+def _transfer_from_doc(doc: dict[str, Any] | None) -> Transfer | None:
+    if not doc:
+        return None
+    rate = LinkRate(float(doc["bps"]), RateSource(doc["rate_source"])) if doc.get("bps") else None
+    return Transfer(tuple(int(size) for size in doc.get("blobs", ())), rate)
 
 
 def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
@@ -271,6 +337,7 @@ def site_sync_from_doc(doc: dict[str, Any]) -> SiteSync:
         running_pods=int(doc.get("running_pods", 0)),
         in_ledger=bool(doc.get("in_ledger", False)),
         offline_since=_parse_dt(doc.get("offline_since")),
+        transfer=_transfer_from_doc(doc.get("transfer")),
     )
 
 

@@ -310,7 +310,7 @@ class SqliteStateStore:
     # -- releases ------------------------------------------------------------------------------
     def create_release(self, release: Release) -> Versioned[Release]:
         release_id = release.release_id
-        doc = codec.dump_document(codec.release_to_doc(release), what=f"release {release_id}")
+        doc = codec.dump_release(release)
         with self._db.write("create release") as conn:
             inserted = conn.execute(
                 "INSERT OR IGNORE INTO releases (release_id, doc, version, published, pushed_key, repository,"
@@ -329,8 +329,7 @@ class SqliteStateStore:
         return Versioned(codec.release_from_doc(codec.load_document(found[0])), _etag(found[1]))
 
     def replace_release(self, release: Release, *, etag: str) -> Versioned[Release]:
-        release_id = release.release_id
-        doc = codec.dump_document(codec.release_to_doc(release), what=f"release {release_id}")
+        doc = codec.dump_release(release)
         with self._db.write("replace release") as conn:
             version = self._replace_header(conn, release, doc, etag)
         return Versioned(release, _etag(version))
@@ -458,7 +457,7 @@ class SqliteStateStore:
         if release is not None:
             if release.value.release_id != row.release_id:
                 raise InvalidInput("CROSS_RELEASE_WRITE", f"{name} cannot be saved with another release's header")
-            release_doc = codec.dump_document(codec.release_to_doc(release.value), what=f"release {row.release_id}")
+            release_doc = codec.dump_release(release.value)
         evidence_rows = self._evidence_rows(evidence)
         if any(ev[0] != row.release_id for ev in evidence_rows):
             raise InvalidInput("CROSS_RELEASE_WRITE", f"{name} cannot be saved with another release's evidence")

@@ -20,6 +20,7 @@ import typer
 from shared.cli.app import ExitCode, app
 from shared.cli.client import ApiClient, ApiError
 from shared.cli.output import Output, QueryOption, plain
+from shared.cli.views import format_bytes
 
 FORMATS = ("table", "csv", "json", "jsonc", "yaml", "tsv", "none")
 EXPOSURE_COLUMNS = ("repositories_approved", "drift", "over_exposed", "missing")
@@ -37,6 +38,7 @@ CSV_COLUMNS = (
     "drift",
     "over_exposed",
     "missing",
+    "bytes_delivered",  # added last: a script's column numbers keep their meaning
 )
 
 
@@ -106,6 +108,7 @@ def print_table(body: dict[str, Any]) -> None:
         ("Lag p95", "right"),
         ("Windows missed", "right"),
         ("Stale incidents", "right"),
+        ("Delivered", "right"),
         ("Repos approved", "right"),
         ("Drift", "left"),
     ):
@@ -121,6 +124,7 @@ def print_table(body: dict[str, Any]) -> None:
             format_lag(entry.get("lag_p95_seconds")),
             str(entry.get("windows_missed", 0)),
             str(entry.get("stale_incidents", 0)),
+            format_bytes(entry.get("bytes_delivered")),
             str(exposure.get("repositories_approved", "")),
             plain(_drift(exposure)),
         )

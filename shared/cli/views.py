@@ -24,6 +24,18 @@ def compact_time(value: Any) -> str:
     return moment.strftime("%m-%d %H:%MZ")
 
 
+def format_bytes(count: int | None) -> str:
+    """``199001547`` → ``199.0 MB``, ``0`` → ``0 B`` (decimal units, as link rates are)."""
+    if not count:
+        return "0 B" if count == 0 else "—"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 def short_digest(digest: Any) -> str:
     return str(digest or "").removeprefix("sha256:")[:12]
 
@@ -59,9 +71,10 @@ def release_rows(release: dict[str, Any]) -> list[dict[str, Any]]:
             "state": row.get("state"),
             "reason": row.get("reason"),
             "eta": row_eta(row),
-            "synced": compact_time(row.get("synced_at")),
-            "verified": compact_time(row.get("verified_at")),
-            "running": row.get("running_pods") or 0,
+            # When the digest first reached the site (synced or verified: the state says which).
+            "arrived": compact_time(min((t for t in (row.get("synced_at"), row.get("verified_at")) if t), default="")),
+            "pods": row.get("running_pods") or 0,
+            "needs": format_bytes(row.get("bytes_needed")) if row.get("bytes_needed") is not None else "",
         }
         for row in release.get("sites") or []
     ]

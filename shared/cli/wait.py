@@ -289,7 +289,8 @@ def _transient(exc: ApiError) -> bool:
 def estimate(gate: dict[str, Any]) -> str:
     """``ready by 11-24 22:00Z (estimate)``, or ``ETA unknown: <why>``."""
     if gate.get("expected_ready_at"):
-        return f"ready by {short_time(gate['expected_ready_at'])} (estimate)"
+        late = f"; {gate['expected_ready_reason']}" if gate.get("expected_ready_reason") else ""
+        return f"ready by {short_time(gate['expected_ready_at'])} (estimate{late})"
     return f"ETA unknown: {gate.get('expected_ready_reason') or 'no site has an expected ready time'}"
 
 

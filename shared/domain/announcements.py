@@ -68,7 +68,28 @@ def events_for_current_state(row: SiteSync, release: Release, now: datetime) -> 
     return events
 
 
-def _site_event(kind: OutboundEventType, row: SiteSync, release: Release, now: datetime, *, key: str) -> OutboundEvent:
+def wont_fit_event(row: SiteSync, release: Release, now: datetime) -> OutboundEvent:
+    """A site whose bytes do not fit its next sync window, said when that is learnt (the release's first
+    summary, seconds after the push): one event per row, whatever redelivers."""
+    transfer = row.transfer
+    rate = transfer.rate if transfer else None
+    extra = {
+        "bytes_needed": transfer.bytes_needed if transfer else None,
+        "link_bits_per_second": rate.bits_per_second if rate else None,
+        "rate_source": rate.source.value if rate else None,
+    }
+    return _site_event(OutboundEventType.SITE_WONT_FIT, row, release, now, key="wont_fit", extra=extra)
+
+
+def _site_event(
+    kind: OutboundEventType,
+    row: SiteSync,
+    release: Release,
+    now: datetime,
+    *,
+    key: str,
+    extra: Mapping[str, Any] | None = None,
+) -> OutboundEvent:
     data: dict[str, Any] = {
         "release_id": row.release_id,
         "site": row.site,
@@ -82,6 +103,7 @@ def _site_event(kind: OutboundEventType, row: SiteSync, release: Release, now: d
         "verified_at": _iso(row.verified_at),
         "expected_ready_at": _iso(row.expected_ready_at),
         "evidence_source": row.evidence_source.value if row.evidence_source else None,
+        **(extra or {}),
     }
     return _outbound(kind, f"{row.release_id}:{row.site}:{key}", release, f"sites/{row.site}", now, data=data)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +45,8 @@ class ReleaseContent:
     blobs: tuple[Blob, ...]
     platforms: tuple[str, ...] = ()
     layers: int = 0  # layer blobs among them (configs excluded)
+    # The image's OCI annotations under short names (source, revision, created, version).
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:

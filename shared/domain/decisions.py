@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from shared.domain.changes import RowChange, transition
+from shared.domain.links import Transfer
 from shared.domain.model import Site, SiteSync
 from shared.domain.observations import (
     ConnectedRegistryState,
@@ -21,6 +22,7 @@ from shared.domain.observations import (
     SyncScope,
 )
 from shared.domain.states import READY_STATES, EvidenceSource, SyncReason, SyncState
+from shared.domain.transfers import Arrival, ArrivalReason, arrival_since_push, predict_arrival
 from shared.domain.windows import CONTINUOUS_SCHEDULE, Window, window_at_or_after, windows_between
 
 # With continuous sync a window opens every minute, which says nothing about how long a transfer
@@ -111,6 +113,39 @@ class _Check:
             return decision
         return replace(decision, expected_ready_at=None, offline_since=since)
 
+    def arrival(self) -> Arrival | None:
+        """When what the site still needs is there at its link's rate; ``None`` while the release is not
+        weighed (or the row predates weighing)."""
+        transfer = self.row.transfer
+        if transfer is None:
+            return None
+        return arrival_since_push(transfer, self.schedule, self.sync_window, self.row.pushed_at, self.now)
+
+    def expected(self) -> datetime | None:
+        """The expected ready time: the transfer's arrival where the rate is known, else the window's close;
+        ``None`` when the bytes never fit a window."""
+        arrival = self.arrival()
+        if arrival is None or arrival.reason in (ArrivalReason.RATE_UNKNOWN, ArrivalReason.NOTHING_TO_MOVE):
+            return self.window.closes_at
+        return arrival.expected_at
+
+    def wont_fit(self) -> bool:
+        arrival = self.arrival()
+        return arrival is not None and arrival.reason in _WONT_FIT
+
+    def planned_misses(self, cycle: timedelta) -> int:
+        """Windows (with continuous sync, cycles) the transfer was predicted at push to need before it
+        arrives: missing those is expected, not late."""
+        transfer = self.row.transfer
+        if transfer is None:
+            return 0
+        arrival = predict_arrival(transfer.blobs, transfer.rate, self.schedule, self.sync_window, self.row.pushed_at)
+        if arrival.expected_at is None or arrival.reason not in _WONT_FIT | {ArrivalReason.FITS}:
+            return 0
+        if self.continuous:
+            return int((arrival.expected_at - self.row.pushed_at) / cycle)
+        return arrival.windows_missed
+
     def next_look(self) -> datetime:
         """Soon while the window is open; otherwise a little after the next one opens."""
         if self.window.contains(self.now):
@@ -119,6 +154,9 @@ class _Check:
 
     def _window_length(self) -> timedelta:
         return self.window.closes_at - self.window.opens_at
+
+
+_WONT_FIT = frozenset({ArrivalReason.EXCEEDS_WINDOW, ArrivalReason.NEVER_FITS})
 
 
 def check_margin(window: Window) -> timedelta:
@@ -145,6 +183,26 @@ def first_check(site: Site, now: datetime) -> FirstCheck:
     return FirstCheck(
         SyncState.WAITING_FOR_WINDOW, SyncReason.WINDOW_CLOSED, window.closes_at, window.opens_at + check_margin(window)
     )
+
+
+def with_transfer(row: SiteSync, site: Site, transfer: Transfer, now: datetime) -> SiteSync:
+    """The row with what the site still needs of the release; a row waiting for it gets the estimate that
+    follows (and ``EXCEEDS_WINDOW`` when the bytes do not fit the next window), at once rather than at its
+    next check. A row that already arrived, went stale or is offline keeps its estimate."""
+    planned = replace(row, transfer=transfer)
+    if row.state not in (SyncState.PENDING, SyncState.WAITING_FOR_WINDOW) or row.offline_since is not None:
+        return planned
+    check = _Check(
+        planned,
+        site,
+        Observations(now=now),
+        site.schedule,
+        site.sync_window,
+        window_at_or_after(site.schedule, site.sync_window, now),
+        {},
+    )
+    reason = SyncReason.EXCEEDS_WINDOW if check.wont_fit() else row.reason
+    return replace(planned, expected_ready_at=check.expected(), reason=reason)
 
 
 def decide_vanished_site(*, registered: bool) -> CheckDecision:
@@ -298,7 +356,7 @@ def _stale(check: _Check) -> CheckDecision | None:
             found[0],
             EvidenceSource.SCHEDULE,
             found[1],
-            expected=check.window.closes_at,
+            expected=check.expected(),
             next_check=check.next_look(),
         )
     )
@@ -317,26 +375,24 @@ def _waiting(check: _Check) -> CheckDecision:
             )
         )
     if check.window.contains(check.now):
-        reason = SyncReason.SYNC_IN_PROGRESS
+        reason, summary = SyncReason.SYNC_IN_PROGRESS, "the sync window is open; the digest is not there yet"
         if arm is not None and arm.connection_state is ConnectionState.UNHEALTHY:
             reason = SyncReason.SITE_UNHEALTHY
+        elif check.wont_fit():
+            reason, summary = SyncReason.EXCEEDS_WINDOW, f"the sync window is open; {_TOO_BIG}"
         return check.decision(
-            row.state,
-            reason,
-            EvidenceSource.SCHEDULE,
-            "the sync window is open; the digest is not there yet",
-            expected=check.window.closes_at,
-            next_check=check.next_look(),
+            row.state, reason, EvidenceSource.SCHEDULE, summary, expected=check.expected(), next_check=check.next_look()
         )
     state = SyncState.WAITING_FOR_WINDOW if row.state is SyncState.PENDING else row.state
+    reason, summary = SyncReason.WINDOW_CLOSED, "outside the site's sync window: expected offline until it opens"
+    if check.wont_fit():
+        reason, summary = SyncReason.EXCEEDS_WINDOW, f"outside the site's sync window; {_TOO_BIG}"
     return check.decision(
-        state,
-        SyncReason.WINDOW_CLOSED,
-        EvidenceSource.SCHEDULE,
-        "outside the site's sync window: expected offline until it opens",
-        expected=check.window.closes_at,
-        next_check=check.next_look(),
+        state, reason, EvidenceSource.SCHEDULE, summary, expected=check.expected(), next_check=check.next_look()
     )
+
+
+_TOO_BIG = "what the site still needs does not fit the next window at its link's rate"
 
 
 _RULES: tuple[Callable[[_Check], CheckDecision | None], ...] = (
@@ -359,7 +415,8 @@ def _stale_reason(check: _Check) -> tuple[SyncReason, str] | None:
         return SyncReason.MESSAGE_TTL_EXPIRED, "past the message TTL: the parent no longer holds the sync message"
     if arm is not None and arm.last_activity_time is not None and now - arm.last_activity_time >= allowed * cycle:
         return SyncReason.SITE_SILENT, f"no activity from the site for {allowed} sync cycles"
-    if _windows_missed(check, allowed, cycle) >= allowed:
+    allowed_misses = allowed + check.planned_misses(cycle)
+    if _windows_missed(check, allowed_misses, cycle) >= allowed_misses:
         return SyncReason.WINDOW_MISSED, f"{allowed} sync windows closed since the push and the digest is still missing"
     return None
 

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from shared.domain.model import Release, Site, SiteSync
 from shared.domain.names import validate_site_name
-from shared.domain.states import READY_STATES, SyncState
+from shared.domain.states import READY_STATES, SyncReason, SyncState
 from shared.errors import InvalidInput
 
 MIN_RETRY_AFTER = 10
@@ -134,8 +134,11 @@ class GateSite:
 
     def predicted_at(self, now: datetime) -> datetime | None:
         """When this pending site may change: its expected ready time (overdue: look again soon), or its
-        next check when sooner and still ahead."""
+        next check when sooner and still ahead. A site whose bytes do not fit the next window is not
+        expected to change before its estimate, so the checks in between do not count."""
         predicted = self.expected_ready_at
+        if self.reason == SyncReason.EXCEEDS_WINDOW.value and predicted is not None and predicted > now:
+            return predicted
         upcoming = self.next_check_at if self.next_check_at is not None and self.next_check_at > now else None
         if upcoming is not None and (predicted is None or upcoming < predicted):
             predicted = upcoming
@@ -184,7 +187,8 @@ class GateVerdict:
     rollback: tuple[RollbackCheck, ...] = ()  # per selected in-scope site, in selection order
     running: int = 0  # selected sites seen running the digest
     # When the policy should be met, from the pending sites' expected ready times; None with the reason
-    # when it cannot be told (a site offline or stale with no prediction), or when not pending.
+    # when it cannot be told (a site offline or stale with no prediction), or when not pending. A reason
+    # with a time says why it is late (sites whose bytes do not fit their next window).
     expected_ready_at: datetime | None = None
     expected_ready_reason: str | None = None
 
@@ -309,7 +313,15 @@ def _estimate(
         more = f" and {len(blind) - 5} more" if len(blind) > 5 else ""
         return None, f"no expected ready time for {shown}{more}"
     moments = ([expected[needed - 1]] if needed > 0 else []) + [t for e in critical if (t := e.expected_at(now))]
-    return (max(moments), None) if moments else (None, None)
+    if not moments:
+        return None, None
+    at = max(moments)
+    # Said with the estimate: it is later than the next windows because some sites' bytes do not fit them.
+    late = [e.site for e in pending if e.reason == SyncReason.EXCEEDS_WINDOW.value and (e.expected_at(now) or at) <= at]
+    if late:
+        more = f" and {len(late) - 5} more" if len(late) > 5 else ""
+        return at, f"EXCEEDS_WINDOW: {', '.join(late[:5])}{more} need more than their next sync window"
+    return at, None
 
 
 def _why_blind(entry: GateSite) -> str:

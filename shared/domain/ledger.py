@@ -54,6 +54,7 @@ class LedgerEntry:
     lag_seconds: float | None  # push to first arrival (SYNCED or VERIFIED), never below zero
     stale_incidents: int
     window_missed: bool
+    bytes_delivered: int = 0  # what the site needed of the release, once it arrived (0 while unknown)
 
     def as_list(self) -> list[Any]:
         return [
@@ -62,11 +63,13 @@ class LedgerEntry:
             self.lag_seconds,
             self.stale_incidents,
             int(self.window_missed),
+            self.bytes_delivered,
         ]
 
     @classmethod
     def from_list(cls, site: str, release_id: str, item: list[Any]) -> LedgerEntry:
-        pushed, ready, lag, stale, missed = item
+        pushed, ready, lag, stale, missed = item[:5]
+        delivered = int(item[5]) if len(item) > 5 else 0  # entries written before bytes were counted
         return cls(
             site=site,
             release_id=release_id,
@@ -75,6 +78,7 @@ class LedgerEntry:
             lag_seconds=None if lag is None else float(lag),
             stale_incidents=int(stale),
             window_missed=bool(missed),
+            bytes_delivered=delivered,
         )
 
 
@@ -87,10 +91,12 @@ class LedgerFigures:
     lags: dict[int, int] = field(default_factory=dict)
     windows_missed: int = 0
     stale_incidents: int = 0
+    bytes_delivered: int = 0
 
     def add(self, entry: LedgerEntry, times: int = 1) -> None:
         """Count ``entry`` in (``times=-1``: take it out again)."""
         self.received += times
+        self.bytes_delivered += times * entry.bytes_delivered
         self.ready += times * entry.ready
         self.windows_missed += times * entry.window_missed
         self.stale_incidents += times * entry.stale_incidents
@@ -107,6 +113,7 @@ class LedgerFigures:
         self.ready += other.ready
         self.windows_missed += other.windows_missed
         self.stale_incidents += other.stale_incidents
+        self.bytes_delivered += other.bytes_delivered
         for bucket, count in other.lags.items():
             self.lags[bucket] = self.lags.get(bucket, 0) + count
 
@@ -139,6 +146,7 @@ class LedgerFigures:
             "lags": {str(bucket): count for bucket, count in sorted(self.lags.items())},
             "missed": self.windows_missed,
             "stale": self.stale_incidents,
+            "bytes": self.bytes_delivered,
         }
 
     @classmethod
@@ -149,6 +157,7 @@ class LedgerFigures:
             lags={int(bucket): int(count) for bucket, count in (doc.get("lags") or {}).items()},
             windows_missed=int(doc.get("missed", 0)),
             stale_incidents=int(doc.get("stale", 0)),
+            bytes_delivered=int(doc.get("bytes", 0)),
         )
 
 
@@ -203,6 +212,7 @@ def _entry(row: SiteSync) -> LedgerEntry:
         lag_seconds=lag,
         stale_incidents=row.stale_incidents,
         window_missed=row.window_missed,
+        bytes_delivered=row.transfer.bytes_needed if row.transfer and row.state in READY_STATES else 0,
     )
 
 

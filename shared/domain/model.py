@@ -16,7 +16,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from shared.domain.annotations import Annotations
 from shared.domain.content import ReleaseContent
+from shared.domain.links import Transfer
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
 from shared.domain.states import EvidenceSource, SyncReason, SyncState, check_transition
 from shared.errors import InvalidInput
@@ -165,6 +167,8 @@ class Release:
     # fan-out path; while unknown, ``content_unknown`` says why (shared.domain.content.ContentUnknown).
     content: ReleaseContent | None = None
     content_unknown: str | None = None
+    # The runbook fields people recorded on the release, with their history (shared.domain.annotations).
+    annotations: Annotations | None = None
 
     def __post_init__(self) -> None:
         validate_repository(self.repository)
@@ -238,6 +242,9 @@ class SiteSync:
     # Since when the site's connected registry has been offline, while its last check found it so (its
     # last activity as ARM reports it): an offline site has no expected ready time, only this.
     offline_since: datetime | None = None
+    # What the site still needs of the release and at what rate, once the release is weighed
+    # (shared.domain.links); None while that is not known.
+    transfer: Transfer | None = None
 
     @property
     def due_at(self) -> datetime | None:

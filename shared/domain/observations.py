@@ -212,6 +212,7 @@ class BasicCredentials:
 class OutboundEventType(StrEnum):
     SITE_SYNCED = "acrsync.site.synced"
     SITE_STALE = "acrsync.site.stale"
+    SITE_WONT_FIT = "acrsync.site.wont_fit"  # what the site needs does not fit its next sync window
     RELEASE_READY = "acrsync.release.ready"
     RELEASE_FAILED = "acrsync.release.failed"
     SITE_TOKEN_EXPIRING = "acrsync.site.token_expiring"  # noqa: S105 - an event type

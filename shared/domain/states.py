@@ -26,6 +26,7 @@ class SyncReason(StrEnum):
     AWAITING_FIRST_CHECK = "AWAITING_FIRST_CHECK"
     WINDOW_CLOSED = "WINDOW_CLOSED"  # expected offline: outside its sync window
     SYNC_IN_PROGRESS = "SYNC_IN_PROGRESS"  # window open, digest not there yet
+    EXCEEDS_WINDOW = "EXCEEDS_WINDOW"  # what the site still needs does not fit the next window at its link's rate
     WINDOW_MISSED = "WINDOW_MISSED"  # late: windows passed, digest still missing
     SITE_SILENT = "SITE_SILENT"  # silent: no activity from the site for several windows
     MESSAGE_TTL_EXPIRED = "MESSAGE_TTL_EXPIRED"  # the parent dropped the sync message

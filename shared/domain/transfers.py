@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.windows import CONTINUOUS_SCHEDULE, Window, window_at_or_after
 from shared.errors import InvalidInput
 
@@ -31,13 +32,6 @@ _BANDWIDTH = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)(bit|b|B)(?:/s|
 _MAX_BANDWIDTH = 400_000_000_000  # 400 Gbit/s: beyond any site link, so a typo is caught
 
 
-class RateSource(StrEnum):
-    """Where a link rate comes from."""
-
-    DECLARED = "declared"  # the sites file's link.bandwidth
-    OBSERVED = "observed"  # learned from the site's past arrivals
-
-
 class ArrivalReason(StrEnum):
     """Why an estimate is what it is."""
 
@@ -46,16 +40,6 @@ class ArrivalReason(StrEnum):
     NEVER_FITS = "NEVER_FITS"  # a blob is larger than a whole window at this rate
     RATE_UNKNOWN = "RATE_UNKNOWN"  # no declared link and not enough history: the window close alone
     NOTHING_TO_MOVE = "NOTHING_TO_MOVE"  # the site already holds every blob
-
-
-@dataclass(frozen=True)
-class LinkRate:
-    bits_per_second: float
-    source: RateSource
-
-    @property
-    def bytes_per_second(self) -> float:
-        return self.bits_per_second / 8
 
 
 @dataclass(frozen=True)
@@ -139,3 +123,37 @@ def predict_arrival(
         missed += 1
         window = window_at_or_after(schedule, sync_window, window.closes_at)
     return Arrival(None, ArrivalReason.NEVER_FITS, rate=rate)
+
+
+def arrival_since_push(
+    transfer: Transfer, schedule: str | None, sync_window: timedelta | None, pushed_at: datetime, now: datetime
+) -> Arrival:
+    """When a row's bytes arrive, counted from the push, so the estimate stays put check after check;
+    once that moment has passed without them, counted again from ``now``."""
+    arrival = predict_arrival(transfer.blobs, transfer.rate, schedule, sync_window, pushed_at)
+    if arrival.expected_at is not None and arrival.expected_at <= now:
+        return predict_arrival(transfer.blobs, transfer.rate, schedule, sync_window, now)
+    return arrival
+
+
+def arrival_sample(
+    bytes_needed: int,
+    arrived_at: datetime,
+    pushed_at: datetime,
+    schedule: str | None,
+    sync_window: timedelta | None,
+) -> tuple[int, timedelta] | None:
+    """One past arrival as a rate sample: the bytes it needed and the time from the opening of the window
+    it arrived in (not before the push) to its arrival; with continuous sync, from the push. ``None``
+    when it did not arrive inside a window (nothing then says when its transfer began)."""
+    if bytes_needed <= 0:
+        return None
+    if schedule is None or schedule.strip() == CONTINUOUS_SCHEDULE:
+        began = pushed_at
+    else:
+        window = window_at_or_after(schedule, sync_window, arrived_at)
+        if not window.contains(arrived_at):
+            return None
+        began = max(window.opens_at, pushed_at)
+    span = arrived_at - began
+    return (bytes_needed, span) if span > timedelta(0) else None

@@ -13,6 +13,8 @@ Per site, over the releases pushed in the period:
   from the evidence, so a row that caught up later still counts);
 * ``stale_incidents``: times a row went ``STALE``; a row an operator retried that goes straight back to
   ``STALE`` is the same incident (it was never anything but stale in between);
+* ``bytes_delivered``: what the rows that arrived needed (their ``bytes_needed``: the release's blobs
+  the site did not hold), summed; rows of releases not weighed count nothing;
 * ``exposure``: ``repositories_approved`` (the site's approved repository patterns) and, for a site
   with a connected registry, its scope drift now (:func:`shared.services.governance.site_drift`):
   ``drift`` (true/false), ``over_exposed`` and ``missing`` (counts of scope-map patterns no approval
@@ -171,5 +173,6 @@ def _site_view(site: Site, tally: LedgerFigures, exposure: dict[str, Any]) -> di
         "lag_p95_seconds": tally.lag_percentile(0.95),
         "windows_missed": tally.windows_missed,
         "stale_incidents": tally.stale_incidents,
+        "bytes_delivered": tally.bytes_delivered,
         "exposure": exposure,
     }

@@ -31,6 +31,7 @@ from shared.domain.gate import (
     passed_moments,
     retry_after,
 )
+from shared.domain.links import LinkRate
 from shared.domain.model import Evidence, Release, Site, SiteSync, Versioned
 from shared.domain.names import validate_digest, validate_repository, validate_site_name, validate_tag
 from shared.domain.observations import ConnectionState, OutboundEvent
@@ -382,7 +383,13 @@ def _row_view(row: SiteSync, site: Site | None) -> dict[str, Any]:
         "running_pods": row.running_pods,
         "running_since": iso(row.running_since),
         "offline_since": iso(row.offline_since),
+        "bytes_needed": row.transfer.bytes_needed if row.transfer else None,
+        "link": _link_view(row.transfer.rate if row.transfer else None),
     }
+
+
+def _link_view(rate: LinkRate | None) -> dict[str, Any] | None:
+    return {"bits_per_second": rate.bits_per_second, "source": rate.source.value} if rate else None
 
 
 # -- readiness ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
 from shared.services.receipts import sign_checkpoint
 from shared.services.rows import MAX_ATTEMPTS, counted
+from shared.services.transfers import plan_transfers
 
 logger = logging.getLogger(__name__)
 # Reading again cannot change these: the manifest is what it is, and a run without a reader stays so.
@@ -125,7 +126,8 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
         except NotFound:
             logger.info("release %s is gone; nothing to summarise", release_id)
             return SummaryResult(release_id, {}, None, found=False)
-        rows = [versioned.value for versioned in store.list_site_syncs(release_id)]
+        listed = store.list_site_syncs(release_id)
+        rows = [versioned.value for versioned in listed]
         release = header.value
         if release.indexed and not release.ledger_seeded and not seeded:
             store.seed_ledger(rows)  # the rows fan-out created, off its path; kept where a save was first
@@ -145,6 +147,7 @@ def summarize_release(services: Dependencies, release_id: str) -> SummaryResult:
             store.replace_release(updated, etag=header.etag)
         except ConcurrencyConflict:
             continue  # ingest merged a tag or withdrew it meanwhile: summarise the fresh header
+        plan_transfers(services, updated, listed, now)
         logger.info("summarised release %s: %s", release_id, {state.value: n for state, n in counts.items()})
         return SummaryResult(release_id, counts, signed)
     raise ConcurrencyConflict(f"release {release_id} kept changing under {MAX_ATTEMPTS} summary attempts")

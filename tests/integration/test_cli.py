@@ -33,8 +33,11 @@ from shared.cli.client import ApiClient, ApiUnreachable
 from shared.cli.output import Output
 from shared.cli.status import parse_reference
 from shared.config import Settings
+from shared.domain.changes import RowChange
+from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import Site
 from shared.domain.states import SyncReason, SyncState
+from shared.services.rows import update_row
 from tests.builders import move_row, push_release, random_digest
 from tests.fakes import FakeClock
 from tests.support.azurite import free_port
@@ -185,6 +188,17 @@ def go_offline(services: Services, release_id: str, site: str, *, since: datetim
         at=NOW,
         expected_ready_at=None,
         offline_since=since,
+    )
+
+
+def needs_two_windows(services: Services, release_id: str, site: str) -> None:
+    """The site's row once the release was weighed: 1.8 GB to move over 2 Mbit/s, more than its next window."""
+    transfer = Transfer((1_200_000_000, 600_000_000), LinkRate(2_000_000, RateSource.DECLARED))
+    update_row(
+        services.store,
+        release_id,
+        site,
+        lambda row: RowChange(replace(row, transfer=transfer, reason=SyncReason.EXCEEDS_WINDOW)),
     )
 
 
@@ -437,7 +451,7 @@ def test_each_command_has_its_own_table_that_fits_120_columns(
     assert releases[0].split() == ["Repository", "Tags", "Digest", "Pushed", "Ready", "Pending", "Blocked"]
     assert releases[2].split()[:2] == ["inspection/camera", "1.4.2"] and "/3" in releases[2]  # as of its summary
     release = acrsync("release", release_id, "-o", "table").out.splitlines()
-    assert release[0].split() == ["Site", "Ring", "State", "Reason", "Eta", "Synced", "Verified", "Running"]
+    assert release[0].split() == ["Site", "Ring", "State", "Reason", "Eta", "Arrived", "Pods", "Needs"]
     assert [line.split()[0] for line in release[2:]] == ["plant-01", "plant-02", "plant-03", "store-01"]
     for command in (["releases"], ["release", release_id], ["sites"]):
         table = acrsync(*command, "-o", "table").out
@@ -484,6 +498,7 @@ def test_tables_and_tsv_match_their_golden_output(
     monkeypatch.setenv("COLUMNS", "120")
     move(services, release_id, "plant-01", SyncState.VERIFIED, SyncReason.MANIFEST_PRESENT)
     go_offline(services, release_id, "plant-02", since=NOW - timedelta(hours=2))
+    needs_two_windows(services, release_id, "plant-03")
     out = acrsync(*[part.format(release=release_id) for part in command]).out.replace(release_id, "<release>")
     golden = GOLDEN / name
     if os.environ.get("ACRSYNC_UPDATE_GOLDEN"):

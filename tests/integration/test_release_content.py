@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import ssl
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,15 @@ from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
 from shared.config import Settings
 from shared.domain.content import release_content
+from shared.domain.observations import OutboundEventType
+from shared.domain.states import SyncReason, SyncState
+from shared.domain.windows import window_at_or_after
 from shared.errors import InvalidInput, UpstreamRejected, UpstreamUnavailable
 from shared.services import status
+from shared.services.report import site_report
 from shared.services.summaries import summarize_release
-from tests.builders import T0, make_site, push_release
-from tests.fakes import CountingSink
+from tests.builders import T0, make_site, move_row, push_release
+from tests.fakes import CountingSink, FakeClock
 from tests.support.azurite import free_port
 from tests.support.registry import push_index, push_layers, self_signed_certificate, start_registry
 
@@ -138,3 +143,60 @@ def test_the_summary_weighs_a_release_once_and_a_registry_that_fails_blocks_noth
     finally:
         reader.close()
         gone.close()
+
+
+def test_each_site_needs_what_it_does_not_hold_and_a_slow_link_is_told_at_push_time(
+    registry: tuple[str, str], tmp_path: Path
+) -> None:
+    url, cert = registry
+    trust = ssl.create_default_context(cafile=cert)
+    own_one, own_two = secrets.token_bytes(7_000), secrets.token_bytes(9_000)
+    first = push_layers(url, "haulage/planner", "1.0", [*BASE, own_one], verify=trust)
+    second = push_layers(url, "haulage/planner", "1.1", [*BASE, own_two], verify=trust)
+    store = SqliteStateStore(tmp_path / "state.db")
+    nightly = {"schedule": "0 22 * * *", "sync_window": timedelta(hours=1), "repositories": ("haulage/*",)}
+    # 100 bit/s carries 45,000 bytes an hour: the base's 40,000-byte layer tonight, the rest tomorrow.
+    store.upsert_sites([make_site("plant-01", **nightly), make_site("camp-01", bandwidth_bps=100.0, **nightly)])
+    reader = ParentRegistryContentReader(url, None, connection_verify=cert)
+    events = CountingSink()
+    clock = FakeClock(T0)
+    services = bootstrap(
+        Settings(data_dir=tmp_path),
+        store=store,
+        queue=SqliteJobQueue(tmp_path / "q.db"),
+        events=events,
+        clock=clock,
+        content_reader=reader,
+    )
+    try:
+        one = push_release(services, "haulage/planner", "1.0", digest=first.digest, at=T0)
+        summarize_release(services, one)
+        move_row(services, one, "plant-01", SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, at=T0)
+        delivered = {entry["site"]: entry["bytes_delivered"] for entry in site_report(services, "1d")["value"]}
+        weight = reader.read_content("haulage/planner", first.digest).size_bytes
+        assert delivered == {"camp-01": 0, "plant-01": weight}  # what arrived, as the report counts it
+        clock.current = T0 + timedelta(hours=1)
+        two = push_release(services, "haulage/planner", "1.1", digest=second.digest, at=clock.current)
+        summarize_release(services, two)
+
+        content = reader.read_content("haulage/planner", second.digest)
+        sites = {row["site"]: row for row in status.release_detail(services, two)["sites"]}
+        assert sites["plant-01"]["bytes_needed"] == content.blobs[0].size + 9_000  # its config and own layer
+        assert sites["camp-01"]["bytes_needed"] == content.size_bytes  # it holds nothing of the first
+        assert sites["plant-01"]["link"] is None and sites["plant-01"]["reason"] == "WINDOW_CLOSED"
+        camp = sites["camp-01"]
+        assert camp["link"] == {"bits_per_second": 100.0, "source": "declared"}
+        assert camp["reason"] == "EXCEEDS_WINDOW"
+        tonight = window_at_or_after("0 22 * * *", timedelta(hours=1), clock.current)
+        assert datetime.fromisoformat(camp["expected_ready_at"]) > tonight.closes_at + timedelta(hours=22)
+        wont_fit = [e for e in events.events if e.type is OutboundEventType.SITE_WONT_FIT]
+        assert [(e.event_id, e.data["bytes_needed"]) for e in wont_fit] == [
+            (f"{one}:camp-01:wont_fit", reader.read_content("haulage/planner", first.digest).size_bytes),
+            (f"{two}:camp-01:wont_fit", content.size_bytes),
+        ]
+
+        summarize_release(services, two)  # a redelivered summary plans nothing again
+        assert len([e for e in events.events if e.type is OutboundEventType.SITE_WONT_FIT]) == 2
+    finally:
+        services.queue.close()
+        reader.close()

@@ -371,6 +371,7 @@ EXPECTED = [
         "lag_p95_seconds": 537.754,
         "windows_missed": 0,
         "stale_incidents": 0,
+        "bytes_delivered": 0,  # no release of this history was weighed
         "exposure": {"repositories_approved": 1, "drift": None, "over_exposed": None, "missing": None},
     },
     {
@@ -384,6 +385,7 @@ EXPECTED = [
         "lag_p95_seconds": 6718.927,
         "windows_missed": 2,
         "stale_incidents": 2,  # the retried r4 went straight back to stale: the same incident
+        "bytes_delivered": 0,  # no release of this history was weighed
         "exposure": {"repositories_approved": 1, "drift": None, "over_exposed": None, "missing": None},
     },
     {
@@ -396,6 +398,7 @@ EXPECTED = [
         "lag_p95_seconds": None,
         "windows_missed": 0,
         "stale_incidents": 0,
+        "bytes_delivered": 0,  # no release of this history was weighed
         "exposure": {"repositories_approved": 1, "drift": None, "over_exposed": None, "missing": None},
     },
 ]
@@ -477,6 +480,7 @@ def test_the_cli_prints_the_report(services: Services, api_url: str, capsys: pyt
         "drift": "",
         "over_exposed": "",
         "missing": "",
+        "bytes_delivered": "0",
     }
     assert rows[2]["lag_median_seconds"] == ""
 

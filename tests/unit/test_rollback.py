@@ -167,9 +167,12 @@ def test_the_cli_formats_lags_and_csv() -> None:
         "lag_p95_seconds": None,
         "windows_missed": 0,
         "stale_incidents": 1,
+        "bytes_delivered": 199_001_547,
         "exposure": {"repositories_approved": 3, "drift": True, "over_exposed": 1, "missing": 0},
     }
-    assert csv_row(entry) == ["plant-01", "canary", "true", "2", "1", "12.5", "", "0", "1", "3", "true", "1", "0"]
+    assert csv_row(entry) == [
+        *("plant-01", "canary", "true", "2", "1", "12.5", "", "0", "1", "3", "true", "1", "0", "199001547")
+    ]
     out = io.StringIO()
     write_csv([entry], out)
     assert out.getvalue().splitlines()[0].startswith("site,ring,critical,")

@@ -94,11 +94,24 @@ function legend() {
     Object.entries(STATES).map(([state]) => h("li", {}, stateBadge(state))),
     h("li", {}, h("span", { class: "badge running" }, h("span", { "aria-hidden": "true" }, "▶"), " running")));
 }
+function needs(row) {
+  if (row.bytes_needed === null || row.bytes_needed === undefined) return "—";
+  const link = row.link ? ` at ${bits(row.link.bits_per_second)} (${row.link.source})` : "";
+  return `${bytes(row.bytes_needed)}${link}`;
+}
+function bits(perSecond) {
+  const units = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s"];
+  let value = perSecond, unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${Number(value.toFixed(1))} ${units[unit]}`;
+}
 const ON_ITS_WAY = ["PENDING", "WAITING_FOR_WINDOW", "STALE"];
 function eta(row) {
   if (!ON_ITS_WAY.includes(row.state)) return "—";
   if (row.offline_since) return `offline since ${whenText(row.offline_since)}, ETA unknown`;
-  if (row.expected_ready_at && row.state !== "STALE") return whenText(row.expected_ready_at);
+  const late = row.reason === "EXCEEDS_WINDOW" ? ", after the next window: it does not fit" : "";
+  if (row.expected_ready_at && row.state !== "STALE") return whenText(row.expected_ready_at) + late;
+  if (late) return "ETA unknown: a blob is larger than a whole window";
   return row.state === "STALE" ? "ETA unknown (stale)" : "—";
 }
 
@@ -245,7 +258,7 @@ function releaseView(page) {
   const { release, gate, evidence } = page;
   const blocked = gate.blocked || [];
   const etaLine = gate.state === "pending"
-    ? (gate.expected_ready_at ? `expected ready ${whenText(gate.expected_ready_at)}` : `ETA unknown: ${gate.expected_ready_reason || "no estimate"}`)
+    ? (gate.expected_ready_at ? `expected ready ${whenText(gate.expected_ready_at)}${gate.expected_ready_reason ? ` (${gate.expected_ready_reason})` : ""}` : `ETA unknown: ${gate.expected_ready_reason || "no estimate"}`)
     : "";
   return [
     h("section", { class: `gate-answer ${gate.state}`, "aria-labelledby": "gate" },
@@ -264,12 +277,12 @@ function releaseView(page) {
     h("p", { id: "adoption" }, `held at ${release.adoption.holding} sites · running at ${release.adoption.running}` +
       ` · ever run at ${release.adoption.ran}`),
     h("table", { id: "release-sites" }, h("caption", {}, "Sites"),
-      h("thead", {}, h("tr", {}, ["site", "ring", "state", "reason", "expected ready", "synced", "verified", "evidence", "running"]
+      h("thead", {}, h("tr", {}, ["site", "ring", "state", "reason", "expected ready", "needs", "synced", "verified", "evidence", "running"]
         .map(t => h("th", { scope: "col" }, t)))),
       h("tbody", {}, release.sites.map(row => h("tr", { "data-site": row.site },
         h("th", { scope: "row", class: row.critical ? "critical" : "" }, h("a", { href: `#/site/${row.site}` }, row.site)),
         h("td", {}, row.ring || "—"), h("td", {}, stateBadge(row.state)), h("td", {}, row.reason || ""),
-        h("td", { class: "eta" }, eta(row)), h("td", {}, when(row.synced_at)), h("td", {}, when(row.verified_at)),
+        h("td", { class: "eta" }, eta(row)), h("td", { class: "needs" }, needs(row)), h("td", {}, when(row.synced_at)), h("td", {}, when(row.verified_at)),
         h("td", {}, row.evidence_source || ""),
         h("td", {}, row.running_pods ? [`${row.running_pods} pods since `, when(row.running_since)] : "—"))))),
     h("h3", {}, `Evidence (newest ${evidence.length} of ${page.evidence_total})`),

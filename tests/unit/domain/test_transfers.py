@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.domain.links import LinkRate, RateSource
 from shared.domain.transfers import (
     ArrivalReason,
-    LinkRate,
-    RateSource,
     choose_rate,
     learned_rate,
     parse_bandwidth,

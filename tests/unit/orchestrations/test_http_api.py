@@ -257,6 +257,8 @@ def test_a_release_shows_every_site_row(client: TestClient, services: Services, 
         "running_pods": 0,
         "running_since": None,
         "offline_since": None,
+        "bytes_needed": None,  # the release is not weighed yet
+        "link": None,
     }
     assert sites["plant-03"]["state"] == "WAITING_FOR_WINDOW" and sites["plant-03"]["reason"] == "WINDOW_CLOSED"
     assert sites["store-01"]["state"] == "SKIPPED" and sites["store-01"]["reason"] == "REPO_NOT_IN_SCOPE"
