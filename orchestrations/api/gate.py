@@ -64,6 +64,9 @@ def get_readiness(
         bool,
         Query(description="A site is ready once it is seen running the digest, not when its registry holds it."),
     ] = False,
+    require_approval: Annotated[
+        bool, Query(description="Fail (APPROVAL_MISSING) until the release's annotations carry an approval_url.")
+    ] = False,
     stale: Annotated[
         Literal["blocked", "pending"],
         Query(description="STALE sites block (default), or count as pending: they are still checked and may arrive."),
@@ -91,6 +94,7 @@ def get_readiness(
         require_rollback=require_rollback,
         require_running=require_running,
         stale_blocks=stale == "blocked",
+        require_approval=require_approval,
     )
     services = get_services()
     if if_none_match and not include_rollback:

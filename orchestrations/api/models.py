@@ -182,6 +182,41 @@ class SiteListModel(Model):
     value: list[SiteModel]
 
 
+class AnnotationsModel(Model):
+    owner: str | None = Field(description="Who owns the release (at most 200 characters).")
+    approval_url: str | None = Field(description="The approval's link: an absolute http(s) URL (at most 2,048).")
+    change_record: str | None = Field(description="The change record's id (at most 200 characters).")
+    rollback_condition: str | None = Field(description="When to roll back (at most 2,000 characters).")
+    note: str | None = Field(description="Free text (at most 4,000 characters).")
+    set_by: str | None = Field(description="Who made the last change (the caller's principal).")
+    set_at: datetime | None = Field(description="When the last change was made.")
+
+
+class AnnotationsPatchModel(Model):
+    """Fields to set; a field left out stays, `null` or `""` clears it."""
+
+    owner: str | None = None
+    approval_url: str | None = None
+    change_record: str | None = None
+    rollback_condition: str | None = None
+    note: str | None = None
+
+
+class AnnotationChangeModel(Model):
+    at: datetime
+    by: str
+    changed: dict[str, str | None] = Field(
+        description="The fields this change set, each with the SHA-256 (first 16 hex) of its new value; null: cleared."
+    )
+
+
+class ImageAnnotationsModel(Model):
+    source: str | None = Field(default=None, description="org.opencontainers.image.source")
+    revision: str | None = Field(default=None, description="org.opencontainers.image.revision")
+    created: str | None = Field(default=None, description="org.opencontainers.image.created")
+    version: str | None = Field(default=None, description="org.opencontainers.image.version")
+
+
 class ReleaseModel(Model):
     id: str = Field(description="32 hex characters, derived from (registry, repository, digest).")
     registry: str
@@ -209,6 +244,10 @@ class ReleaseModel(Model):
     size_unknown_reason: str | None = Field(
         description="MANIFEST_UNREADABLE (read again at the next summary), NOT_AN_IMAGE, TOO_LARGE or NOT_READ."
     )
+    image_annotations: ImageAnnotationsModel | None = Field(
+        description="The image's OCI annotations (read with its weight); null until then."
+    )
+    annotations: AnnotationsModel = Field(description="The runbook fields recorded on the release.")
 
 
 class ReleasePageModel(Model):
@@ -260,6 +299,9 @@ class AdoptionModel(Model):
 class ReleaseDetailModel(ReleaseModel):
     sites: list[ReleaseSiteModel]
     adoption: AdoptionModel
+    annotation_history: list[AnnotationChangeModel] = Field(
+        description="Every change to the annotations, oldest first (the newest 30 are kept)."
+    )
 
 
 class GateSelectionModel(Model):
@@ -323,6 +365,7 @@ class ReadinessModel(Model):
         "is later than the next windows (EXCEEDS_WINDOW: sites whose bytes do not fit them)."
     )
     require_rollback: bool
+    require_approval: bool = Field(description="Whether the release must carry an approval link.")
     rollback_ready: bool | None = Field(
         description="Every selected in-scope site could roll back to N-1 (by evidence); null unless asked for."
     )
@@ -383,6 +426,10 @@ class EvidenceBundleModel(Model):
     keyid: str = Field(description="SHA-256 (hex) of the raw Ed25519 public key.")
     public_key: str = Field(description="The Ed25519 public key (PEM).")
     checkpoint: CheckpointModel
+    annotations: dict[str, Any] | None = Field(
+        description="The release's runbook fields and their history ({fields, history}); the checkpoint's "
+        "predicate carries their SHA-256 (canonical JSON). null when none were recorded."
+    )
     receipts: list[DsseEnvelopeModel] = Field(
         description="Signed delivery receipts of every site up to the head the checkpoint names, by site, "
         "then sequence."

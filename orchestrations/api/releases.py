@@ -1,14 +1,22 @@
-"""Releases: the published releases, one release with its sites, and the operator's retry."""
+"""Releases: the published releases, one release with its sites, its annotations, and the operator's retry."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from orchestrations.api.bodies import read_capped_body
 from orchestrations.api.conditional import conditional_json, tagged_json
-from orchestrations.api.models import ReleaseDetailModel, ReleasePageModel, RetryModel
+from orchestrations.api.models import (
+    AnnotationsModel,
+    AnnotationsPatchModel,
+    ReleaseDetailModel,
+    ReleasePageModel,
+    RetryModel,
+)
 from orchestrations.api.params import (
     CONDITIONAL,
     DIGEST_PATTERN,
@@ -25,9 +33,14 @@ from orchestrations.api.params import (
     link,
 )
 from shared.bootstrap import get_services
+from shared.domain.acr_events import check_plain_json, load_json
+from shared.errors import InvalidInput
 from shared.services import operations, status
+from shared.services.annotations import annotate
 
 router = APIRouter(prefix="/api")
+# Every field at its limit, each character escaped (\uXXXX), still fits; a megabyte note does not get read.
+MAX_ANNOTATIONS_BODY = 64 * 1024
 
 
 @router.get(
@@ -137,3 +150,32 @@ def retry(
     if repeatability_request_id is not None:
         headers["Repeatability-Result"] = "accepted"
     return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.patch(
+    "/releases/{release_id}/annotations",
+    operation_id="annotateRelease",
+    tags=["operations"],
+    response_model=AnnotationsModel,
+    responses=ITEM_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": AnnotationsPatchModel.model_json_schema()}},
+        }
+    },
+)
+async def annotate_release(release_id: ReleaseId, request: Request, principal: CallerPrincipal) -> Response:
+    """Record runbook fields on the release (owner, approval_url, change_record, rollback_condition, note):
+    the fields given are set (`null` or `""` clears one), the others stay; who and when go into the
+    release's annotation history, and the release checkpoint is signed again over them. A bad field
+    (unknown, too long, an approval link that is not an absolute http(s) URL) is refused whole."""
+    try:
+        raw = await read_capped_body(request, MAX_ANNOTATIONS_BODY)
+    except InvalidInput as exc:
+        raise InvalidInput("ANNOTATION_TOO_LONG", f"the body is at most {MAX_ANNOTATIONS_BODY} bytes") from exc
+    body = load_json(raw)
+    check_plain_json(body)
+    actor = principal.name if principal is not None else None
+    recorded = await run_in_threadpool(annotate, get_services(), release_id, body, actor=actor)
+    return JSONResponse(status.annotations_view(recorded), headers={"Cache-Control": "no-store"})

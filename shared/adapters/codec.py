@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.domain.annotations import AnnotationChange, Annotations, RunbookField
+from shared.domain.annotations import Annotations
 from shared.domain.content import Blob, ReleaseContent
 from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import (
@@ -194,36 +194,12 @@ def _content_from_doc(doc: dict[str, Any] | None) -> ReleaseContent | None:
     return ReleaseContent(blobs, tuple(doc.get("platforms", ())), int(doc.get("layers", 0)), annotations)
 
 
-def annotations_to_doc(annotations: Annotations) -> dict[str, Any]:
-    return {
-        "fields": {name.value: value for name, value in sorted(annotations.fields.items())},
-        "history": [
-            {"at": _dt(change.at), "by": change.by, "changed": {k.value: v for k, v in sorted(change.changed.items())}}
-            for change in annotations.history
-        ],
-    }
-
-
-def _annotations_from_doc(doc: dict[str, Any] | None) -> Annotations | None:
-    if not doc:
-        return None
-    history = tuple(
-        AnnotationChange(
-            _parse_dt(item["at"]),  # type: ignore[arg-type]
-            str(item["by"]),
-            {RunbookField(k): v for k, v in (item.get("changed") or {}).items()},
-        )
-        for item in doc.get("history") or ()
-    )
-    return Annotations({RunbookField(k): str(v) for k, v in (doc.get("fields") or {}).items()}, history)
-
-
 def dump_annotations(release: Release) -> str | None:
     """A release's annotations as their own document (Table Storage keeps them in a property of their
     own, so they never crowd the header's), or ``None`` when it has none."""
     if release.annotations is None:
         return None
-    return dump_document(annotations_to_doc(release.annotations), what=f"annotations of release {release.release_id}")
+    return dump_document(release.annotations.record(), what=f"annotations of release {release.release_id}")
 
 
 def dump_release(release: Release) -> str:
@@ -259,7 +235,7 @@ def release_from_doc(doc: dict[str, Any]) -> Release:
         ledger_seeded=bool(doc.get("ledger_seeded", False)),
         content=_content_from_doc(doc.get("content")),
         content_unknown=doc.get("content_unknown"),
-        annotations=_annotations_from_doc(doc.get("annotations")),
+        annotations=Annotations.from_record(doc["annotations"]) if doc.get("annotations") else None,
     )
 
 

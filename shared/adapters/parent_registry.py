@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from azure.containerregistry import ContainerRegistryClient
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from shared.domain.annotations import image_annotations
 from shared.domain.content import INDEX_MEDIA_TYPES, ReleaseContent, platform_digests, release_content
 from shared.errors import UpstreamRejected, UpstreamUnavailable
 
@@ -46,7 +48,8 @@ class ParentRegistryContentReader:
             ]
         else:
             manifests = [("", top[1])]
-        content = release_content(manifests)
+        # The image's own annotations: its manifest's, and an index's over them.
+        content = replace(release_content(manifests), annotations=image_annotations(manifests[0][1], top[1]))
         logger.debug("release %s@%s: %s blobs, %s bytes", repository, digest, len(content.blobs), content.size_bytes)
         return content
 

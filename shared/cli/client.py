@@ -105,6 +105,10 @@ class ApiClient:
         """POST without a body; the JSON answer, or :class:`ApiError`."""
         return self.json_of(self.request("POST", path, params=_without_none(params)))
 
+    def patch_json(self, path: str, body: dict[str, Any]) -> Any:
+        """PATCH a JSON body; the JSON answer, or :class:`ApiError`."""
+        return self.json_of(self.request("PATCH", path, json=body))
+
     @staticmethod
     def json_of(response: httpx.Response) -> Any:
         """The JSON body of a 2xx answer.

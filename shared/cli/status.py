@@ -437,6 +437,50 @@ def retry(  # noqa: PLR0917 - typer maps each option to a parameter
     out.emit(answer)
 
 
+@app.command("annotate")
+def annotate(  # noqa: PLR0917 - typer maps each option to a parameter
+    reference: ReleaseArgument,
+    owner: Annotated[str | None, typer.Option("--owner", help="Who owns the release.")] = None,
+    approval_url: Annotated[
+        str | None, typer.Option("--approval-url", help="The approval's link (an absolute http(s) URL).")
+    ] = None,
+    change_record: Annotated[str | None, typer.Option("--change-record", help="The change record's id.")] = None,
+    rollback_condition: Annotated[str | None, typer.Option("--rollback-condition", help="When to roll back.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Free text.")] = None,
+    api_url: ApiUrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = "json",
+    query: QueryOption = None,
+    only_show_errors: OnlyShowErrorsOption = False,
+) -> None:
+    """Record runbook fields on a release; the options given are set (an empty value clears one), the
+    others stay. Who and when are recorded with them, and the release checkpoint signs them. Prints the
+    release's annotations."""
+    out = Output.from_options(output, query, only_show_errors)
+    given = {
+        "owner": owner,
+        "approval_url": approval_url,
+        "change_record": change_record,
+        "rollback_condition": rollback_condition,
+        "note": note,
+    }
+    body = {name: value for name, value in given.items() if value is not None}
+    if not body:
+        raise typer.BadParameter(
+            "give at least one of --owner, --approval-url, --change-record, --rollback-condition, --note"
+        )
+    ref = parse_reference(reference)
+    with api_errors(), open_client(api_url, api_key) as client:
+        release_id = resolve(client, ref)
+        try:
+            answer = client.patch_json(release_path(release_id, "/annotations"), body)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise ReleaseNotFound(ref) from exc
+            raise
+    out.emit(answer)
+
+
 def _present(**params: str | None) -> dict[str, str]:
     return {key: value for key, value in params.items() if value is not None}
 

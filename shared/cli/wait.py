@@ -169,6 +169,7 @@ class WaitSpec:
     require_all_critical: bool = True
     require_running: bool = False
     fail_on_stale: bool = False  # STALE ends the wait (the gate counts it as blocked); else it is pending
+    require_approval: bool = False  # the release must carry an approval link; until it does, wait on
 
     def gate_params(self) -> dict[str, str]:
         params = {
@@ -177,6 +178,8 @@ class WaitSpec:
         }
         if self.require_running:
             params["require_running"] = "true"
+        if self.require_approval:
+            params["require_approval"] = "true"
         params["stale"] = "blocked" if self.fail_on_stale else "pending"
         if self.sites is not None:
             params["sites"] = self.sites
@@ -273,6 +276,9 @@ def _poll_gate(client: ApiClient, spec: WaitSpec, result: WaitResult) -> tuple[f
     gate = ApiClient.json_of(response)
     result.gate = gate
     state = gate.get("state")
+    codes = {reason.get("code") for reason in gate.get("reasons") or []}
+    if state == "failed" and codes == {"APPROVAL_MISSING"}:
+        return None, False  # only the approval is missing: someone may still record it, so wait on
     if response.status_code == 200 and state in {"ready", "failed"}:
         result.outcome = Outcome.READY if state == "ready" else Outcome.FAILED
         return None, True
@@ -481,6 +487,14 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
         bool,
         typer.Option("--require-running", help="Wait until the sites run the digest, not only hold it."),
     ] = False,
+    require_approval: Annotated[
+        bool,
+        typer.Option(
+            "--require-approval",
+            help="The release must also carry an approval link (acrsync annotate --approval-url); "
+            "until it does, keep waiting (up to --timeout).",
+        ),
+    ] = False,
     fail_on: Annotated[
         str,
         typer.Option(
@@ -504,7 +518,9 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
     spec = _spec(reference, ring, sites, min_ready, require_all_critical, timeout, interval, max_interval)
     if fail_on not in {"failed", "stale"}:
         raise typer.BadParameter("use failed or stale", param_hint="'--fail-on'")
-    spec = replace(spec, require_running=require_running, fail_on_stale=fail_on == "stale")
+    spec = replace(
+        spec, require_running=require_running, fail_on_stale=fail_on == "stale", require_approval=require_approval
+    )
     reporter = make_reporter(spec.reference, only_show_errors=only_show_errors)
     with api_errors(), open_client(api_url, api_key) as client:
         try:

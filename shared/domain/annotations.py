@@ -2,7 +2,9 @@
 
 Runbook fields (owner, approval link, change record, rollback condition, note) are set through
 ``PATCH /api/releases/{id}/annotations`` or ``acrsync annotate``. Each change is kept with who made it
-and when (the release's annotation history, bounded), so the record says how the context came to be,
+and when (the release's annotation history: the newest :data:`MAX_HISTORY` changes, each naming the
+fields it set with the SHA-256 of each new value, so the history stays small whatever the fields hold and
+still proves an earlier value when someone shows it), so the record says how the context came to be,
 not only what it is now; the release checkpoint signs it. A change that sets nothing new records
 nothing. The image's OCI annotations (``org.opencontainers.image.source`` and friends) come from its
 manifest, read once with its weight; a registry is not trusted to keep them short or printable.
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 
 from shared.errors import InvalidInput
 
-MAX_HISTORY = 50
+MAX_HISTORY = 30
 MAX_IMAGE_ANNOTATION = 512
 # Text fields may span lines; nothing else below a space (nor DEL) is accepted or kept.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -66,11 +68,17 @@ IMAGE_ANNOTATIONS = {
 
 @dataclass(frozen=True)
 class AnnotationChange:
-    """One change: the fields it set (``None``: cleared), by whom and when."""
+    """One change: the fields it set, each with the SHA-256 (hex, 16 characters) of its new value
+    (``None``: cleared), by whom and when."""
 
     at: datetime
     by: str
     changed: Mapping[RunbookField, str | None]
+
+
+def value_digest(value: str) -> str:
+    """What the history keeps of a value: enough to recognise it, not the text itself."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -88,13 +96,33 @@ class Annotations:
     def set_at(self) -> datetime | None:
         return self.history[-1].at if self.history else None
 
-    def digest(self) -> str:
-        """SHA-256 over the fields and the history, in a fixed order: what a checkpoint signs."""
-        lines = [f"{name.value}={self.fields[name]}" for name in sorted(self.fields)]
-        for change in self.history:
-            items = ",".join(f"{name.value}={value}" for name, value in sorted(change.changed.items()))
-            lines.append(f"{change.at.isoformat()}|{change.by}|{items}")
-        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    def record(self) -> dict[str, Any]:
+        """The fields and the history as JSON (stored so, carried so in an evidence bundle, and signed
+        so by the release checkpoint: :func:`shared.domain.evidence_bundles.annotations_digest`)."""
+        return {
+            "fields": {name.value: value for name, value in sorted(self.fields.items())},
+            "history": [
+                {
+                    "at": change.at.isoformat(),
+                    "by": change.by,
+                    "changed": {name.value: value for name, value in sorted(change.changed.items())},
+                }
+                for change in self.history
+            ],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Annotations:
+        history = tuple(
+            AnnotationChange(
+                datetime.fromisoformat(item["at"]),
+                str(item["by"]),
+                {RunbookField(name): value for name, value in (item.get("changed") or {}).items()},
+            )
+            for item in record.get("history") or ()
+        )
+        fields = {RunbookField(name): str(value) for name, value in (record.get("fields") or {}).items()}
+        return cls(fields, history)
 
 
 def parse_patch(body: Any) -> dict[RunbookField, str | None]:
@@ -155,7 +183,8 @@ def apply_patch(
     for name, value in changed.items():
         if value is None:
             after.pop(name, None)
-    history = (*(current.history if current else ()), AnnotationChange(at, by, changed))
+    recorded = {name: value_digest(value) if value is not None else None for name, value in changed.items()}
+    history = (*(current.history if current else ()), AnnotationChange(at, by, recorded))
     return Annotations(after, history[-MAX_HISTORY:])
 
 

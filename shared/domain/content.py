@@ -131,7 +131,8 @@ def synthetic_content(digest: str, *, base_layers: int = 3, own_layers: int = 2)
         for i in range(own_layers)
     ]
     config = Blob(f"sha256:{hashlib.sha256(seed + b'config').hexdigest()}", 1_500 + seed[-1])
-    return ReleaseContent((config, *base, *own), ("linux/amd64",), base_layers + own_layers)
+    annotations = {"source": "https://github.com/contoso/edge-images", "revision": seed.hex()[:40]}
+    return ReleaseContent((config, *base, *own), ("linux/amd64",), base_layers + own_layers, annotations)
 
 
 def _blob(descriptor: Mapping[str, Any]) -> Blob:

@@ -93,8 +93,16 @@ def _tree_hash(leaves: Sequence[bytes]) -> bytes:
 def checkpoint_as_of(release: Release, rows: Sequence[SiteSync]) -> datetime:
     """The moment a checkpoint over ``rows`` describes: the newest change among them (the push when
     none changed yet). Signing the same state twice therefore gives the same bytes (Ed25519 is
-    deterministic), so an unchanged bundle keeps its ETag."""
-    return max((row.updated_at for row in rows), default=release.pushed_at)
+    deterministic), so an unchanged bundle keeps its ETag. A change of the release's annotations is a
+    change too."""
+    annotated = release.annotations.set_at if release.annotations is not None else None
+    return max([row.updated_at for row in rows] + ([annotated] if annotated else []), default=release.pushed_at)
+
+
+def annotations_digest(record: Mapping[str, Any] | None) -> str | None:
+    """SHA-256 (hex) of a release's annotations record (:meth:`Annotations.record`) in canonical JSON:
+    what a checkpoint signs of them; ``None`` for a release without annotations."""
+    return hashlib.sha256(canonical_json(record)).hexdigest() if record is not None else None
 
 
 def checkpoint_statement(release: Release, heads: Sequence[SiteHead], as_of: datetime) -> dict[str, Any]:
@@ -117,6 +125,7 @@ def checkpoint_statement(release: Release, heads: Sequence[SiteHead], as_of: dat
             "root": merkle_root(heads),
             "counts": dict(sorted(counts.items())),
             "release_chain": legacy,
+            "annotations": annotations_digest(release.annotations.record() if release.annotations else None),
         },
     }
 
@@ -143,6 +152,8 @@ def verify_bundle(bundle: Any, *, public_key: Ed25519PublicKey | None = None) ->
     keyid = key_id(key)
     subject = f"{release['registry']}/{release['repository']}"
     predicate, heads = _verified_checkpoint(bundle.get("checkpoint"), key, keyid, release, subject)
+    if "annotations" in predicate and annotations_digest(bundle.get("annotations")) != predicate["annotations"]:
+        raise ReceiptError("annotations: the bundle's annotations are not the ones the signed checkpoint covers")
     chains = _verified_site_chains(receipts, heads, key, release)
     legacy = _verified_release_chain(bundle.get("release_chain_receipts", []), predicate, key, release)
     return VerifiedBundle(

@@ -61,6 +61,7 @@ class FailureCode(StrEnum):
     CRITICAL_SITE_BLOCKED = "CRITICAL_SITE_BLOCKED"
     TOO_MANY_BLOCKED = "TOO_MANY_BLOCKED"
     ROLLBACK_NOT_READY = "ROLLBACK_NOT_READY"
+    APPROVAL_MISSING = "APPROVAL_MISSING"  # asked for an approval and the release has no approval link yet
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class GatePolicy:
     # STALE sites block (the gate can fail on them); False: they count as pending, since a stale row
     # keeps being checked and may still arrive (what `acrsync wait` asks for unless --fail-on stale).
     stale_blocks: bool = True
+    require_approval: bool = False  # the release must carry an approval link (its annotations)
 
     def __post_init__(self) -> None:
         valid = isinstance(self.min_ready, int | float) and not isinstance(self.min_ready, bool)
@@ -249,6 +251,8 @@ def evaluate(
     reasons: list[GateFailure] = []
     if release.withdrawn_at is not None:
         reasons.append(GateFailure(FailureCode.RELEASE_WITHDRAWN))
+    if policy.require_approval and not release.approved:
+        reasons.append(GateFailure(FailureCode.APPROVAL_MISSING))
     if total == 0:
         reasons.append(GateFailure(FailureCode.NO_SITES_SELECTED))
     critical_blocked = tuple(entry.site for entry in blocked if entry.critical)

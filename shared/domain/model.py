@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from shared.domain.annotations import Annotations
+from shared.domain.annotations import Annotations, RunbookField
 from shared.domain.content import ReleaseContent
 from shared.domain.links import Transfer
 from shared.domain.names import release_id_for, validate_digest, validate_repository, validate_site_name
@@ -181,6 +181,11 @@ class Release:
     @property
     def image_ref(self) -> str:
         return f"{self.registry}/{self.repository}@{self.digest}"
+
+    @property
+    def approved(self) -> bool:
+        """Whether someone recorded an approval link on the release."""
+        return self.annotations is not None and RunbookField.APPROVAL_URL in self.annotations.fields
 
     def has_seen_event(self, event_id: str) -> bool:
         return event_id in self.source_event_ids

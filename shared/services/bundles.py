@@ -44,6 +44,8 @@ def evidence_bundle(services: Dependencies, release_id: str) -> dict[str, Any]:
         "keyid": signer.keyid,
         "public_key": signer.public_key_pem,
         "checkpoint": checkpoint,
+        # The runbook fields and their history, as the checkpoint signs them (its predicate's digest).
+        "annotations": release.annotations.record() if release.annotations is not None else None,
         "receipts": site_receipts,
         "release_chain_receipts": release_receipts,
     }

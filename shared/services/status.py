@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from shared.domain.annotations import Annotations, RunbookField
 from shared.domain.gate import (
     GatePolicy,
     GateSelection,
@@ -248,7 +249,26 @@ def release_view(
         "layers": release.content.layers if release.content is not None else None,
         "platforms": list(release.content.platforms) if release.content is not None else None,
         "size_unknown_reason": release.content_unknown if release.content is None else None,
+        "image_annotations": dict(release.content.annotations) if release.content is not None else None,
+        "annotations": annotations_view(release.annotations),
     }
+
+
+def annotations_view(annotations: Annotations | None) -> dict[str, Any]:
+    """Every runbook field (``null`` when not set), and who set the last change and when."""
+    fields = annotations.fields if annotations else {}
+    view: dict[str, Any] = {name.value: fields.get(name) for name in RunbookField}
+    view["set_by"] = annotations.set_by if annotations else None
+    view["set_at"] = iso(annotations.set_at) if annotations else None
+    return view
+
+
+def annotation_history(annotations: Annotations | None) -> list[dict[str, Any]]:
+    """Every recorded change, oldest first: when, by whom, and the fields it set (``null``: cleared)."""
+    return [
+        {"at": iso(change.at), "by": change.by, "changed": {name.value: v for name, v in change.changed.items()}}
+        for change in (annotations.history if annotations else ())
+    ]
 
 
 def get_release(services: Dependencies, release_id: str) -> Release:
@@ -320,6 +340,7 @@ def release_detail(services: Dependencies, release_id: str, *, read: ReleaseRead
     row_views = _row_views(services.store)
     view["sites"] = [row_views.view(v, catalog.get(v.value.site), fingerprint) for v in ordered]
     view["adoption"] = adoption(rows)
+    view["annotation_history"] = annotation_history(release.annotations)
     return view
 
 
@@ -532,6 +553,7 @@ def gate_view(verdict: GateVerdict) -> dict[str, Any]:
         "expected_ready_at": iso(verdict.expected_ready_at),
         "expected_ready_reason": verdict.expected_ready_reason,
         "require_rollback": verdict.policy.require_rollback,
+        "require_approval": verdict.policy.require_approval,
         "rollback_ready": verdict.rollback_ready,
         "rollback": None
         if verdict.rollback_ready is None

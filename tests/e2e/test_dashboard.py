@@ -3,13 +3,22 @@ chromedriver, loads the page from a running server and shows a scripted scenario
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
 import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from shared.cli import main as cli_main
 from shared.domain.changes import transition
+from shared.domain.content import synthetic_content
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
+from shared.domain.windows import window_at_or_after
 from shared.domain.workloads import ObservationSource, PullError, RunningContainer, SiteObservation
 from shared.local.environment import DevEnvironment
 from shared.services.ingest import ingest_delivery
@@ -135,3 +144,49 @@ def test_the_site_page_shows_what_runs_there_and_the_matrix_marks_it(
     browser.get(f"{base}/#/release/{release_id}")
     wait_ready(browser)
     assert "running at 1" in browser.find_element("id", "adoption").text
+
+
+def _heavy_digest(at_least: int) -> str:
+    """A digest whose simulated weight (shared.domain.content.synthetic_content) is at least ``at_least`` bytes."""
+    for n in range(10_000):
+        digest = "sha256:" + hashlib.sha256(f"heavy-{n}".encode()).hexdigest()
+        if synthetic_content(digest).size_bytes >= at_least:
+            return digest
+    raise AssertionError("no heavy digest")  # pragma: no cover
+
+
+def test_a_site_on_a_slow_link_shows_exceeds_window_in_the_api_the_cli_and_the_dashboard(
+    dev_server: tuple[str, DevEnvironment], browser: Any, capsys: Any
+) -> None:
+    """The demo's mine-07 declares 20 Mbit/s and 1-minute windows (150 MB each): a 250 MB release misses the next."""
+    base, environment = dev_server
+    services = environment.services
+    now = services.clock.now()
+    event = copy.deepcopy(load_event("eventgrid-image-pushed"))
+    event["id"] = str(uuid.uuid4())
+    event["eventTime"] = event["data"]["timestamp"] = now.isoformat().replace("+00:00", "Z")
+    event["data"]["target"].update(digest=_heavy_digest(250_000_000), tag="1.6.0")
+    event["subject"] = "inspection/camera:1.6.0"
+    [result] = ingest_delivery(services, delivery(event), "application/json").results
+    release_id = result.release_id or ""
+    summarize_release(services, release_id)  # weighs it and plans each site's transfer
+
+    mine = next(
+        row for row in httpx.get(f"{base}/api/releases/{release_id}").json()["sites"] if row["site"] == "mine-07"
+    )
+    assert mine["reason"] == "EXCEEDS_WINDOW" and mine["bytes_needed"] >= 250_000_000
+    assert mine["link"] == {"bits_per_second": 20_000_000.0, "source": "declared"}
+    site = next(s for s in services.catalog.sites() if s.name == "mine-07")
+    next_window = window_at_or_after(site.schedule, site.sync_window, now)
+    assert datetime.fromisoformat(mine["expected_ready_at"]) > next_window.closes_at  # a later window
+
+    capsys.readouterr()
+    assert cli_main(["release", release_id, "-o", "table", "--api-url", base]) == 0
+    table = capsys.readouterr().out
+    assert any(line.startswith("mine-07") and "EXCEEDS_WINDOW" in line for line in table.splitlines())
+
+    browser.get(f"{base}/#/release/{release_id}")
+    wait_ready(browser)
+    row = browser.find_element("css selector", '#release-sites tr[data-site="mine-07"]')
+    assert "EXCEEDS_WINDOW" in row.text and "does not fit" in row.find_element("css selector", "td.eta").text
+    assert "at 20 Mbit/s (declared)" in row.find_element("css selector", "td.needs").text

@@ -24,6 +24,9 @@ from shared.adapters.sqlite_queue import SqliteJobQueue
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import Services, bootstrap, use_services
 from shared.config import Settings
+from shared.domain.annotations import AnnotationChange, Annotations, RunbookField
+from shared.domain.content import Blob, ReleaseContent
+from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import Release, Site, SiteSync
 from shared.domain.states import SyncReason, SyncState
 from tests.builders import make_release, make_row
@@ -39,6 +42,8 @@ pytestmark = needs_browser
 RINGS = [("canary", 10), ("early", 40), ("broad", 70), ("late", 80)]
 RELEASES = 50
 OFFLINE_SITES = 20
+SLOW_SITE = "late-002"
+APPROVAL = "https://dev.azure.com/contoso/edge/_releaseProgress?releaseId=4711"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -74,6 +79,14 @@ def _rows(release: Release, index: int, sites: list[Site], offline: set[str]) ->
                 reason=SyncReason.WINDOW_CLOSED,
                 verified_at=None,
                 expected_ready_at=NOW + timedelta(hours=5),
+            )
+        if index == RELEASES - 1 and site.name == SLOW_SITE and row.state is SyncState.WAITING_FOR_WINDOW:
+            # 1.8 GB over 2 Mbit/s: more than the next window carries, so the estimate is a day later.
+            row = replace(
+                row,
+                reason=SyncReason.EXCEEDS_WINDOW,
+                expected_ready_at=NOW + timedelta(hours=29),
+                transfer=Transfer((1_200_000_000, 600_000_000), LinkRate(2_000_000, RateSource.DECLARED)),
             )
         if index == RELEASES - 1 and site.name == "broad-000":
             row = replace(row, state=SyncState.FAILED, reason=SyncReason.SYNC_TOKEN_EXPIRED, verified_at=None)
@@ -119,6 +132,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Count
         release = make_release(
             tags=frozenset({f"1.{index}.0"}), pushed_at=NOW - timedelta(hours=2 * (RELEASES - index))
         )
+        if index == RELEASES - 1:  # the newest carries its context
+            change = AnnotationChange(NOW - timedelta(minutes=30), "release-manager@contoso.example", {})
+            fields = {RunbookField.OWNER: "vision-team", RunbookField.APPROVAL_URL: APPROVAL}
+            image = {"source": "https://github.com/contoso/vision", "version": f"1.{index}.0"}
+            release = replace(
+                release,
+                annotations=Annotations(fields, (change,)),
+                content=ReleaseContent((Blob(release.digest, 1_800_000_000),), ("linux/amd64",), 1, image),
+            )
         store.create_release(release)
         store.add_site_syncs(_rows(release, index, sites, offline))
         store.publish_release(release)
@@ -274,7 +296,10 @@ def test_the_release_page_leads_with_the_gate(fleet: tuple[str, CountingApp, Ser
     base, _, _, ids = fleet
     _open(screen, f"{base}/#/release/{ids[-1]}")
     assert screen.find_element("id", "gate").text == "failed"  # broad-000 is critical and failed
-    assert screen.find_element("id", "release-size").text == "size unknown (not read yet)"
+    assert screen.find_element("id", "release-size").text == "weighs 1.8 GB in 1 layer"
+    context = screen.find_element("id", "release-context")
+    assert "vision-team" in context.text and "annotated by release-manager@contoso.example" in context.text
+    assert context.find_element("link text", APPROVAL).get_attribute("href") == APPROVAL
     assert "broad-000" in screen.find_element("id", "gate-blocked").text
     gate_y = screen.find_element("id", "gate").rect["y"]
     assert gate_y < screen.find_element("id", "release-sites").rect["y"]
@@ -285,6 +310,9 @@ def test_the_release_page_leads_with_the_gate(fleet: tuple[str, CountingApp, Ser
     stale = next(site for site, text in etas.items() if "offline since" in text)
     assert "ETA unknown" in etas[stale]
     assert "in 5 hours" in etas["late-001"] or "offline" in etas["late-001"]
+    slow = screen.find_element("css selector", f'#release-sites tr[data-site="{SLOW_SITE}"]')
+    assert "EXCEEDS_WINDOW" in slow.text and "does not fit" in slow.find_element("css selector", "td.eta").text
+    assert slow.find_element("css selector", "td.needs").text == "1.8 GB at 2 Mbit/s (declared)"
     _shot(screen, "release-200-sites")
 
 

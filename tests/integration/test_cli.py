@@ -37,6 +37,7 @@ from shared.domain.changes import RowChange
 from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import Site
 from shared.domain.states import SyncReason, SyncState
+from shared.services.annotations import annotate as record_annotations
 from shared.services.rows import update_row
 from tests.builders import move_row, push_release, random_digest
 from tests.fakes import FakeClock
@@ -860,3 +861,47 @@ def test_retry_skips_an_offline_site_unless_forced_and_its_return_to_stale_is_no
     assert before.state is SyncState.PENDING and before.stale_incidents == 1
     move(services, release_id, "plant-02", SyncState.STALE, SyncReason.SITE_OFFLINE)  # straight back: still offline
     assert services.store.get_site_sync(release_id, "plant-02").value.stale_incidents == 1
+
+
+APPROVAL = "https://dev.azure.com/contoso/edge/_releaseProgress?releaseId=4711"
+
+
+def test_annotate_records_runbook_fields_and_refuses_bad_ones(
+    acrsync: Callable[..., Run], services: Services, release_id: str
+) -> None:
+    run = acrsync("annotate", release_id, "--owner", "vision-team", "--approval-url", APPROVAL)
+    assert run.code == 0, run.err
+    assert run.json()["owner"] == "vision-team" and run.json()["approval_url"] == APPROVAL
+    shown = acrsync(
+        "release", f"{REGISTRY}/inspection/camera:1.4.2", "--query", "annotations.approval_url", "-o", "tsv"
+    )
+    assert shown.out.strip() == APPROVAL
+
+    bad = acrsync("annotate", release_id, "--approval-url", "approvals/4711")
+    assert bad.code == 3 and "INVALID_APPROVAL_URL" in bad.err
+    assert acrsync("annotate", release_id, "--note", "x" * 5000).code == 3
+    assert acrsync("annotate", release_id).code == 3  # nothing to record
+    missing = acrsync("annotate", "0" * 32, "--owner", "ops")
+    assert missing.code == 1 and "does not exist" in missing.err
+    after = acrsync("release", release_id).json()
+    assert after["annotations"]["note"] is None and len(after["annotation_history"]) == 1
+
+
+def test_wait_for_an_approval_keeps_waiting_until_it_is_recorded(
+    acrsync: Callable[..., Run], services: Services, release_id: str, fake_clock: WaitClock
+) -> None:
+    make_ready(services, release_id)
+
+    def approve(sleeps: int) -> None:
+        if sleeps == 2:
+            record_annotations(services, release_id, {"approval_url": APPROVAL}, actor="change-board")
+
+    fake_clock.on_sleep = approve
+    run = acrsync("wait", release_id, "--require-approval", "--interval", "15s")
+    assert run.code == 0, run.err
+    assert fake_clock.sleeps == [15, 15]  # failed for APPROVAL_MISSING twice: waited on, not given up
+    assert run.json()["require_approval"] is True
+
+    unapproved = push(services, tag="1.5.0", digest=random_digest())
+    make_ready(services, unapproved)
+    assert acrsync("wait", unapproved, "--require-approval", "--timeout", "1m").code == 2

@@ -28,7 +28,15 @@ from shared.services.summaries import summarize_release
 from tests.builders import T0, make_site, move_row, push_release
 from tests.fakes import CountingSink, FakeClock
 from tests.support.azurite import free_port
-from tests.support.registry import push_index, push_layers, self_signed_certificate, start_registry
+from tests.support.registry import (
+    oci_layout,
+    push_index,
+    push_layers,
+    self_signed_certificate,
+    skopeo_inspect,
+    skopeo_push,
+    start_registry,
+)
 
 # azure-containerregistry 1.2 leaves a by-digest manifest read's pooled socket for the garbage collector
 # after close(); a long-lived reader (one per process) never closes, so only these tests see it.
@@ -200,3 +208,32 @@ def test_each_site_needs_what_it_does_not_hold_and_a_slow_link_is_told_at_push_t
     finally:
         services.queue.close()
         reader.close()
+
+
+def test_an_image_copied_with_skopeo_weighs_what_skopeo_reports_and_brings_its_annotations(
+    registry: tuple[str, str], reader: ParentRegistryContentReader, tmp_path: Path
+) -> None:
+    url, _ = registry
+    own = secrets.token_bytes(13_000)
+    oci = {
+        "org.opencontainers.image.source": "https://github.com/contoso/vision",
+        "org.opencontainers.image.revision": "4f1c2e9d0b7a",
+        "org.opencontainers.image.created": "2026-11-30T08:00:00Z",
+        "org.opencontainers.image.version": "2.4.0",
+        "org.opencontainers.image.title": "not read",
+    }
+    layout = oci_layout(tmp_path / "build", "2.4.0", [*BASE, own], annotations=oci)
+    digest = skopeo_push(layout, "2.4.0", url, "vision/skopeo")
+
+    # What skopeo reads back from the registry: the layers, and the manifest with their sizes.
+    inspected = skopeo_inspect(url, "vision/skopeo", "2.4.0")
+    manifest = skopeo_inspect(url, "vision/skopeo", "2.4.0", raw=True)
+    content = reader.read_content("vision/skopeo", digest)
+    assert content.size_bytes == manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    assert content.layers == len(inspected["Layers"]) == 3
+    assert dict(content.annotations) == {
+        "source": "https://github.com/contoso/vision",
+        "revision": "4f1c2e9d0b7a",
+        "created": "2026-11-30T08:00:00Z",
+        "version": "2.4.0",
+    }

@@ -622,3 +622,63 @@ def stub_registry(respond: Callable[[StubRequest], StubAnswer]) -> Iterator[Stub
         yield server
     finally:
         server.stop()
+
+
+def oci_layout(
+    directory: Path, tag: str, layers: Sequence[bytes], *, annotations: Mapping[str, str] | None = None
+) -> Path:
+    """An OCI image layout on disk (what a build writes with ``--output type=oci``): one image of exactly
+    ``layers`` under ``tag``, with ``annotations`` on its manifest, for skopeo to copy."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def put(data: bytes, media_type: str) -> dict[str, Any]:
+        digest = sha256_digest(data)
+        (blobs / digest.removeprefix("sha256:")).write_bytes(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256_digest(x) for x in layers]},
+        }
+    ).encode()
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": put(config, OCI_CONFIG),
+        "layers": [put(layer, OCI_LAYER) for layer in layers],
+    }
+    if annotations:
+        manifest["annotations"] = dict(annotations)
+    descriptor = put(json.dumps(manifest).encode(), OCI_MANIFEST)
+    descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    (directory / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    return directory
+
+
+def skopeo(*args: str) -> str:
+    """Run skopeo (Debian's package) and return its standard output."""
+    binary = shutil.which("skopeo")
+    if binary is None:
+        raise RuntimeError("skopeo is not installed (scripts/bootstrap --test installs it)")
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"skopeo {args[0]} failed: {done.stderr.strip()[:500]}")
+    return done.stdout
+
+
+def skopeo_push(layout: Path, tag: str, base_url: str, repository: str) -> str:
+    """Copy the layout's ``tag`` into the registry at ``base_url`` (its own certificate not checked, as a
+    test registry's); returns the manifest digest the registry holds."""
+    host = urlsplit(base_url).netloc
+    skopeo("copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{host}/{repository}:{tag}")
+    return str(skopeo_inspect(base_url, repository, tag)["Digest"])
+
+
+def skopeo_inspect(base_url: str, repository: str, tag: str, *, raw: bool = False) -> dict[str, Any]:
+    host = urlsplit(base_url).netloc
+    extra = ["--raw"] if raw else []
+    return dict(json.loads(skopeo("inspect", *extra, "--tls-verify=false", f"docker://{host}/{repository}:{tag}")))

@@ -272,8 +272,9 @@ function releaseView(page) {
     h("h2", {}, `${release.repository} `, h("code", {}, release.digest)),
     h("p", {}, `tags ${release.tags.join(", ") || "—"} · pushed `, when(release.pushed_at), " · ", h("code", {}, release.image)),
     h("p", { id: "release-size" }, release.size_bytes !== null
-      ? `weighs ${bytes(release.size_bytes)} in ${release.layers} layers${(release.platforms || []).length > 1 ? ` (${release.platforms.join(", ")})` : ""}`
+      ? `weighs ${bytes(release.size_bytes)} in ${release.layers} layer${release.layers === 1 ? "" : "s"}${(release.platforms || []).length > 1 ? ` (${release.platforms.join(", ")})` : ""}`
       : `size unknown (${release.size_unknown_reason || "not read yet"})`),
+    releaseContext(release),
     h("p", { id: "adoption" }, `held at ${release.adoption.holding} sites · running at ${release.adoption.running}` +
       ` · ever run at ${release.adoption.ran}`),
     h("table", { id: "release-sites" }, h("caption", {}, "Sites"),
@@ -291,6 +292,22 @@ function releaseView(page) {
       h("tbody", {}, evidence.map(e => h("tr", {}, h("td", {}, when(e.observed_at)), h("td", {}, e.site), h("td", {}, e.source),
         h("td", {}, `${e.state_from || ""} → ${e.state_to || ""}`), h("td", {}, e.summary))))),
   ];
+}
+
+// Who shipped it and why (the runbook fields), and what the image says of itself (its OCI annotations).
+function releaseContext(release) {
+  const notes = release.annotations || {};
+  const image = release.image_annotations || {};
+  const link = url => /^https?:\/\//.test(url || "") ? h("a", { href: url, rel: "noopener noreferrer" }, url) : url;
+  const entries = [
+    ["owner", notes.owner], ["approval", link(notes.approval_url)], ["change record", notes.change_record],
+    ["rollback when", notes.rollback_condition], ["note", notes.note],
+    ["source", link(image.source)], ["revision", image.revision], ["version", image.version], ["built", image.created],
+  ].filter(([, value]) => value);
+  return h("section", { id: "release-context", "aria-label": "release context" },
+    entries.length ? h("dl", {}, entries.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])) : null,
+    h("p", {}, notes.set_by ? ["annotated by ", notes.set_by, " ", when(notes.set_at)]
+      : "no annotations: acrsync annotate <release> --owner … --approval-url …"));
 }
 
 function siteView(site) {
