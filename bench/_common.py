@@ -107,8 +107,9 @@ class Counting:
     """Counts calls at a port (one per call), the time spent inside, and the ConcurrencyConflicts
     ``save_site_sync`` raised (each one is an ETag conflict that ``update_row`` retried).
 
-    ``transactions`` counts round trips instead: the same, but ``add_site_syncs`` as one per
-    ``MAX_BATCH`` rows (an entity-group transaction each), the unit of the fan-out's floor."""
+    ``transactions`` counts round trips instead: the same, but ``add_site_syncs`` and
+    ``save_site_sync_batch`` as one per ``MAX_BATCH`` rows (an entity-group transaction each), the unit
+    of the fan-out's floor."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -132,7 +133,8 @@ class Counting:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            rounds = math.ceil(len(args[0]) / MAX_BATCH) if name == "add_site_syncs" else 1
+            batched = name in {"add_site_syncs", "save_site_sync_batch"}
+            rounds = math.ceil(len(args[0]) / MAX_BATCH) if batched else 1
             conflict = False
             started = time.perf_counter()
             try:

@@ -4,6 +4,12 @@ Prints, per backend and N: store operations and queue sends against the floor
 (1 release write + ceil(N/100) row transactions + ceil(total message bytes / batch limit) sends),
 and wall time next to a raw baseline doing the same minimal writes in the same run.
 
+Then what weighing a release adds per push, off the fan-out's path (its first summary): the manifest
+reads against a real OCI registry on loopback (one for an image, one more per platform of an index,
+counted on the wire) and planning every row's transfer (one conditional row write per row), each as a
+ratio to the fan-out of the same run. A loopback registry answers in about a millisecond; ACR across a
+WAN in tens, so the reads are counted as well as timed.
+
     .venv/bin/python bench/fanout.py            # N = 1,000 and 10,000
     .venv/bin/python bench/fanout.py --sites 1000
 
@@ -18,10 +24,12 @@ import json
 import math
 import secrets
 import sqlite3
+import ssl
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +40,16 @@ from azure.data.tables import TableServiceClient
 from bench._common import NOW, Counting, FixedClock, bench_settings, push_event, sites
 from shared.adapters import codec
 from shared.adapters.azure_tables import AzureTableStore
+from shared.adapters.parent_registry import ParentRegistryContentReader
 from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
 from shared.domain.acr_events import decode_event
+from shared.domain.content import synthetic_content
 from shared.services.fanout import plan_fanout
 from shared.services.ingest import _candidate, ingest_event
+from shared.services.transfers import plan_transfers
 from tests.support.azurite import start_azurite
+from tests.support.registry import push_index, push_layers, self_signed_certificate, start_registry
 from tests.support.servicebus import STANDARD_BATCH_BYTES as STANDARD_BATCH
 from tests.support.servicebus import RecordingServiceBus
 
@@ -52,6 +64,8 @@ class Run:
     seconds: float
     store_seconds: float
     baseline_seconds: float
+    plan_ops: int = 0
+    plan_seconds: float = 0.0
 
     def report(self) -> str:
         floor_sends = math.ceil(self.message_bytes / STANDARD_BATCH)
@@ -62,6 +76,25 @@ class Run:
             f"vs floor {floor:>4} -> {ops / floor:.3f}x | store {self.store_seconds * 1000:7.1f} ms vs raw "
             f"{self.baseline_seconds * 1000:7.1f} ms -> {self.store_seconds / self.baseline_seconds:.2f}x "
             f"| whole fan-out {self.seconds * 1000:7.1f} ms"
+        )
+
+    def transfers(self) -> str:
+        return (
+            f"{self.backend:8} N={self.sites:>6}: planning transfers: {self.plan_ops:>5} store ops in "
+            f"{self.plan_seconds * 1000:8.1f} ms -> {self.plan_seconds / self.seconds:.2f}x the whole fan-out"
+        )
+
+
+@dataclass
+class Weighing:
+    kind: str
+    reads: int
+    seconds: float
+
+    def report(self, fan_out_seconds: float) -> str:
+        return (
+            f"weighing {self.kind:24}: {self.reads} manifest read{'s' if self.reads > 1 else ''} "
+            f"{self.seconds * 1000:6.2f} ms -> {self.seconds / fan_out_seconds:.4f}x the whole fan-out of 1,000 sites"
         )
 
 
@@ -78,8 +111,58 @@ def fan_out_once(store: Any, count: int) -> tuple[int, int, int, float, float]:
     result = ingest_event(services, event)
     elapsed = time.perf_counter() - started
     assert result.jobs_sent == count, result
+    assert result.release_id is not None
     message_bytes = sum(batch.size_in_bytes for batch in sender.batches)
-    return counting.transactions, len(sender.batches), message_bytes, elapsed, counting.seconds
+    fanned = (counting.transactions, len(sender.batches), message_bytes, elapsed, counting.seconds)
+    # What the release's first summary adds once it is weighed: every row's transfer.
+    header = store.get_release(result.release_id).value
+    weighed = replace(header, content=synthetic_content(header.digest))
+    rows = store.list_site_syncs(result.release_id)
+    counting.reset()
+    started = time.perf_counter()
+    planned = plan_transfers(services, weighed, rows, NOW)
+    plan_seconds = time.perf_counter() - started
+    assert planned == count, planned
+    return (*fanned, counting.transactions, plan_seconds)
+
+
+def weigh(registry_url: str, cert: str, rounds: int = 30) -> list[Weighing]:
+    """Median time of reading an image's and a two-platform index's weight, and the manifest reads
+    each took on the wire."""
+    trust = ssl.create_default_context(cafile=cert)
+    base = [secrets.token_bytes(2_000), secrets.token_bytes(1_000)]
+    image = push_layers(registry_url, "inspection/camera", "1.4.2", [*base, secrets.token_bytes(500)], verify=trust)
+    arm = push_layers(
+        registry_url,
+        "inspection/camera",
+        "arm64",
+        [*base, secrets.token_bytes(500)],
+        architecture="arm64",
+        verify=trust,
+    )
+    index = push_index(
+        registry_url, "inspection/camera", "1.5.0", [image, arm], platforms=["amd64", "arm64"], verify=trust
+    )
+    manifest_reads = 0
+
+    def count(response: Any) -> None:
+        nonlocal manifest_reads
+        manifest_reads += "/manifests/" in response.http_request.url
+
+    reader = ParentRegistryContentReader(registry_url, None, connection_verify=cert, raw_response_hook=count)
+    measured = []
+    try:
+        for kind, digest in (("an image", image.digest), ("an index of 2 platforms", index.digest)):
+            reader.read_content("inspection/camera", digest)  # a warm connection, as in a running process
+            manifest_reads, times = 0, []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                reader.read_content("inspection/camera", digest)
+                times.append(time.perf_counter() - started)
+            measured.append(Weighing(kind, manifest_reads // rounds, statistics.median(times)))
+    finally:
+        reader.close()
+    return measured
 
 
 def raw_documents(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -141,25 +224,38 @@ def main() -> None:
         try:
             for count in args.sites:
                 sqlite_store = SqliteStateStore(workdir / f"fanout-{count}.db")
-                sqlite_store.upsert_sites(sites(count))
+                sqlite_store.upsert_sites(sites(count, windowed_every=2))
                 measured = fan_out_once(sqlite_store, count)
-                runs.append(Run("sqlite", count, *measured, raw_sqlite(workdir / f"raw-{count}.db", count)))
+                runs.append(
+                    Run("sqlite", count, *measured[:5], raw_sqlite(workdir / f"raw-{count}.db", count), *measured[5:])
+                )
                 sqlite_store.close()
 
                 tables = AzureTableStore.from_connection_string(
                     azurite.connection_string, table_prefix="b" + secrets.token_hex(4)
                 )
                 tables.ensure_tables()
-                tables.upsert_sites(sites(count))
+                tables.upsert_sites(sites(count, windowed_every=2))
                 measured = fan_out_once(tables, count)
-                runs.append(Run("azurite", count, *measured, raw_tables(azurite.connection_string, count)))
+                runs.append(
+                    Run("azurite", count, *measured[:5], raw_tables(azurite.connection_string, count), *measured[5:])
+                )
                 tables.close()
         finally:
             azurite.stop()
+        cert, key, _ = self_signed_certificate(workdir, days=1)
+        with start_registry(workdir / "registry", tls=(cert, key)) as registry:
+            weighings = weigh(registry.url, str(cert))
     print("fan-out of one push (targets: ops ratio <= 1.1x, store wall time vs raw writes <= 1.3x);")
     print("'whole fan-out' adds planning and the Service Bus SDK's AMQP encoding of every message")
     for run in runs:
         print(run.report())
+    print("what weighing adds per push, in the release's first summary (not on the fan-out's path):")
+    baseline = next((run.seconds for run in runs if run.backend == "sqlite" and run.sites == 1000), runs[0].seconds)
+    for weighing in weighings:
+        print(weighing.report(baseline))
+    for run in runs:
+        print(run.transfers())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from shared.domain.observations import (
     SyncScope,
 )
 from shared.domain.workloads import RegistryCluster, SiteObservation, SiteRuntime
+from shared.errors import InvalidInput
 
 PropertyValue = str | int | float | bool
 
@@ -36,6 +37,32 @@ class SavedSiteSync:
 
     row_etag: str
     release_etag: str | None = None
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """One row of a batch save: the row to store, the ETag it was read with, and the row as read."""
+
+    row: SiteSync
+    etag: str
+    previous: SiteSync
+
+
+@dataclass(frozen=True)
+class BatchSaved:
+    """What a batch save wrote: the sites saved, and those of chunks it left alone because one of
+    their rows changed since it was read (or is gone), for the caller to redo one by one."""
+
+    saved: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+
+
+def batch_release(writes: Sequence[RowWrite]) -> str | None:
+    """The one release a batch save's rows belong to (``None`` for none). Raises: InvalidInput."""
+    releases = {write.row.release_id for write in writes}
+    if len(releases) > 1:
+        raise InvalidInput("CROSS_RELEASE_WRITE", "a batch save takes the rows of one release")
+    return next(iter(releases), None)
 
 
 class StateStore(Protocol):
@@ -135,6 +162,18 @@ class StateStore(Protocol):
             ConcurrencyConflict: either precondition failed; nothing was written.
             NotFound: the row or the release does not exist.
             InvalidInput: ``CROSS_RELEASE_WRITE`` when the header or evidence belong to another release.
+        """
+
+    def save_site_sync_batch(self, writes: Sequence[RowWrite]) -> BatchSaved:
+        """Replace rows of one release, each iff its ETag matches, in atomic chunks of at most 100 rows
+        (one entity-group transaction each): for a change that touches many rows and no evidence, such
+        as planning every row's transfer. A chunk in which any row changed since it was read, or is
+        gone, writes nothing and its sites come back ``refused``. The ledger follows the rows as
+        :meth:`save_site_sync` keeps it; the per-site listing does not: a row already in it shows
+        the row as of its last :meth:`save_site_sync` until the next one.
+
+        Raises:
+            InvalidInput: ``CROSS_RELEASE_WRITE`` when the rows belong to more than one release.
         """
 
     def list_due_site_syncs(self, release_id: str, *, due_by: datetime) -> list[Versioned[SiteSync]]:

@@ -329,7 +329,12 @@ class BlockedSiteModel(Model):
 
 class GateReasonModel(Model):
     code: Literal[
-        "TOO_MANY_BLOCKED", "CRITICAL_SITE_BLOCKED", "RELEASE_WITHDRAWN", "NO_SITES_SELECTED", "ROLLBACK_NOT_READY"
+        "TOO_MANY_BLOCKED",
+        "CRITICAL_SITE_BLOCKED",
+        "RELEASE_WITHDRAWN",
+        "NO_SITES_SELECTED",
+        "ROLLBACK_NOT_READY",
+        "APPROVAL_MISSING",
     ]
     sites: list[str]
 

@@ -110,7 +110,7 @@ from shared.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from shared.ports import SavedSiteSync
+from shared.ports import BatchSaved, RowWrite, SavedSiteSync, batch_release
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -763,6 +763,26 @@ class AzureTableStore:
         if entry is not None:
             self._record_ledger([entry])
         return saved
+
+    def save_site_sync_batch(self, writes: Sequence[RowWrite]) -> BatchSaved:
+        batch_release(writes)
+        saved: list[str] = []
+        refused: list[str] = []
+        entries: list[LedgerEntry] = []
+        for chunk in _chunks(list(writes), MAX_BATCH):
+            sites = [write.row.site for write in chunk]
+            ops: list[_Op] = [("update", _row_entity(w.row), _conditional(w.etag)) for w in chunk]
+            try:
+                with _translated(f"save {len(chunk)} site syncs of release {chunk[0].row.release_id}"):
+                    self._table(_RELEASES).submit_transaction(ops)
+            except (ConcurrencyConflict, NotFound):
+                refused.extend(sites)  # the transaction wrote nothing
+                continue
+            saved.extend(sites)
+            entries.extend(entry for w in chunk if (entry := ledger_change(w.row, w.previous)) is not None)
+        if entries:
+            self._record_ledger(entries)
+        return BatchSaved(tuple(saved), tuple(refused))
 
     def list_ledger(self, *, pushed_from: datetime, pushed_until: datetime) -> list[LedgerDay]:
         first = ledger_day(pushed_from)

@@ -42,7 +42,7 @@ from shared.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from shared.ports import SavedSiteSync
+from shared.ports import BatchSaved, RowWrite, SavedSiteSync, batch_release
 
 logger = logging.getLogger(__name__)
 
@@ -483,6 +483,43 @@ class SqliteStateStore:
             if entry is not None:
                 self._write_ledger(conn, entry)
         return SavedSiteSync(row_etag=_etag(found[0] + 1), release_etag=release_etag)
+
+    def save_site_sync_batch(self, writes: Sequence[RowWrite]) -> BatchSaved:
+        batch_release(writes)
+        saved: list[str] = []
+        refused: list[str] = []
+        for start in range(0, len(writes), MAX_ROWS_PER_BATCH):
+            chunk = writes[start : start + MAX_ROWS_PER_BATCH]
+            sites = [write.row.site for write in chunk]
+            docs = [
+                codec.dump_document(codec.site_sync_to_doc(w.row), what=f"site sync {w.row.release_id}/{w.row.site}")
+                for w in chunk
+            ]
+            with self._db.write("save site syncs") as conn:
+                if not all(self._row_matches(conn, write) for write in chunk):
+                    refused.extend(sites)
+                    continue  # nothing of the chunk is written: the transaction commits no change
+                conn.executemany(
+                    "UPDATE site_syncs SET doc = ?, version = version + 1, pushed_key = ?, due_key = ?"
+                    " WHERE release_id = ? AND site = ?",
+                    [
+                        (doc, _pushed_key(w.row, w.row.release_id), _due_key(w.row), w.row.release_id, w.row.site)
+                        for doc, w in zip(docs, chunk, strict=True)
+                    ],
+                )
+                for write in chunk:
+                    entry = ledger_change(write.row, write.previous)
+                    if entry is not None:
+                        self._write_ledger(conn, entry)
+            saved.extend(sites)
+        return BatchSaved(tuple(saved), tuple(refused))
+
+    @staticmethod
+    def _row_matches(conn: sqlite3.Connection, write: RowWrite) -> bool:
+        found = conn.execute(
+            "SELECT version FROM site_syncs WHERE release_id = ? AND site = ?", (write.row.release_id, write.row.site)
+        ).fetchone()
+        return found is not None and _etag(found[0]) == write.etag
 
     def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
         entries = [entry for row in rows if (entry := ledger_change(row, None)) is not None]

@@ -25,6 +25,7 @@ from shared.domain.model import Release, Site, SiteSync, Versioned
 from shared.domain.states import READY_STATES, SyncReason, SyncState
 from shared.domain.transfers import arrival_sample, choose_rate, learned_rate
 from shared.errors import NotFound
+from shared.ports import RowWrite
 from shared.services.announce import publish
 from shared.services.dependencies import Dependencies
 from shared.services.rows import Decision, update_row
@@ -54,7 +55,8 @@ def plan_transfers(services: Dependencies, release: Release, rows: Sequence[Vers
         return 0
     sites = {site.name: site for site in services.catalog.sites()}
     history = _history(services, release, sites)
-    planned, events = 0, []
+    transfers: dict[str, tuple[Site, Transfer]] = {}
+    writes: list[RowWrite] = []
     for versioned in todo:
         site = sites.get(versioned.value.site)
         if site is None:
@@ -62,27 +64,30 @@ def plan_transfers(services: Dependencies, release: Release, rows: Sequence[Vers
         known = history.get(site.name, _SiteHistory())
         rate = choose_rate(site.bandwidth_bps, learned_rate(known.samples))
         transfer = Transfer(tuple(blob.size for blob in content.blobs if blob.digest not in known.held), rate)
+        transfers[site.name] = (site, transfer)
+        writes.append(RowWrite(with_transfer(versioned.value, site, transfer, now), versioned.etag, versioned.value))
+    # One transaction per 100 rows; a chunk that lost a race with a check is planned row by row.
+    batch = services.store.save_site_sync_batch(writes)
+    saved = set(batch.saved)
+    planned = {write.row.site: write.row for write in writes if write.row.site in saved}
+    for name in batch.refused:
+        site, transfer = transfers[name]
         try:
-            update = update_row(
-                services.store,
-                release.release_id,
-                site.name,
-                _planner(site, transfer, now),
-                current=versioned,
-            )
+            update = update_row(services.store, release.release_id, name, _planner(site, transfer, now))
         except NotFound:
             continue
-        planned += update.changed
-        if update.changed and update.after.reason is SyncReason.EXCEEDS_WINDOW:
-            events.append(wont_fit_event(update.after, release, now))
+        if update.changed:
+            planned[name] = update.after
+    events = [wont_fit_event(row, release, now) for row in planned.values() if row.reason is SyncReason.EXCEEDS_WINDOW]
     publish(services.events, events)
     logger.info(
-        "planned the transfers of release %s to %s sites; %s do not fit their next window",
+        "planned the transfers of release %s to %s sites (%s row by row); %s do not fit their next window",
         release.release_id,
-        planned,
+        len(planned),
+        len(batch.refused),
         len(events),
     )
-    return planned
+    return len(planned)
 
 
 def _planner(site: Site, transfer: Transfer, now: datetime) -> Decision:

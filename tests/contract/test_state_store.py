@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shared.domain.changes import RowChange
 from shared.domain.evidence_bundles import verify_bundle, verify_consistency
 from shared.domain.ledger import LedgerFigures, figures_by_site
+from shared.domain.links import LinkRate, RateSource, Transfer
 from shared.domain.model import Site, SiteSync, TagPolicy, Versioned
 from shared.domain.receipts import ReceiptSigner
 from shared.domain.states import EvidenceSource, SyncReason, SyncState
@@ -36,7 +37,7 @@ from shared.domain.workloads import (
     fit_runtime,
 )
 from shared.errors import AlreadyExists, ConcurrencyConflict, EntityTooLarge, InvalidInput, NotFound
-from shared.ports import StateStore
+from shared.ports import BatchSaved, RowWrite, StateStore
 from shared.services.bundles import evidence_bundle
 from shared.services.receipts import receipt_hook
 from shared.services.rows import release_loader, update_row
@@ -585,6 +586,47 @@ def test_the_site_ledger_keeps_each_sites_figures_from_its_seed_on(store: StateS
     assert figures(T0 + timedelta(hours=1))["plant-01"].received == 1
     midnight = T0.replace(hour=0, minute=0, second=0, microsecond=0)
     assert figures(midnight)["plant-01"].received == 2
+
+
+def test_a_batch_save_writes_whole_chunks_and_hands_back_those_that_lost_a_race(store: StateStore) -> None:
+    release, other = make_release(), make_release("retail/pos-api")
+    for each in (release, other):
+        store.create_release(each)
+    sites = site_names(250)
+    store.add_site_syncs([replace(make_row(release, site), in_ledger=True) for site in sites])
+    store.add_site_syncs([make_row(other, sites[0])])
+    store.seed_ledger([replace(make_row(release, site), in_ledger=True) for site in sites])
+    # One row arrived before it is planned: its delivered bytes enter the report with the batch.
+    first = store.get_site_sync(release.release_id, sites[0])
+    arrived = first.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0 + timedelta(minutes=5))
+    store.save_site_sync(arrived, etag=first.etag, previous=first.value)
+    read = store.list_site_syncs(release.release_id)
+    # A check moves a row of the second chunk after the planner read it.
+    racing = store.get_site_sync(release.release_id, sites[150])
+    store.save_site_sync(replace(racing.value, checks=racing.value.checks + 1), etag=racing.etag)
+
+    transfer = Transfer((3_000, 1_000), LinkRate(2_000_000.0, RateSource.DECLARED))
+    writes = [RowWrite(replace(row.value, transfer=transfer), row.etag, row.value) for row in read]
+    result = store.save_site_sync_batch(writes)
+
+    assert result.refused == tuple(sites[100:200])  # the chunk of 100 that holds the moved row
+    assert result.saved == tuple(sites[:100] + sites[200:])
+    stored = {row.value.site: row.value for row in store.list_site_syncs(release.release_id)}
+    assert all(stored[site].transfer == transfer for site in result.saved)
+    assert all(stored[site].transfer is None for site in result.refused)
+    assert stored[sites[150]].checks == racing.value.checks + 1
+    days = store.list_ledger(pushed_from=T0 - timedelta(hours=1), pushed_until=T0 + timedelta(days=1))
+    assert figures_by_site(days, T0 - timedelta(hours=1))[sites[0]].bytes_delivered == 4_000
+
+    # The rows' new ETags take the next write; the ones read before are refused, and so is a gone row.
+    again = store.save_site_sync_batch(writes[:3])
+    assert (again.saved, again.refused) == ((), tuple(sites[:3]))
+    gone = RowWrite(make_row(release, "plant-gone"), read[0].etag, make_row(release, "plant-gone"))
+    assert store.save_site_sync_batch([gone]).refused == ("plant-gone",)
+    with pytest.raises(InvalidInput) as refused:
+        store.save_site_sync_batch([writes[0], RowWrite(make_row(other, sites[0]), read[0].etag, read[0].value)])
+    assert refused.value.code == "CROSS_RELEASE_WRITE"
+    assert store.save_site_sync_batch([]) == BatchSaved()
 
 
 class _Sink:

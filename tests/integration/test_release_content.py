@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import secrets
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from shared.domain.observations import OutboundEventType
 from shared.domain.states import SyncReason, SyncState
 from shared.domain.windows import window_at_or_after
 from shared.errors import InvalidInput, UpstreamRejected, UpstreamUnavailable
+from shared.local.content import SyntheticContentReader
+from shared.ports import BatchSaved, RowWrite
 from shared.services import status
 from shared.services.report import site_report
 from shared.services.summaries import summarize_release
@@ -208,6 +211,48 @@ def test_each_site_needs_what_it_does_not_hold_and_a_slow_link_is_told_at_push_t
     finally:
         services.queue.close()
         reader.close()
+
+
+class _CheckRacesThePlanner(SqliteStateStore):
+    """A store in which a site's check saves its row between the planner's read and its batch write."""
+
+    racing_site = "camp-02"
+
+    def save_site_sync_batch(self, writes: Sequence[RowWrite]) -> BatchSaved:
+        release_id = writes[0].row.release_id
+        current = self.get_site_sync(release_id, self.racing_site)
+        self.save_site_sync(replace(current.value, checks=current.value.checks + 1), etag=current.etag)
+        return super().save_site_sync_batch(writes)
+
+
+def test_planning_writes_the_rows_in_batches_and_redoes_a_chunk_a_check_raced(tmp_path: Path) -> None:
+    store = _CheckRacesThePlanner(tmp_path / "state.db")
+    nightly = {"schedule": "0 22 * * *", "sync_window": timedelta(hours=1), "repositories": ("haulage/*",)}
+    slow = {"bandwidth_bps": 100.0, **nightly}  # nothing of a few MB fits an hour at 100 bit/s
+    store.upsert_sites([make_site(f"camp-{i:02d}", **slow) for i in range(1, 121)] + [make_site("plant-01", **nightly)])
+    events = CountingSink()
+    services = bootstrap(
+        Settings(data_dir=tmp_path),
+        store=store,
+        queue=SqliteJobQueue(tmp_path / "q.db"),
+        events=events,
+        clock=FakeClock(T0),
+        content_reader=SyntheticContentReader(),
+    )
+    try:
+        release = push_release(services, "haulage/planner", "1.0", at=T0)
+        summarize_release(services, release)
+        rows = {row["site"]: row for row in status.release_detail(services, release)["sites"]}
+        camps = [row for site, row in rows.items() if site != "plant-01"]
+        assert len(camps) == 120 and all(row["bytes_needed"] and row["reason"] == "EXCEEDS_WINDOW" for row in camps)
+        assert rows["plant-01"]["bytes_needed"] and rows["plant-01"]["reason"] == "WINDOW_CLOSED"
+        # The raced site kept its check's write and got its transfer on top of it.
+        raced = store.get_site_sync(release, "camp-02").value
+        assert raced.checks == 1 and raced.transfer is not None
+        wont_fit = sorted(e.event_id for e in events.events if e.type is OutboundEventType.SITE_WONT_FIT)
+        assert wont_fit == sorted(f"{release}:camp-{i:02d}:wont_fit" for i in range(1, 121))
+    finally:
+        services.queue.close()
 
 
 def test_an_image_copied_with_skopeo_weighs_what_skopeo_reports_and_brings_its_annotations(

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from orchestrations.api import create_app
 from orchestrations.api.dev import DevTools
+from shared.domain.gate import FailureCode
 from tests.fakes import FIXTURES
 
 BEFORE = json.loads((FIXTURES / "api-routes.json").read_text())
@@ -67,3 +68,10 @@ def test_every_documented_operation_has_an_explicit_camel_case_id() -> None:
     ids = [op["operationId"] for ops in create_app().openapi()["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[a-z][A-Za-z]+", operation_id) for operation_id in ids), ids
+
+
+def test_the_documented_gate_reasons_are_every_reason_the_gate_gives() -> None:
+    # The OpenAPI enum is what a pipeline's generated client accepts: a code the gate gives and the
+    # document omits breaks that client on the first release that hits it.
+    documented = create_app().openapi()["components"]["schemas"]["GateReasonModel"]["properties"]["code"]["enum"]
+    assert set(documented) == {code.value for code in FailureCode}
