@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.adapters.azure_tables import MAX_BATCH
 from shared.config import Settings
 from shared.domain.acr_events import image_pushed_event
 from shared.domain.model import Site
 from shared.errors import ConcurrencyConflict
+from shared.ports import ROWS_PER_TRANSACTION
 
 NOW = datetime(2026, 11, 24, 9, 42, tzinfo=UTC)
 # The push of tests/fixtures/events/eventgrid-image-pushed.json, 48 s before NOW: the worker's fake
@@ -108,7 +108,7 @@ class Counting:
     ``save_site_sync`` raised (each one is an ETag conflict that ``update_row`` retried).
 
     ``transactions`` counts round trips instead: the same, but ``add_site_syncs`` and
-    ``save_site_sync_batch`` as one per ``MAX_BATCH`` rows (an entity-group transaction each), the unit
+    ``save_site_sync_batch`` as one per ``ROWS_PER_TRANSACTION`` rows (an entity-group transaction each), the unit
     of the fan-out's floor."""
 
     def __init__(self, inner: Any) -> None:
@@ -134,7 +134,7 @@ class Counting:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             batched = name in {"add_site_syncs", "save_site_sync_batch"}
-            rounds = math.ceil(len(args[0]) / MAX_BATCH) if batched else 1
+            rounds = math.ceil(len(args[0]) / ROWS_PER_TRANSACTION) if batched else 1
             conflict = False
             started = time.perf_counter()
             try:

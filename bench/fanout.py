@@ -1,7 +1,7 @@
 """Fan-out benchmark: one push to N sites, on SQLite and on Table Storage (Azurite).
 
 Prints, per backend and N: store operations and queue sends against the floor
-(1 release write + ceil(N/100) row transactions + ceil(total message bytes / batch limit) sends),
+(1 release write + ceil(N/99) row transactions + ceil(total message bytes / batch limit) sends),
 and wall time next to a raw baseline doing the same minimal writes in the same run.
 
 Then what weighing a release adds per push, off the fan-out's path (its first summary): the manifest
@@ -45,6 +45,7 @@ from shared.adapters.sqlite_store import SqliteStateStore
 from shared.bootstrap import bootstrap
 from shared.domain.acr_events import decode_event
 from shared.domain.content import synthetic_content
+from shared.ports import ROWS_PER_TRANSACTION
 from shared.services.fanout import plan_fanout
 from shared.services.ingest import _candidate, ingest_event
 from shared.services.transfers import plan_transfers
@@ -69,7 +70,7 @@ class Run:
 
     def report(self) -> str:
         floor_sends = math.ceil(self.message_bytes / STANDARD_BATCH)
-        floor = 1 + math.ceil(self.sites / 100) + floor_sends
+        floor = 1 + math.ceil(self.sites / ROWS_PER_TRANSACTION) + floor_sends
         ops = self.store_ops + self.sends
         return (
             f"{self.backend:8} N={self.sites:>6}: store ops {self.store_ops:>4} + sends {self.sends:>3} = {ops:>4} "

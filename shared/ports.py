@@ -30,6 +30,10 @@ from shared.errors import InvalidInput
 
 PropertyValue = str | int | float | bool
 
+# Rows of one release written atomically together: a Table Storage entity-group transaction holds
+# 100 operations, and one of them moves the release's version (what a revalidation reads).
+ROWS_PER_TRANSACTION = 99
+
 
 @dataclass(frozen=True)
 class SavedSiteSync:
@@ -124,7 +128,8 @@ class StateStore(Protocol):
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
         """Create the rows that do not exist yet and leave existing ones untouched (idempotent).
 
-        Writes in atomic batches of at most 100 rows of one release. Returns how many were created.
+        Writes in atomic batches of at most :data:`ROWS_PER_TRANSACTION` rows of one release. Returns
+        how many were created.
         """
 
     def get_site_sync(self, release_id: str, site: str) -> Versioned[SiteSync]:
@@ -151,7 +156,7 @@ class StateStore(Protocol):
     ) -> SavedSiteSync:
         """Atomically: replace ``row`` iff ``etag`` matches, replace the release header iff its etag
         matches (when given), and append ``evidence`` (an ``evidence_id`` already stored is not
-        duplicated). At most 98 evidence records per call (one entity-group transaction).
+        duplicated). At most 97 evidence records per call (one entity-group transaction).
         ``previous``, the row as read, lets the store skip a ledger write that changes nothing.
 
         Afterwards the row appears in :meth:`list_site_syncs_for_site` for its site. That per-site
@@ -165,12 +170,13 @@ class StateStore(Protocol):
         """
 
     def save_site_sync_batch(self, writes: Sequence[RowWrite]) -> BatchSaved:
-        """Replace rows of one release, each iff its ETag matches, in atomic chunks of at most 100 rows
-        (one entity-group transaction each): for a change that touches many rows and no evidence, such
-        as planning every row's transfer. A chunk in which any row changed since it was read, or is
-        gone, writes nothing and its sites come back ``refused``. The ledger follows the rows as
-        :meth:`save_site_sync` keeps it; the per-site listing does not: a row already in it shows
-        the row as of its last :meth:`save_site_sync` until the next one.
+        """Replace rows of one release, each iff its ETag matches, in atomic chunks of
+        :data:`ROWS_PER_TRANSACTION` rows (one entity-group transaction each): for a change that
+        touches many rows and no evidence, such as planning every row's transfer. A chunk in which
+        any row changed since it was read, or is gone, writes nothing and its sites come back
+        ``refused``. The ledger follows the rows as :meth:`save_site_sync` keeps it; the per-site
+        listing does not: a row already in it shows the row as of its last :meth:`save_site_sync`
+        until the next one.
 
         Raises:
             InvalidInput: ``CROSS_RELEASE_WRITE`` when the rows belong to more than one release.

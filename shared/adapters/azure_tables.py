@@ -10,6 +10,8 @@ Layout (``{prefix}`` lets tests and environments share an account):
     group transaction:
 
     - RowKey ``"release"``: the header (``doc``, ``repository``, ``digest``);
+    - RowKey ``"release|version"``: ``token``, a random value every transaction that writes rows
+      replaces, so the release's version (header ETag and token) is one two-entity range read;
     - RowKey ``"s|<site>"``: one site-sync row (``doc``, ``site``, ``state``, and ``due_at`` when the
       row is due at some time: the sweeper's index, a fixed-width UTC time compared in the service);
     - RowKey ``"e|<site>|<observed_at, UTC, fixed width>|<evidence_id>"``: evidence (``doc``, ``site``).
@@ -45,6 +47,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +113,7 @@ from shared.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from shared.ports import BatchSaved, RowWrite, SavedSiteSync, batch_release
+from shared.ports import ROWS_PER_TRANSACTION, BatchSaved, RowWrite, SavedSiteSync, batch_release
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -131,6 +134,11 @@ SITE_PK = "site"
 RUNTIME_PK = "runtime"
 INDEX_PK = "all"
 HEADER_RK = "release"
+# The release's version: rewritten with a fresh token in the transaction of every row write, so a
+# revalidation reads two entities, not a key per row. Its key sorts right after the header's and
+# before every row's, so header and version are one short range of the partition.
+VERSION_RK = "release|version"
+VERSION_PROPERTY = "token"
 ANNOTATIONS_PROPERTY = "annotations"  # the release's annotations, beside its header document
 ROW_PREFIX = "s|"
 EVIDENCE_PREFIX = "e|"
@@ -235,6 +243,13 @@ def _evidence_rk(ev: Evidence) -> str:
 
 def _index_rk(pushed_at: datetime, release_id: str) -> str:
     return f"{inverted_time_key(pushed_at)}|{encode_key(release_id)}"
+
+
+def _version_op(pk: str) -> _Op:
+    # Unconditional: concurrent writers of different rows never conflict on it; whichever commits
+    # last leaves a token no reader has seen.
+    entity = {"PartitionKey": pk, "RowKey": VERSION_RK, VERSION_PROPERTY: secrets.token_hex(16)}
+    return ("upsert", entity, {"mode": UpdateMode.REPLACE})
 
 
 def _header_entity(release: Release) -> dict[str, Any]:
@@ -628,8 +643,9 @@ class AzureTableStore:
     def add_site_syncs(self, rows: Sequence[SiteSync]) -> int:
         created = 0
         for pk, entities in _group_by_partition(_row_entity(row) for row in rows).items():
-            for chunk in _chunks(list(entities.values()), MAX_BATCH):
-                created += len(self._create_missing(_RELEASES, pk, chunk, f"add site syncs to release {pk}"))
+            for chunk in _chunks(list(entities.values()), ROWS_PER_TRANSACTION):
+                operation = f"add site syncs to release {pk}"
+                created += len(self._create_missing(_RELEASES, pk, chunk, operation, moves_version=True))
         return created
 
     def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
@@ -638,7 +654,7 @@ class AzureTableStore:
         self._record_ledger(entries, only_if_absent=True)
 
     def _create_missing(
-        self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str
+        self, logical: str, pk: str, chunk: Sequence[dict[str, Any]], operation: str, *, moves_version: bool = False
     ) -> list[dict[str, Any]]:
         """Create the entities of one partition chunk that do not exist yet, atomically; the new ones.
 
@@ -652,6 +668,8 @@ class AzureTableStore:
             if not pending:
                 return []
             ops: list[_Op] = [("create", entity, {}) for entity in pending]
+            if moves_version:
+                ops.append(_version_op(pk))
             try:
                 with _translated(operation):
                     table.submit_transaction(ops)
@@ -691,7 +709,28 @@ class AzureTableStore:
         return sorted(rows, key=lambda versioned: versioned.value.site)
 
     def release_version(self, release_id: str) -> str:
-        # The header and the rows by key only: each entity's ETag comes with it, no document crosses.
+        pk = _pk(release_id)
+        operation = f"read the version of release {release_id}"
+        found = {
+            str(entity["RowKey"]): entity
+            for entity in self._query(
+                _RELEASES,
+                operation,
+                "PartitionKey eq @pk and RowKey ge @header and RowKey le @version",
+                {"pk": pk, "header": HEADER_RK, "version": VERSION_RK},
+                select=["RowKey", VERSION_PROPERTY],
+            )
+        }
+        if HEADER_RK not in found:
+            raise NotFound(f"release {release_id} does not exist")
+        if VERSION_RK in found:
+            return f"{_etag(found[HEADER_RK])}|{found[VERSION_RK][VERSION_PROPERTY]}"
+        return self._release_version_from_rows(release_id)
+
+    def _release_version_from_rows(self, release_id: str) -> str:
+        # A release whose rows were written before the version entity existed: the header and the
+        # rows by key only (each entity's ETag comes with it, no document crosses). Its next row
+        # write creates the version entity, and from then on the two-entity read above answers.
         # (Parameters are substituted per space-separated word, hence the spaced parentheses.)
         entities = self._query(
             _RELEASES,
@@ -744,9 +783,10 @@ class AzureTableStore:
         # evidence ids are deterministic, so the record written is the one already there.
         unique = {entity["RowKey"]: entity for entity in map(_evidence_entity, evidence)}
         ops.extend(("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in unique.values())
+        ops.append(_version_op(_pk(row.release_id)))
         if len(ops) > MAX_BATCH:
             raise InvalidInput(
-                "TOO_MUCH_EVIDENCE", f"one save takes at most {MAX_BATCH - 2} evidence records, got {len(unique)}"
+                "TOO_MUCH_EVIDENCE", f"one save takes at most {MAX_BATCH - 3} evidence records, got {len(unique)}"
             )
         operation = f"save site sync {row.release_id}/{row.site}"
         with _translated(operation):
@@ -769,9 +809,10 @@ class AzureTableStore:
         saved: list[str] = []
         refused: list[str] = []
         entries: list[LedgerEntry] = []
-        for chunk in _chunks(list(writes), MAX_BATCH):
+        for chunk in _chunks(list(writes), ROWS_PER_TRANSACTION):
             sites = [write.row.site for write in chunk]
             ops: list[_Op] = [("update", _row_entity(w.row), _conditional(w.etag)) for w in chunk]
+            ops.append(_version_op(_pk(chunk[0].row.release_id)))
             try:
                 with _translated(f"save {len(chunk)} site syncs of release {chunk[0].row.release_id}"):
                     self._table(_RELEASES).submit_transaction(ops)

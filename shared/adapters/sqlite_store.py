@@ -42,12 +42,12 @@ from shared.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from shared.ports import BatchSaved, RowWrite, SavedSiteSync, batch_release
+from shared.ports import ROWS_PER_TRANSACTION, BatchSaved, RowWrite, SavedSiteSync, batch_release
 
 logger = logging.getLogger(__name__)
 
 # Same batch bound as a Table Storage entity-group transaction, so callers see one behaviour.
-MAX_ROWS_PER_BATCH = 100
+MAX_ROWS_PER_BATCH = ROWS_PER_TRANSACTION
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

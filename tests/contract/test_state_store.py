@@ -37,7 +37,7 @@ from shared.domain.workloads import (
     fit_runtime,
 )
 from shared.errors import AlreadyExists, ConcurrencyConflict, EntityTooLarge, InvalidInput, NotFound
-from shared.ports import BatchSaved, RowWrite, StateStore
+from shared.ports import ROWS_PER_TRANSACTION, BatchSaved, RowWrite, StateStore
 from shared.services.bundles import evidence_bundle
 from shared.services.receipts import receipt_hook
 from shared.services.rows import release_loader, update_row
@@ -273,7 +273,18 @@ def test_release_version_moves_with_every_write_of_the_release_and_only_then(sto
     header = store.get_release(release.release_id)
     store.replace_release(header.value.with_event("late-tag", frozenset({"2.0"})), etag=header.etag)
     seen.append(store.release_version(release.release_id))
+    rows = store.list_site_syncs(release.release_id)
+    store.save_site_sync_batch([RowWrite(replace(r.value, checks=r.value.checks + 1), r.etag, r.value) for r in rows])
+    seen.append(store.release_version(release.release_id))
     assert len(set(seen)) == len(seen)
+
+    # Writes that change nothing leave it: rows that exist already, a batch that lost its race,
+    # a save refused for a stale ETag.
+    store.add_site_syncs([make_row(release, "plant-01")])
+    assert store.save_site_sync_batch([RowWrite(rows[0].value, rows[0].etag, rows[0].value)]).refused == ("plant-01",)
+    with pytest.raises(ConcurrencyConflict):
+        store.save_site_sync(rows[1].value, etag=rows[1].etag)
+    assert store.release_version(release.release_id) == seen[-1]
 
     # Another release's rows, evidence and reads leave it alone.
     store.add_site_syncs([make_row(other, "plant-01")])
@@ -609,8 +620,9 @@ def test_a_batch_save_writes_whole_chunks_and_hands_back_those_that_lost_a_race(
     writes = [RowWrite(replace(row.value, transfer=transfer), row.etag, row.value) for row in read]
     result = store.save_site_sync_batch(writes)
 
-    assert result.refused == tuple(sites[100:200])  # the chunk of 100 that holds the moved row
-    assert result.saved == tuple(sites[:100] + sites[200:])
+    chunk = ROWS_PER_TRANSACTION
+    assert result.refused == tuple(sites[chunk : 2 * chunk])  # the chunk that holds the moved row
+    assert result.saved == tuple(sites[:chunk] + sites[2 * chunk :])
     stored = {row.value.site: row.value for row in store.list_site_syncs(release.release_id)}
     assert all(stored[site].transfer == transfer for site in result.saved)
     assert all(stored[site].transfer is None for site in result.refused)

@@ -143,6 +143,7 @@ def test_entity_layout(store: AzureTableStore, service: TableServiceClient) -> N
     observed = "2026-11-24T10:41:12.000000Z"
     assert set(partition) == {
         "release",
+        "release|version",
         "s|plant-01",
         "s|plant-02",
         f"e|plant-01|{observed}|{evidence.evidence_id}",
@@ -222,7 +223,8 @@ def test_a_stale_header_etag_leaves_row_evidence_and_index_untouched(
         )
 
     after = _entities(service, store, "releases", release.release_id)
-    assert set(after) == set(before) == {"release", "s|plant-01"}  # no evidence appeared
+    assert set(after) == set(before) == {"release", "release|version", "s|plant-01"}  # no evidence appeared
+    assert after["release|version"]["token"] == before["release|version"]["token"]  # nor a new version
     assert after["s|plant-01"].metadata["etag"] == row.etag  # the row was not written
     assert after["s|plant-01"]["state"] == "PENDING"
     assert after["release"].metadata["etag"] == before["release"].metadata["etag"]
@@ -258,7 +260,7 @@ def test_add_250_rows_where_30_exist_creates_220_and_keeps_the_30(
     release = make_release()
     store.create_release(release)
     sites = site_names(250)
-    existing = sites[::8][:30]  # spread over all three chunks of 100
+    existing = sites[::8][:30]  # spread over all three chunks of 99
     assert store.add_site_syncs([make_row(release, s, state=SyncState.SKIPPED) for s in existing]) == 30
     etags = {v.value.site: v.etag for v in store.list_site_syncs(release.release_id)}
 
@@ -313,6 +315,67 @@ def test_list_site_syncs_follows_continuations_past_1000_rows(store: AzureTableS
     assert [v.value.site for v in listed] == sites
     # The service caps a response at 1,000 entities: 1,234 rows take two responses, both followed.
     assert len([url for method, url in counter.requests if method == "GET"]) == 2
+
+
+def test_a_release_version_is_one_short_read_whatever_the_rows(
+    store: AzureTableStore, service: TableServiceClient, counter: RequestCounter
+) -> None:
+    release = make_release()
+    store.create_release(release)
+    store.add_site_syncs([make_row(release, s) for s in site_names(1_234)])
+
+    counter.reset()
+    version = store.release_version(release.release_id)
+    # Header and version entity, not a key per row (1,235 keys would take two responses).
+    assert len(counter.requests) == 1
+    table = service.get_table_client(store.table_names["releases"])
+    token = table.get_entity(release.release_id, "release|version")["token"]
+    assert version.endswith(f"|{token}")
+
+
+def test_a_release_written_before_the_version_entity_is_versioned_by_its_rows_until_its_next_write(
+    store: AzureTableStore, service: TableServiceClient
+) -> None:
+    release = make_release()
+    store.create_release(release)
+    store.add_site_syncs([make_row(release, "plant-01"), make_row(release, "plant-02")])
+    table = service.get_table_client(store.table_names["releases"])
+    table.delete_entity(release.release_id, "release|version")  # as a release stored by an earlier acrsync
+
+    legacy = store.release_version(release.release_id)
+    assert store.release_version(release.release_id) == legacy
+    row = store.get_site_sync(release.release_id, "plant-01")
+    store.save_site_sync(row.value.moved_to(SyncState.SYNCED, SyncReason.SYNCED_AFTER_PUSH, T0), etag=row.etag)
+    assert store.release_version(release.release_id) != legacy
+    assert table.get_entity(release.release_id, "release|version")["token"]
+
+
+def test_concurrent_saves_of_different_rows_all_commit_and_each_moves_the_version(store: AzureTableStore) -> None:
+    release = make_release()
+    store.create_release(release)
+    sites = site_names(8)
+    store.add_site_syncs([make_row(release, s) for s in sites])
+    before = store.release_version(release.release_id)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(sites))
+
+    def check(site: str) -> None:
+        try:
+            row = store.get_site_sync(release.release_id, site)
+            start.wait()
+            store.save_site_sync(replace(row.value, checks=row.value.checks + 1), etag=row.etag)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(site,)) for site in sites]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The version entity is written unconditionally, so writers of other rows never conflict on it.
+    assert errors == []
+    assert all(row.value.checks == 1 for row in store.list_site_syncs(release.release_id))
+    assert store.release_version(release.release_id) != before
 
 
 def test_evidence_keys_sort_by_utc_time_whatever_the_offset(store: AzureTableStore) -> None:

@@ -75,7 +75,8 @@ function relative(iso) {
 }
 function when(iso) {
   if (!iso) return "—";
-  return h("time", { datetime: iso, title: absolute(iso) }, `${relative(iso)} · ${absolute(iso)}`);
+  // Two unbreakable halves: a narrow column wraps between them, never inside a date.
+  return h("time", { datetime: iso, title: absolute(iso) }, h("span", {}, relative(iso)), " · ", h("span", {}, absolute(iso)));
 }
 function whenText(iso) { return iso ? `${relative(iso)} (${absolute(iso)})` : "—"; }
 
