@@ -108,8 +108,8 @@ class Counting:
     ``save_site_sync`` raised (each one is an ETag conflict that ``update_row`` retried).
 
     ``transactions`` counts round trips instead: the same, but ``add_site_syncs`` and
-    ``save_site_sync_batch`` as one per ``ROWS_PER_TRANSACTION`` rows (an entity-group transaction each), the unit
-    of the fan-out's floor."""
+    ``save_site_sync_batch`` as one per ``ROWS_PER_TRANSACTION`` rows (an entity-group transaction
+    each), the unit of the fan-out's floor."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner

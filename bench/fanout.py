@@ -6,7 +6,7 @@ and wall time next to a raw baseline doing the same minimal writes in the same r
 
 Then what weighing a release adds per push, off the fan-out's path (its first summary): the manifest
 reads against a real OCI registry on loopback (one for an image, one more per platform of an index,
-counted on the wire) and planning every row's transfer (one conditional row write per row), each as a
+counted on the wire) and planning every row's transfer (conditional batches of rows), each as a
 ratio to the fan-out of the same run. A loopback registry answers in about a millisecond; ACR across a
 WAN in tens, so the reads are counted as well as timed.
 
@@ -92,10 +92,11 @@ class Weighing:
     reads: int
     seconds: float
 
-    def report(self, fan_out_seconds: float) -> str:
+    def report(self, fan_out: Run) -> str:
         return (
             f"weighing {self.kind:24}: {self.reads} manifest read{'s' if self.reads > 1 else ''} "
-            f"{self.seconds * 1000:6.2f} ms -> {self.seconds / fan_out_seconds:.4f}x the whole fan-out of 1,000 sites"
+            f"{self.seconds * 1000:6.2f} ms -> {self.seconds / fan_out.seconds:.4f}x the whole fan-out of "
+            f"{fan_out.sites:,} sites ({fan_out.backend})"
         )
 
 
@@ -252,7 +253,7 @@ def main() -> None:
     for run in runs:
         print(run.report())
     print("what weighing adds per push, in the release's first summary (not on the fan-out's path):")
-    baseline = next((run.seconds for run in runs if run.backend == "sqlite" and run.sites == 1000), runs[0].seconds)
+    baseline = next((run for run in runs if run.backend == "sqlite" and run.sites == 1000), runs[0])
     for weighing in weighings:
         print(weighing.report(baseline))
     for run in runs:

@@ -46,8 +46,6 @@ from shared.ports import ROWS_PER_TRANSACTION, BatchSaved, RowWrite, SavedSiteSy
 
 logger = logging.getLogger(__name__)
 
-# Same batch bound as a Table Storage entity-group transaction, so callers see one behaviour.
-MAX_ROWS_PER_BATCH = ROWS_PER_TRANSACTION
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -400,13 +398,13 @@ class SqliteStateStore:
         created = 0
         for _, group in groupby(prepared, key=lambda item: item[0]):
             batch = list(group)
-            for start in range(0, len(batch), MAX_ROWS_PER_BATCH):
+            for start in range(0, len(batch), ROWS_PER_TRANSACTION):
                 with self._db.write("add site syncs") as conn:
                     before = conn.total_changes
                     conn.executemany(
                         "INSERT OR IGNORE INTO site_syncs (release_id, site, doc, version, saved, pushed_key, due_key)"
                         " VALUES (?, ?, ?, 1, 0, ?, ?)",
-                        batch[start : start + MAX_ROWS_PER_BATCH],
+                        batch[start : start + ROWS_PER_TRANSACTION],
                     )
                     created += conn.total_changes - before
         return created
@@ -488,8 +486,8 @@ class SqliteStateStore:
         batch_release(writes)
         saved: list[str] = []
         refused: list[str] = []
-        for start in range(0, len(writes), MAX_ROWS_PER_BATCH):
-            chunk = writes[start : start + MAX_ROWS_PER_BATCH]
+        for start in range(0, len(writes), ROWS_PER_TRANSACTION):
+            chunk = writes[start : start + ROWS_PER_TRANSACTION]
             sites = [write.row.site for write in chunk]
             docs = [
                 codec.dump_document(codec.site_sync_to_doc(w.row), what=f"site sync {w.row.release_id}/{w.row.site}")
@@ -523,9 +521,9 @@ class SqliteStateStore:
 
     def seed_ledger(self, rows: Sequence[SiteSync]) -> None:
         entries = [entry for row in rows if (entry := ledger_change(row, None)) is not None]
-        for start in range(0, len(entries), MAX_ROWS_PER_BATCH * 5):
+        for start in range(0, len(entries), ROWS_PER_TRANSACTION * 5):
             with self._db.write("seed the site ledger") as conn:
-                for entry in entries[start : start + MAX_ROWS_PER_BATCH * 5]:
+                for entry in entries[start : start + ROWS_PER_TRANSACTION * 5]:
                     self._write_ledger(conn, entry, only_if_absent=True)
 
     @staticmethod

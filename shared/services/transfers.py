@@ -66,7 +66,7 @@ def plan_transfers(services: Dependencies, release: Release, rows: Sequence[Vers
         transfer = Transfer(tuple(blob.size for blob in content.blobs if blob.digest not in known.held), rate)
         transfers[site.name] = (site, transfer)
         writes.append(RowWrite(with_transfer(versioned.value, site, transfer, now), versioned.etag, versioned.value))
-    # One transaction per 100 rows; a chunk that lost a race with a check is planned row by row.
+    # One transaction per ROWS_PER_TRANSACTION rows; a chunk that lost a race with a check is planned row by row.
     batch = services.store.save_site_sync_batch(writes)
     saved = set(batch.saved)
     planned = {write.row.site: write.row for write in writes if write.row.site in saved}
